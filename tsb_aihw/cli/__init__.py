@@ -1,0 +1,1 @@
+"""Command-line interface: ``tsb-aihw <command>``; one module per command."""

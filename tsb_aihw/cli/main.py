@@ -1,0 +1,49 @@
+"""Entry point of ``tsb-aihw``: builds the parser from the command modules, turns user errors into exit 2."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from tsb_aihw.errors import TSBError
+
+# Each module defines NAME, HELP, add_arguments(parser) and run(args) -> int.
+COMMAND_MODULES = ("doctor", "presets", "demo", "run")
+
+
+def _load_commands() -> list:
+    mods = []
+    for name in COMMAND_MODULES:
+        try:
+            mods.append(importlib.import_module(f"tsb_aihw.cli.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tsb_aihw.cli.{name}":
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tsb-aihw", description="TSB deployment on simulated analog NVM chips (AIHWKit).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for mod in _load_commands():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except TSBError as exc:
+        print(f"tsb-aihw {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tsb-aihw {args.command}: interrupted; finished results are kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""What every result file records: versions and machine, next to its config and seed."""
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("tsb-aihw", "torch", "torchvision", "aihwkit", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    out: dict[str, str] = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def provenance() -> dict[str, Any]:
+    return {"versions": package_versions(), "platform": platform.platform(), "machine": platform.machine()}
