@@ -1,0 +1,124 @@
+"""Measure what a preset does to a reference weight matrix: error over time, one-shot vs verified, cost.
+
+``python -m tsb_aihw.devices.characterize [--chips 5] [--json]`` reproduces the tables in docs/devices.md.
+The layer is one ``AnalogLinear`` (single tile) with Gaussian weights; the effective weight is what the
+forward pass uses: the programmed/drifted tile weights times the drift-compensation scale ``alpha``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any, Sequence
+
+import torch
+
+from tsb_aihw.devices.presets import DevicePreset, list_presets, load_preset
+from tsb_aihw.devices.programming import programming_cost, tile_programming_stats
+
+#: "programmed" = right after programming (no drift call); the others call ``drift_analog_weights(t)``. For PCM
+#: AIHWKit's t counts from t_0 = 20 s after programming, so t=0 already carries 20 s of 1/f read noise.
+TIMES = {"programmed": None, "t=0": 0.0, "1h": 3600.0, "1d": 86400.0, "1y": 365.25 * 86400.0}
+
+
+def effective_weights(layer: Any) -> torch.Tensor:
+    """Weights the eval forward applies: tile weights with mapping scales, times the drift alpha."""
+    weights = layer.get_weights()[0]
+    tiles = list(layer.analog_tiles())
+    if len(tiles) != 1:
+        raise ValueError("effective_weights expects a single-tile layer")
+    alpha = tiles[0].alpha if tiles[0].rpu_config.drift_compensation is not None else 1.0
+    return weights * alpha
+
+
+@torch.no_grad()
+def characterize(preset: DevicePreset, n_chips: int = 5, shape: tuple[int, int] = (64, 256), seed: int = 0,
+                 times: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """Relative error ||W_eff - W|| / ||W|| and sd(W_eff - W)/max|W| per time, one-shot and verified."""
+    from aihwkit.nn import AnalogLinear
+
+    times = times or TIMES
+    gen = torch.Generator().manual_seed(seed)
+    weights = torch.randn(shape, generator=gen)
+    out: dict[str, Any] = {"preset": preset.name, "shape": list(shape), "chips": n_chips}
+    for verified in (False, True):
+        rel = {k: [] for k in times}
+        sd = {k: [] for k in times}
+        pulses, reads, failed, cells, time_s, energy_j = 0, 0, 0, 0, 0.0, 0.0
+        for chip in range(n_chips):
+            torch.manual_seed(seed * 1000 + chip)
+            layer = AnalogLinear(shape[1], shape[0], bias=False, rpu_config=preset.rpu_config(verified))
+            layer.set_weights(weights)
+            layer.eval()
+            layer.program_analog_weights()
+            stats = tile_programming_stats(next(layer.analog_tiles()))
+            cost = programming_cost(layer, preset)
+            pulses, reads, failed = pulses + cost.pulses, reads + cost.reads, failed + cost.failed_cells
+            time_s, energy_j = time_s + cost.time_s, energy_j + cost.energy_j
+            cells += stats["cells"]
+            for key, t in times.items():
+                if t is not None:
+                    layer.drift_analog_weights(t)
+                diff = effective_weights(layer) - weights
+                rel[key].append(float(diff.norm() / weights.norm()))
+                sd[key].append(float(diff.std() / weights.abs().max()))
+        tag = "verified" if verified else "one_shot"
+        out[tag] = {
+            "rel_error": {k: sum(v) / len(v) for k, v in rel.items()},
+            "rel_error_sd": {k: _sd(v) for k, v in rel.items()},
+            "sd_over_absmax": {k: sum(v) / len(v) for k, v in sd.items()},
+            "pulses_per_cell": pulses / cells,
+            "reads_per_cell": reads / cells,
+            "failed_fraction": failed / cells,
+            "time_per_cell_s": time_s / cells,
+            "energy_per_cell_j": energy_j / cells,
+            "devices_per_weight": preset.write_verify.devices_per_weight,
+        }
+    return out
+
+
+def _sd(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    m = sum(values) / len(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    keys = list(results[0]["one_shot"]["rel_error"])
+    lines = ["| preset | programming | " + " | ".join(keys) + " | sd/max\\|W\\| programmed | pulses/cell | "
+             "reads/cell | failed | time/cell | energy/cell |", "|---|---|" + "---|" * (len(keys) + 6)]
+    for r in results:
+        for tag in ("one_shot", "verified"):
+            d = r[tag]
+            errs = " | ".join(f"{d['rel_error'][k]:.3f}" for k in keys)
+            lines.append(f"| {r['preset']} | {tag.replace('_', '-')} | {errs} | "
+                         f"{d['sd_over_absmax'][keys[0]]:.4f} | "
+                         f"{d['pulses_per_cell']:.2f} | {d['reads_per_cell']:.2f} | {d['failed_fraction']:.2%} | "
+                         f"{d['time_per_cell_s'] * 1e6:.3g} us | {d['energy_per_cell_j'] * 1e12:.3g} pJ |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chips", type=int, default=5)
+    parser.add_argument("--presets", nargs="*", default=None)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dotted overrides applied to every preset, e.g. write_verify.verify_read_noise=0")
+    args = parser.parse_args(argv)
+    overrides = {k: _parse(v) for k, v in (s.split("=", 1) for s in args.set)}
+    results = [characterize(load_preset(n, overrides=overrides), n_chips=args.chips)
+               for n in (args.presets or list_presets())]
+    print(json.dumps(results, indent=2) if args.json else markdown(results))
+    return 0
+
+
+def _parse(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,258 @@
+"""Device presets: YAML files in ``<repo>/device_presets/`` -> validated dataclass tree -> AIHWKit RPU configs."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+import tsb_aihw
+from tsb_aihw.devices.schema import (
+    IdealNoise,
+    MappingSpec,
+    NoiseSpec,
+    NVCIMGaussianNoise,
+    PCMNoise,
+    PeripherySpec,
+    PresetSpec,
+    ReRamCMONoise,
+    TileSpec,
+    TrainingSpec,
+    WriteVerifySpec,
+    build_preset,
+    derived_training_noise_std,
+    nvcim_std_factor,
+)
+from tsb_aihw.errors import ConfigError
+
+#: ``ReRamCMONoiseModel`` drift/read fits use ln(t) (t in s): below 1 s they extrapolate (and are NaN
+#: below ~1 us), so drift times in (0, 1) s are rejected.
+CMO_MIN_DRIFT_TIME = 1.0
+
+
+def presets_dir() -> Path:
+    """``<repo>/device_presets``, located relative to the installed (editable) package."""
+    path = Path(tsb_aihw.__file__).resolve().parent.parent / "device_presets"
+    if not path.is_dir():
+        raise ConfigError(f"device preset directory {path} is missing; tsb_aihw must be installed from a repo "
+                          f"checkout (pip install -e .) so that device_presets/ sits next to the package, or "
+                          f"pass a YAML path to load_preset")
+    return path
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped in ``device_presets/`` (file stems), sorted."""
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+
+
+@dataclass
+class DevicePreset:
+    """A validated device preset. Fields mirror the YAML sections; see ``docs/devices.md``."""
+
+    name: str
+    description: str
+    noise: NoiseSpec
+    periphery: PeripherySpec
+    mapping: MappingSpec
+    tile: TileSpec
+    drift_compensation: str
+    training: TrainingSpec
+    write_verify: WriteVerifySpec
+    source: str = ""
+
+    # -- derived ---------------------------------------------------------------------------------------
+    @property
+    def training_noise_std(self) -> float:
+        """Std of additive Gaussian weight noise, relative to each layer's abs-max, for HWA training."""
+        derived = derived_training_noise_std(self.noise)
+        return float(derived if derived is not None else self.training.noise_std)
+
+    @property
+    def drifts(self) -> bool:
+        """Whether the programmed weights change with time (drift or accumulated read noise)."""
+        if isinstance(self.noise, (PCMNoise, ReRamCMONoise)):
+            return self.noise.drift_scale > 0 or self.noise.read_noise_scale > 0
+        return False
+
+    @property
+    def model(self) -> str:
+        return self.noise.model
+
+    # -- AIHWKit objects -------------------------------------------------------------------------------
+    def noise_model(self) -> Any:
+        """A fresh instance of the device model itself (no write-verify wrapper)."""
+        n = self.noise
+        if isinstance(n, PCMNoise):
+            from aihwkit.inference import PCMLikeNoiseModel
+
+            # pass no prog_coeff_g_max_reference: with prog_coeff it raises (aihwkit notes section 3)
+            return PCMLikeNoiseModel(g_max=n.g_max, t_0=n.t_0, t_read=n.t_read,
+                                     prog_noise_scale=n.prog_noise_scale,
+                                     read_noise_scale=n.read_noise_scale, drift_scale=n.drift_scale)
+        if isinstance(n, ReRamCMONoise):
+            from aihwkit.inference import ReRamCMONoiseModel
+
+            model = ReRamCMONoiseModel(g_max=n.g_max, g_min=n.g_min, prog_noise_scale=n.prog_noise_scale,
+                                       read_noise_scale=n.read_noise_scale, drift_scale=n.drift_scale,
+                                       acceptance_range=n.acceptance_range)
+            # AIHWKit silently falls back to the smallest key (0.2 %) for any other value (e.g. 2e-2)
+            if model.acceptance_range != n.acceptance_range:
+                raise ConfigError(f"{self.source}: AIHWKit ReRamCMONoiseModel replaced acceptance_range "
+                                  f"{n.acceptance_range!r} by {model.acceptance_range!r}; use 0.2 or 2 (percent)")
+            return model
+        if isinstance(n, NVCIMGaussianNoise):
+            from tsb_aihw.devices.noise import NVCIMGaussianNoiseModel
+
+            return NVCIMGaussianNoiseModel(sigma=n.sigma, weight_bits=n.weight_bits, device_bits=n.device_bits)
+        if isinstance(n, IdealNoise):
+            from tsb_aihw.devices.noise import IdealNoiseModel
+
+            return IdealNoiseModel()
+        raise ConfigError(f"{self.source}: no builder for noise.model {n.model!r}")  # pragma: no cover
+
+    def rpu_config(self, verified: bool) -> Any:
+        """A fresh AIHWKit inference RPU config; its noise model write-verifies all cells iff ``verified``.
+
+        One-shot (``verified=False``) and verified configs differ only in the noise model's
+        ``default_verified`` flag; per-tile masks (``set_verify_mask``) override it.
+        """
+        from aihwkit.simulator.configs import InferenceRPUConfig, TorchInferenceRPUConfig
+        from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType
+
+        from tsb_aihw.devices.noise import WriteVerifyNoiseModel
+
+        cfg = TorchInferenceRPUConfig() if self.tile.backend == "torch" else InferenceRPUConfig()
+        p, io = self.periphery, cfg.forward
+        io.is_perfect = p.is_perfect
+        io.inp_res = 1.0 / (2**p.dac_bits - 2) if p.dac_bits else -1.0
+        io.out_res = 1.0 / (2**p.adc_bits - 2) if p.adc_bits else -1.0
+        io.inp_bound = p.inp_bound
+        io.out_bound = p.out_bound
+        io.out_noise = p.out_noise
+        io.noise_management = {"none": NoiseManagementType.NONE, "abs_max": NoiseManagementType.ABS_MAX,
+                               "max": NoiseManagementType.MAX}[p.noise_management]
+        io.bound_management = {"none": BoundManagementType.NONE,
+                               "iterative": BoundManagementType.ITERATIVE}[p.bound_management]
+        m = cfg.mapping
+        m.digital_bias = True  # the torch tile requires it; keeps the weight matrix [out, in] on both backends
+        m.max_input_size = self.mapping.max_input_size
+        m.max_output_size = self.mapping.max_output_size
+        m.weight_scaling_omega = self.mapping.weight_scaling_omega
+        m.weight_scaling_columnwise = self.mapping.weight_scaling_columnwise
+        min_t = CMO_MIN_DRIFT_TIME if isinstance(self.noise, ReRamCMONoise) else 0.0
+        cfg.noise_model = WriteVerifyNoiseModel(self.noise_model(), copy.deepcopy(self.write_verify),
+                                                default_verified=verified, min_drift_time=min_t)
+        cfg.drift_compensation = _drift_compensation(self.drift_compensation)
+        return cfg
+
+    # -- reporting -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict for results files: the preset plus derived values."""
+        d = dataclasses.asdict(self)
+        d["derived"] = {"training_noise_std": self.training_noise_std, "drifts": self.drifts}
+        if isinstance(self.noise, NVCIMGaussianNoise):
+            k = nvcim_std_factor(self.noise.weight_bits, self.noise.device_bits)
+            d["derived"]["weight_std_over_absmax"] = k * self.noise.sigma
+        return d
+
+    def key_numbers(self) -> str:
+        """One line of the numbers that set this device's error (for the CLI table)."""
+        n = self.noise
+        if isinstance(n, PCMNoise):
+            c = (0.26348, 1.9650, -1.1731)  # AIHWKit's fit, uS at g_max = 25
+            lo, hi = (c[0] * n.prog_noise_scale / 25.0, sum(c) * n.prog_noise_scale / 25.0)
+            return (f"g_max {n.g_max:g}uS; prog sd {lo:.1%}-{hi:.1%} g_max; drift nu 0.049-0.1 "
+                    f"x{n.drift_scale:g}; 1/f read x{n.read_noise_scale:g}")
+        if isinstance(n, ReRamCMONoise):
+            c0, c1 = (0.0112185391, 0.01129027418) if n.acceptance_range == 2.0 else (0.00081107, 0.00106879)
+            lo, hi = ((c0 + c1 * g) * n.prog_noise_scale for g in (n.g_min, n.g_max))
+            return (f"g {n.g_min:g}-{n.g_max:g}uS; prog sd {lo:.2f}-{hi:.2f}uS "
+                    f"(acceptance {n.acceptance_range:g}%); "
+                    f"shift -0.089 ln(t) uS x{n.drift_scale:g}; read x{n.read_noise_scale:g}")
+        if isinstance(n, NVCIMGaussianNoise):
+            k = nvcim_std_factor(n.weight_bits, n.device_bits)
+            return (f"sigma {n.sigma:g} -> weight sd {k * n.sigma:.4f} max|W| "
+                    f"({n.weight_bits}b on {n.weight_bits // n.device_bits}x{n.device_bits}b devices)")
+        return "exact weights"
+
+
+def _drift_compensation(kind: str) -> Any:
+    from aihwkit.inference.compensation.drift import (
+        GlobalDriftCompensation,
+        GlobalDriftCompensationWithExactReference,
+        PerColumnDriftCompensation,
+    )
+
+    return {"none": None, "global": GlobalDriftCompensation(),
+            "global_exact": GlobalDriftCompensationWithExactReference(),
+            "per_column": PerColumnDriftCompensation()}[kind]
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    candidate = Path(text).expanduser()
+    if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
+        if candidate.is_file():
+            return candidate
+        raise ConfigError(f"device preset file {candidate} does not exist; give an existing YAML path or one of "
+                          f"the shipped presets: {', '.join(list_presets())}")
+    names = list_presets()
+    if text in names:
+        return presets_dir() / f"{text}.yaml"
+    raise ConfigError(f"unknown device preset {text!r}; valid names: {', '.join(names)} "
+                      f"(a path to a preset YAML file also works)")
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any, src: str) -> None:
+    parts = dotted.split(".")
+    if any(not p for p in parts):
+        raise ConfigError(f"{src}: override key {dotted!r} is malformed; use section.key, e.g. noise.sigma "
+                          f"(or noise__sigma as a keyword)")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{src}: override {dotted!r}: {part!r} is a value, not a section; "
+                              f"override {part!r} itself")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
+                **kw_overrides: Any) -> DevicePreset:
+    """Load and validate a device preset.
+
+    Args:
+        name_or_path: a shipped preset name (see :func:`list_presets`) or a path to a YAML file.
+        overrides: dotted keys, e.g. ``{"noise.sigma": 0.3, "periphery.adc_bits": 6}``.
+        **kw_overrides: the same with ``__`` for nesting, e.g. ``noise__sigma=0.3``.
+
+    Overriding ``noise.model`` starts the noise section from that model's defaults (plus other noise
+    overrides), since the keys of one device model do not apply to another.
+    """
+    path = _resolve(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a preset must be a YAML mapping of sections, got {type(raw).__name__}")
+    all_over: dict[str, Any] = dict(overrides or {})
+    all_over.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
+    src = str(path)
+    if all_over:
+        src = f"{path} (with overrides {', '.join(sorted(all_over))})"
+        if "noise.model" in all_over:
+            raw["noise"] = {"model": all_over["noise.model"]}
+        for key, value in all_over.items():
+            _set_dotted(raw, key, value, src)
+    spec: PresetSpec = build_preset(raw, src)
+    return DevicePreset(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(PresetSpec)}, source=src)
