@@ -1,0 +1,139 @@
+"""Per-chip BN recalibration: only BN statistics change, and it recovers accuracy on noisy chips."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from tsb_aihw.baselines import recalibrate_bn
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.evaluation import evaluate_accuracy, monte_carlo
+from tsb_aihw.training import train_noise_injection
+
+warnings.filterwarnings("ignore", module="aihwkit")
+SIGMA_STD = 0.7776
+
+
+def digits() -> tuple[TensorDataset, TensorDataset]:
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(d.target)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    x, y = x[perm], y[perm]
+    return TensorDataset(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])
+
+
+def small_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 16, 10),
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    train, test = digits()
+    torch.manual_seed(0)
+    model = small_cnn()
+    train_noise_injection(model, DataLoader(train, 64, shuffle=True), noise_std=0.0, epochs=8, lr=3e-3,
+                          progress=False)
+    return model, DataLoader(train, 128), DataLoader(test, 512)
+
+
+def noisy_copy(model: nn.Module, sigma: float, seed: int) -> nn.Module:
+    chip = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in chip.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                std = SIGMA_STD * sigma * m.weight.abs().max()
+                m.weight += torch.randn(m.weight.shape, generator=gen) * std
+    return chip
+
+
+def test_only_bn_statistics_change_and_flags_come_back(trained):
+    model, calib, _ = trained
+    chip = noisy_copy(model, 0.3, seed=0)
+    chip.train()
+    chip[4].eval()
+    params = {k: v.clone() for k, v in chip.named_parameters()}
+    stats_before = chip[1].running_mean.clone()
+    n = recalibrate_bn(chip, calib, batches=3)
+    assert n == 3 * 128
+    assert all(torch.equal(v, dict(chip.named_parameters())[k]) for k, v in params.items())
+    assert not torch.equal(chip[1].running_mean, stats_before)
+    assert chip[1].num_batches_tracked.item() == 3  # reset, then a cumulative average over 3 batches
+    assert chip[1].momentum == 0.1 and chip.training and not chip[4].training
+
+
+def test_statistics_are_the_cumulative_average(trained):
+    model, calib, _ = trained
+    chip = noisy_copy(model, 0.3, seed=1)
+    batches = [x for x, _ in calib][:2]
+    recalibrate_bn(chip, calib, batches=2)
+    with torch.no_grad():
+        means = [chip[0](x).mean(dim=(0, 2, 3)) for x in batches]  # the first BN sees the first conv's output
+    assert torch.allclose(chip[1].running_mean, (means[0] + means[1]) / 2, atol=1e-5)
+
+
+def test_recovers_accuracy_on_noisy_chips(trained):
+    model, calib, test = trained
+    before, after = [], []
+    for seed in range(5):
+        chip = noisy_copy(model, 0.3, seed)
+        before.append(evaluate_accuracy(chip, test))
+        recalibrate_bn(chip, calib, batches=4)
+        after.append(evaluate_accuracy(chip, test))
+    gain = (sum(after) - sum(before)) / len(before)
+    assert gain > 0.02, (before, after)
+
+
+def test_works_per_chip_on_an_analog_model(trained):
+    from aihwkit.inference import PCMLikeNoiseModel
+    from aihwkit.nn.conversion import convert_to_analog
+    from aihwkit.simulator.configs import TorchInferenceRPUConfig
+
+    model, calib, test = trained
+    cfg = TorchInferenceRPUConfig()
+    cfg.noise_model = PCMLikeNoiseModel(prog_noise_scale=8.0)
+    cfg.forward.is_perfect = True
+    cfg.mapping.weight_scaling_omega = 1.0
+    chip = convert_to_analog(model, cfg).eval()
+    chip.program_analog_weights()
+    tile_weights = [t.tile.get_weights().clone() for t in chip.analog_tiles()]
+    recalibrate_bn(chip, calib, batches=2)  # analog layers stay in eval mode: programmed tiles are used
+    assert all(torch.equal(w, t.tile.get_weights()) for w, t in zip(tile_weights, chip.analog_tiles()))
+    assert not chip.training
+
+    plain = monte_carlo(chip, test, chips=4, times=[0], seed=0, progress=False)
+    recal = monte_carlo(chip, test, chips=4, times=[0], seed=0, progress=False,
+                        per_chip=lambda m, i: {"samples": recalibrate_bn(m, calib, batches=4)})
+    assert recal.chip_extras[0] == {"samples": 512}
+    assert recal.summaries[0].mean > plain.summaries[0].mean + 0.01, (plain.accuracies, recal.accuracies)
+
+
+def test_errors_leave_statistics_untouched(trained):
+    model, _, _ = trained
+    chip = copy.deepcopy(model)
+    before = chip[1].running_var.clone()
+    with pytest.raises(ConfigError, match="no samples"):
+        recalibrate_bn(chip, [])
+    assert torch.equal(chip[1].running_var, before)
+    with pytest.raises(ConfigError, match="no BatchNorm"):
+        recalibrate_bn(nn.Linear(2, 2), [])
+    with pytest.raises(ConfigError, match="batches"):
+        recalibrate_bn(chip, [], batches=0)

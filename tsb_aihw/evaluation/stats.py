@@ -1,0 +1,54 @@
+"""Monte-Carlo statistics: mean, sample std and a Student-t 95% CI, because 5-200 chips is not "large n"."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from tsb_aihw.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Summary of n values. With n == 1 the std and CI are undefined (NaN; ``None`` in ``to_dict``)."""
+
+    mean: float
+    std: float
+    n: int
+    ci95_low: float
+    ci95_high: float
+    min: float
+    max: float
+
+    @property
+    def ci95_halfwidth(self) -> float:
+        return (self.ci95_high - self.ci95_low) / 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+def t_critical(n: int, confidence: float = 0.95) -> float:
+    """Two-sided Student-t critical value for n samples (n - 1 degrees of freedom)."""
+    from scipy.stats import t  # scipy ships with scikit-learn; imported lazily to keep imports light
+
+    return float(t.ppf(0.5 + confidence / 2, n - 1))
+
+
+def summarize(values: Iterable[float]) -> Summary:
+    """Mean, std (ddof=1), n, Student-t 95% CI of the mean, min and max of ``values``."""
+    arr = np.asarray(list(values), dtype=np.float64).ravel()
+    if arr.size == 0:
+        raise ConfigError("cannot summarise an empty list of values; run at least one chip")
+    n = int(arr.size)
+    mean = float(arr.mean())
+    if n == 1:
+        std = low = high = float("nan")
+    else:
+        std = float(arr.std(ddof=1))
+        half = t_critical(n) * std / math.sqrt(n)
+        low, high = mean - half, mean + half
+    return Summary(mean=mean, std=std, n=n, ci95_low=low, ci95_high=high, min=float(arr.min()),
+                   max=float(arr.max()))

@@ -1,0 +1,125 @@
+"""Train only the shared block on a frozen backbone (e.g. a digital twin holding a chip's read-back weights).
+
+The backbone must stay bit-identical, BN running statistics included: every parameter outside the block
+gets ``requires_grad=False`` for the run and the whole model stays in eval mode except the block itself.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.training.loop import EarlyStop, TrainResult, check_budget, fit, make_optimizer, make_scheduler
+from tsb_aihw.training.noise_injection import cached_forward, is_digital_layer, noisy_layers, weight_noise
+from tsb_aihw.utils.device import resolve_device
+from tsb_aihw.utils.seeding import seed_everything
+
+BlockSpec = nn.Module | str | Iterable[nn.Parameter]
+
+
+def resolve_block(model: nn.Module, block: BlockSpec) -> tuple[list[nn.Parameter], list[nn.Module]]:
+    """(parameters to train, modules holding them) for a module, a submodule name or a parameter list."""
+    if isinstance(block, str):
+        try:
+            block = model.get_submodule(block)
+        except AttributeError as exc:
+            raise ConfigError(f"model has no submodule {block!r} to train; insert the block first "
+                              "(tsb_aihw.models.insert_tsb) or pass block=<module or parameters>") from exc
+    if isinstance(block, nn.Module):
+        params = list(block.parameters())
+    else:
+        params = list(block)
+    model_params = {id(p) for p in model.parameters()}
+    if not params:
+        raise ConfigError("the block has no parameters to train")
+    if any(id(p) not in model_params for p in params):
+        raise ConfigError("the block's parameters are not part of the model; pass a submodule of the model")
+    ids = {id(p) for p in params}
+    modules = [m for m in model.modules() if any(id(p) in ids for p in m.parameters(recurse=False))]
+    return params, modules
+
+
+def train_block(
+    model: nn.Module,
+    train_loader: Iterable,
+    *,
+    block_params: BlockSpec = "tsb",
+    epochs: int,
+    lr: float = 1e-3,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    val_loader: Iterable | None = None,
+    noise_std: float = 0.0,
+    backbone_noise_std: float = 0.0,
+    schedule: str = "constant",
+    weight_decay: float = 0.0,
+    early_stop: EarlyStop | None = None,
+) -> TrainResult:
+    """Cross-entropy + Adam on the block's parameters only; everything else is bit-identical afterwards.
+
+    ``block_params``: the block's parameters, the block module or its name in ``model`` (default ``"tsb"``).
+    Modules owning block parameters run in train mode, all others in eval mode (frozen BN statistics, no
+    dropout). ``noise_std`` > 0 adds weight noise (relative to abs-max) to the block's Conv/Linear weights
+    while training, e.g. the residual error of write-verify. ``backbone_noise_std`` > 0 adds fresh noise to
+    the frozen backbone's Conv/Linear weights at every forward instead of one chip's fixed weights (the
+    "generic block" control); the backbone itself is not changed. Validation runs noise-free. With
+    ``val_loader`` the best-val state is kept.
+    """
+    check_budget(epochs, lr)
+    dev = resolve_device(device)
+    seed_everything(seed)
+    model.to(dev)
+    params, owners = resolve_block(model, block_params)
+    block_ids = {id(p) for p in params}
+    saved_flags = [(p, p.requires_grad) for p in model.parameters()]
+    block_layers = [m for m in owners if is_digital_layer(m)]
+    owner_ids = {id(m) for m in owners}
+    backbone_layers = [m for _, m in noisy_layers(model) if id(m) not in owner_ids]
+    if noise_std > 0 and not block_layers:
+        raise ConfigError("noise_std > 0 needs Conv/Linear layers in the block; pass noise_std=0")
+    if backbone_noise_std > 0 and not backbone_layers:
+        raise ConfigError("backbone_noise_std > 0 needs digital Conv/Linear backbone layers; train on a "
+                          "digital twin or pass backbone_noise_std=0")
+
+    def set_train_mode(m: nn.Module) -> None:
+        m.eval()
+        for owner in owners:
+            owner.train()
+        if backbone_noise_std > 0:  # noise on, but the backbone modules themselves stay in eval mode
+            for layer in backbone_layers:
+                layer.parametrizations.weight.train()
+
+    start = time.perf_counter()
+    try:
+        for p in model.parameters():
+            p.requires_grad_(id(p) in block_ids)
+        with ExitStack() as stack:
+            stack.enter_context(weight_noise(model, noise_std, block_layers if noise_std > 0 else []))
+            stack.enter_context(weight_noise(model, backbone_noise_std,
+                                             backbone_layers if backbone_noise_std > 0 else []))
+            opt = make_optimizer(params, "adam", lr, weight_decay)
+            sched = make_scheduler(opt, schedule, epochs)
+            best, history, reason = fit(
+                model, train_loader, val_loader, epochs=epochs, optimizer=opt, scheduler=sched,
+                set_train_mode=set_train_mode, forward=cached_forward, device=dev, early_stop=early_stop,
+                progress=progress, desc="block training",
+            )
+    finally:
+        for p, flag in saved_flags:
+            p.requires_grad_(flag)
+    model.eval()
+    return TrainResult(
+        method="block", epochs_budget=epochs, epochs_run=len(history),
+        wall_time_s=time.perf_counter() - start, history=history, best_epoch=best["epoch"],
+        best_val_acc=best["val_acc"], stopped_early=reason is not None,
+        stop_reason=reason, restored_best=best["state"] is not None,
+        trainable_params=sum(p.numel() for p in params), seed=seed,
+        config={"noise_std": noise_std, "backbone_noise_std": backbone_noise_std, "lr": lr,
+                "optimizer": "adam", "schedule": schedule, "weight_decay": weight_decay,
+                "early_stop": early_stop.to_dict() if early_stop else None},
+    )

@@ -1,0 +1,193 @@
+"""The epoch loop both trainers share: budget, early stopping, best-val state, timing and history."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.evaluation.accuracy import evaluate_accuracy
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """"Early convergence" rule, checked after each epoch on the validation accuracy.
+
+    Stops when val accuracy reaches ``fraction * target`` (if ``target`` is set), or when it has not improved
+    by more than ``min_delta`` over the best so far for ``patience`` epochs (if ``patience`` is set), but
+    never before ``min_epochs``. The epoch budget of the trainer is always an upper bound.
+    """
+
+    patience: int | None = None
+    min_delta: float = 0.0
+    target: float | None = None
+    fraction: float = 1.0
+    min_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.patience is None and self.target is None:
+            raise ConfigError("EarlyStop needs patience=N and/or target=ACC; otherwise pass early_stop=None")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"EarlyStop patience must be >= 1, got {self.patience}")
+        if self.min_delta < 0:
+            raise ConfigError(f"EarlyStop min_delta must be >= 0, got {self.min_delta}")
+        if self.target is not None and not 0 < self.target <= 1:
+            raise ConfigError(f"EarlyStop target is an accuracy in (0, 1], got {self.target}")
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"EarlyStop fraction must be in (0, 1], got {self.fraction}")
+        if self.min_epochs < 1:
+            raise ConfigError(f"EarlyStop min_epochs must be >= 1, got {self.min_epochs}")
+
+    def reason(self, val_history: Sequence[float]) -> str | None:
+        """Why training should stop after the last epoch of ``val_history``, or None to go on."""
+        epochs = len(val_history)
+        if epochs < self.min_epochs:
+            return None
+        if self.target is not None and val_history[-1] >= self.fraction * self.target:
+            return f"val_acc {val_history[-1]:.4f} >= {self.fraction:g} x target {self.target:g}"
+        if self.patience is not None and epochs > self.patience:
+            best_before = max(val_history[: epochs - self.patience])
+            if max(val_history[epochs - self.patience:]) <= best_before + self.min_delta:
+                return f"no val_acc gain > {self.min_delta:g} in {self.patience} epochs"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: epochs, wall time, per-epoch history and the best validation epoch."""
+
+    method: str
+    epochs_budget: int
+    epochs_run: int
+    wall_time_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_acc: float | None = None
+    stopped_early: bool = False
+    stop_reason: str | None = None
+    restored_best: bool = False
+    trainable_params: int = 0
+    seed: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return self.wall_time_s / max(self.epochs_run, 1)
+
+    @property
+    def final_train_loss(self) -> float | None:
+        return self.history[-1]["train_loss"] if self.history else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["seconds_per_epoch"] = self.seconds_per_epoch
+        return out
+
+
+def make_optimizer(params: list[nn.Parameter], name: str, lr: float, weight_decay: float = 0.0
+                   ) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def make_scheduler(opt: torch.optim.Optimizer, name: str, epochs: int
+                   ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    if name == "constant":
+        return None
+    raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def check_budget(epochs: int, lr: float) -> None:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+    if not lr > 0:
+        raise ConfigError(f"learning rate must be > 0, got {lr!r}")
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable | None,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    set_train_mode: Callable[[nn.Module], None],
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    device: torch.device,
+    early_stop: EarlyStop | None,
+    progress: bool,
+    desc: str,
+) -> tuple[dict[str, Any], list[dict[str, float]], str | None]:
+    """Run up to ``epochs`` epochs; returns (best-or-final summary, history, stop reason).
+
+    ``set_train_mode`` decides which modules are in train mode (noise on, BN frozen, ...), ``forward`` runs
+    one training forward. The best-val state (by val accuracy, first epoch on ties) is restored at the end.
+    """
+    from tqdm.auto import tqdm
+
+    if early_stop is not None and val_loader is None:
+        raise ConfigError("early_stop needs a val_loader to measure val accuracy; pass val_loader=... or "
+                          "early_stop=None")
+    loss_fn = nn.CrossEntropyLoss()
+    history: list[dict[str, float]] = []
+    val_accs: list[float] = []
+    best: dict[str, Any] = {"epoch": None, "val_acc": None, "state": None}
+    reason = None
+    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        set_train_mode(model)
+        loss_sum = correct = seen = 0.0
+        lr = optimizer.param_groups[0]["lr"]
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            logits = forward(model, x)
+            loss = loss_fn(logits, y)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * y.numel()
+            correct += float((logits.detach().argmax(1) == y).sum())
+            seen += y.numel()
+        if scheduler is not None:
+            scheduler.step()
+        if seen == 0:
+            raise ConfigError("the training loader yielded no samples; check the dataset split and batch "
+                              "size")
+        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen, "lr": lr}
+        if val_loader is not None:
+            acc = evaluate_accuracy(model, val_loader, device)
+            record["val_acc"] = acc
+            val_accs.append(acc)
+            if best["val_acc"] is None or acc > best["val_acc"]:
+                best = {"epoch": epoch, "val_acc": acc, "state": _snapshot(model)}
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("train_loss", "val_acc")})
+        if early_stop is not None:
+            reason = early_stop.reason(val_accs)
+            if reason is not None:
+                break
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    return best, history, reason
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers (BN running stats move during noise-injection training)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
