@@ -1,0 +1,200 @@
+"""The TSB flow and its baselines: each step alone, chips shared across methods, resume, claims, the demo."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from tsb_aihw.analog import read_back, to_analog
+from tsb_aihw.devices import load_preset, tile_programming_stats
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.models import get_tsb
+from tsb_aihw.pipeline.chip import named_analog_tiles, program_chip
+from tsb_aihw.pipeline.claims import compute_claims, gap_ratio
+from tsb_aihw.pipeline.config import load_study_config, study_config_from_dict
+from tsb_aihw.pipeline.study import Study, deploy_block, run_study, train_chip_block
+
+TINY = {
+    "preset": "nvcim-gaussian", "chips": 2, "seed": 3, "times": [0],
+    "model": {"name": "lenet3", "width": 0.5},
+    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
+    "backbone": {"full_epochs": 2, "early_epochs": 1},
+    "block": {"epochs": 1},
+    "methods": ["full_noise_injection", "full_verify", "selective_verify", "tsb"],
+    "selective": {"methods": ["magnitude"], "fraction_multipliers": [1.0]},
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Study:
+    return Study(study_config_from_dict(TINY), tmp_path_factory.mktemp("study"), progress=False)
+
+
+def _tile_weights(model) -> dict[tuple[str, int], torch.Tensor]:
+    return {(n, j): tile.tile.get_weights().clone() for n, j, _l, tile in named_analog_tiles(model)}
+
+
+def test_same_chip_seed_gives_same_one_shot_noise_across_methods(study: Study) -> None:
+    """Baselines share chips: cells left one-shot see identical noise whatever is verified elsewhere."""
+    full = study.backbone("full")
+    one_shot = to_analog(full, study.preset, verify="none").eval()
+    masks = {n: torch.zeros_like(m.weight, dtype=torch.bool) for n, m in full.named_modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    first = next(iter(masks))
+    masks[first].view(-1)[:50] = True  # verify 50 weights of the first layer only
+    selective = to_analog(full, study.preset, verify=masks).eval()
+    program_chip(one_shot, chip_seed=11)
+    program_chip(selective, chip_seed=11)
+    a, b = _tile_weights(one_shot), _tile_weights(selective)
+    for key in a:
+        if key[0] == first:
+            diff = (a[key] != b[key]).reshape(-1)
+            assert diff.sum() > 0 and not diff[50:].any()  # only the verified cells changed
+        else:
+            assert torch.equal(a[key], b[key])
+    program_chip(one_shot, chip_seed=12)
+    assert any(not torch.equal(w, _tile_weights(one_shot)[k]) for k, w in a.items())  # another chip differs
+
+
+def test_read_back_equals_programmed_weights_without_read_noise(study: Study) -> None:
+    """nvcim-gaussian has no read noise: the read-back is exactly the chip's programmed effective weights."""
+    analog = to_analog(study.tsb_model(), study.preset, verify="tsb").eval()
+    program_chip(analog, chip_seed=5)
+    w1 = read_back(analog, t=0.0)
+    w2 = read_back(analog, t=0.0, n_reads=3)
+    digital = dict(study.tsb_model().named_modules())
+    for name, w in w1.items():
+        assert torch.allclose(w, w2[name])
+        if not name.startswith("tsb"):
+            assert not torch.allclose(w, digital[name].weight)  # the chip is noisy
+
+
+def test_read_back_of_pcm_differs_only_by_read_noise(study: Study) -> None:
+    pcm = load_preset("pcm")
+    analog = to_analog(study.backbone("full"), pcm, verify="none").eval()
+    program_chip(analog, chip_seed=5)
+    r1, r2 = read_back(analog, t=1.0), read_back(analog, t=1.0)
+    for name in r1:
+        rel = ((r1[name] - r2[name]).norm() / r1[name].norm()).item()
+        assert 0 < rel < 0.3  # two reads differ (read noise), but only by a fraction of the weights
+
+
+def test_chip_block_trains_and_backbone_stays_bit_identical(study: Study) -> None:
+    model = study.tsb_model()
+    before = copy.deepcopy(model.state_dict())
+    analog = to_analog(model, study.preset, verify="tsb").eval()
+    program_chip(analog, chip_seed=7)
+    backbone_tiles = {k: v for k, v in _tile_weights(analog).items() if not k[0].startswith("tsb")}
+    weight, seconds = train_chip_block(model, read_back(analog), study.cfg, study.data, seed=1)
+    assert seconds > 0 and weight.abs().sum() > 0  # the block learned something
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # the shared digital model is untouched
+    deploy_block(analog, weight, chip_seed=7)
+    after = _tile_weights(analog)
+    for k, v in backbone_tiles.items():
+        assert torch.equal(after[k], v)  # deploying the block re-programs only its own tile
+    tsb_tile = next(t for n, _j, _l, t in named_analog_tiles(analog) if n.startswith("tsb"))
+    stats = tile_programming_stats(tsb_tile)
+    assert stats["verified_cells"] == weight.numel()
+    tol = study.preset.write_verify.tolerance
+    programmed = read_back(analog, t=None)["tsb.conv"]
+    scale = weight.abs().max()
+    assert ((programmed - weight).abs() <= tol * scale * 1.0001).float().mean() >= 1 - stats["failed_cells"] / weight.numel()
+
+
+def test_gap_ratio_reports_lower_bound_within_mc_error() -> None:
+    base = {"mean": 0.2, "ci95_low": 0.15, "ci95_high": 0.25}
+    assert gap_ratio(base, {"mean": 0.02, "ci95_low": 0.01, "ci95_high": 0.03})["kind"] == "estimate"
+    lb = gap_ratio(base, {"mean": 0.005, "ci95_low": -0.01, "ci95_high": 0.02})
+    assert lb["kind"] == "lower_bound" and lb["value"] == pytest.approx(10.0)
+    assert gap_ratio(base, {"mean": -0.02, "ci95_low": -0.03, "ci95_high": -0.01})["kind"] == "unbounded"
+    assert gap_ratio({"mean": 0.01, "ci95_low": -0.01, "ci95_high": 0.03}, base)["kind"] == "undefined"
+
+
+def test_claims_use_one_reference_and_pulse_ratio() -> None:
+    acc = {"mean": 0.9, "std": 0.01, "n": 5, "ci95_low": 0.89, "ci95_high": 0.91}
+
+    def method(gap, pulses, cells, t, frac):
+        return {"gap": {"0s": gap}, "accuracy": {"0s": acc}, "cost": {"pulses": pulses, "cells": cells},
+                "train_time_s": t, "verified_fraction": frac}
+
+    methods = {
+        "full_noise_injection": method({"mean": 0.1, "ci95_low": 0.08, "ci95_high": 0.12}, 100, 100, 50.0, 0.0),
+        "full_verify": method({"mean": 0.0, "ci95_low": -0.01, "ci95_high": 0.01}, 500, 100, 50.0, 1.0),
+        "tsb": method({"mean": 0.02, "ci95_low": 0.01, "ci95_high": 0.03}, 110, 100, 10.0, 0.003),
+    }
+    c = compute_claims(methods, ["0s"])
+    assert c["accuracy_gap_improvement"]["value"] == pytest.approx(5.0)
+    assert c["training_speedup"]["value"] == pytest.approx(5.0)
+    assert c["mapping_cost_reduction"]["value"] == pytest.approx(500 / 110)
+    assert c["mapping_cost_reduction"]["verify_overhead_reduction"] == pytest.approx(40.0)
+    assert c["verified_fraction"]["below_paper_bound"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"chips": 1}, "at least 2 chips"),
+    ({"times": []}, "times is empty"),
+    ({"methods": ["tsb", "magic"]}, "unknown method"),
+    ({"backbone": {"full_epochs": 2, "early_epochs": 5}}, "early convergence"),
+    ({"blok": {}}, "did you mean 'block'"),
+    ({"chips": "many"}, "expected int"),
+])
+def test_bad_study_config_names_the_problem(bad, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        study_config_from_dict(bad)
+
+
+def test_yaml_config_errors_name_the_file(tmp_path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("chips: [oops\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_study_config(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_study_config(tmp_path / "missing.yaml")
+
+
+def test_study_writes_results_and_resumes_without_recomputing(tmp_path, monkeypatch) -> None:
+    cfg = study_config_from_dict(TINY)
+    res = run_study(cfg, tmp_path, progress=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["claims"]) >= {"accuracy_gap_improvement", "training_speedup", "verified_fraction",
+                                    "mapping_cost_reduction"}
+    assert saved["config"]["seed"] == 3 and saved["provenance"]["versions"]["aihwkit"] == "1.1.0"
+    assert saved["methods"]["full_verify"]["verified_fraction"] == 1.0
+    assert 0 < saved["methods"]["tsb"]["verified_fraction"] < 0.05
+    for m in saved["methods"].values():
+        assert len(m["per_chip"]) == 2
+    assert (tmp_path / "methods.csv").exists() and (tmp_path / "chips.csv").exists()
+
+    def boom(*a, **k):
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr(Study, "run_chip", boom)
+    again = run_study(cfg, tmp_path, progress=False)
+    assert again["methods"]["tsb"]["per_chip"] == res["methods"]["tsb"]["per_chip"]
+
+
+@pytest.mark.slow
+def test_demo_quick_writes_every_output(tmp_path) -> None:
+    """``tsb-aihw demo --quick``: results.json with claims, CSVs, plots and the report, end to end."""
+    from tsb_aihw.cli.main import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["studies"]) == {"nvcim-gaussian", "pcm"}
+    for name in ("results.json", "methods.csv", "report.md", "nvcim-gaussian/accuracy_vs_verified_fraction.png",
+                 "pcm/accuracy_vs_time.png", "pcm/accuracy_vs_time.pdf"):
+        assert (out / name).is_file(), name
+    report = (out / "report.md").read_text()
+    assert "> 20x" in report and "< 0.4%" in report and "> 5x" in report
+
+
+def test_cli_reports_bad_input_with_exit_2(tmp_path, capsys) -> None:
+    from tsb_aihw.cli.main import main
+
+    assert main(["demo", "--quick", "--chips", "0", "--out", str(tmp_path)]) == 2
+    assert "chips" in capsys.readouterr().err
+    assert main(["run", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path)]) == 2

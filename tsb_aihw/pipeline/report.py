@@ -1,0 +1,134 @@
+"""Human-facing outputs of a study: CSV tables, plots and ``report.md`` (claims beside the paper's)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from tsb_aihw.pipeline.claims import PAPER, format_claim
+from tsb_aihw.plots import plot_accuracy_vs_time, plot_accuracy_vs_verified_fraction
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_text
+
+
+def method_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One CSV row per (method, time): accuracy summary, gap, verified fraction, cost, training time."""
+    rows = []
+    for key, m in results["methods"].items():
+        for t, acc in m["accuracy"].items():
+            gap = m["gap"][t]
+            rows.append({
+                "preset": results["preset"]["name"], "method": key, "label": m["label"], "time": t,
+                "chips": acc["n"], "acc_mean": acc["mean"], "acc_std": acc["std"],
+                "acc_ci95_low": acc["ci95_low"], "acc_ci95_high": acc["ci95_high"],
+                "gap_mean": gap["mean"], "gap_ci95_low": gap["ci95_low"], "gap_ci95_high": gap["ci95_high"],
+                "clean_acc": m.get("clean_accuracy"), "verified_fraction": m["verified_fraction"],
+                "pulses": m["cost"]["pulses"], "reads": m["cost"]["reads"],
+                "program_time_s": m["cost"]["time_s"], "program_energy_j": m["cost"]["energy_j"],
+                "train_time_s": m["train_time_s"],
+            })
+    return rows
+
+
+def chip_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One CSV row per (method, chip, time): the raw Monte-Carlo samples."""
+    rows = []
+    for key, m in results["methods"].items():
+        for chip, accs in enumerate(m["per_chip"]):
+            for t, a in zip(m["accuracy"], accs):
+                rows.append({"preset": results["preset"]["name"], "method": key, "chip": chip, "time": t, "accuracy": a})
+    return rows
+
+
+def _summary_point(m: Mapping[str, Any], t: str) -> dict[str, float]:
+    a = m["accuracy"][t]
+    return {"fraction": m["verified_fraction"], "mean": a["mean"], "ci_low": a["ci95_low"], "ci_high": a["ci95_high"]}
+
+
+def write_plots(results: Mapping[str, Any], out: Path) -> list[Path]:
+    """Accuracy vs time (when there are several times) and accuracy vs verified fraction."""
+    methods = results["methods"]
+    ref = results["reference_accuracy"]
+    times = results["time_labels"]
+    preset = results["preset"]["name"]
+    files: list[Path] = []
+    if len(times) > 1:
+        series = {m["label"]: {"times": results["times"], "mean": [m["accuracy"][t]["mean"] for t in times],
+                               "ci_low": [m["accuracy"][t]["ci95_low"] for t in times],
+                               "ci_high": [m["accuracy"][t]["ci95_high"] for t in times]}
+                  for m in methods.values() if not m.get("curve")}
+        files += plot_accuracy_vs_time(series, out / "accuracy_vs_time", reference=ref,
+                                       title=f"{results['model']} on {preset}: accuracy over time")
+    t0 = times[0]
+    curves: dict[str, dict[str, list[float]]] = {}
+    for m in methods.values():
+        if m.get("curve"):
+            c = curves.setdefault(m["curve"], {"fraction": [], "mean": [], "ci_low": [], "ci_high": []})
+            p = _summary_point(m, t0)
+            for k in c:
+                c[k].append(p[k])
+    base = methods.get("full_noise_injection")
+    for c in curves.values():  # anchor every selective curve at one-shot (0) and full verify (1)
+        pts = sorted(zip(c["fraction"], c["mean"], c["ci_low"], c["ci_high"]))
+        if base:
+            pts.insert(0, tuple(_summary_point(base, t0).values()))
+        if "full_verify" in methods:
+            pts.append(tuple(_summary_point(methods["full_verify"], t0).values()))
+        c.update(fraction=[p[0] for p in pts], mean=[p[1] for p in pts], ci_low=[p[2] for p in pts],
+                 ci_high=[p[3] for p in pts])
+    points = {methods[k]["label"]: _summary_point(methods[k], t0)
+              for k in ("tsb", "tsb_generic", "tsb_clean", "bn_recalibration", "backbone_early") if k in methods}
+    files += plot_accuracy_vs_verified_fraction(curves, points, out / "accuracy_vs_verified_fraction", reference=ref,
+                                                title=f"{results['model']} on {preset} at t={t0}")
+    return files
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def report_markdown(studies: list[Mapping[str, Any]], command: str) -> str:
+    """The study report: setup, per-method table per preset, and the claims beside the paper's."""
+    lines = ["# TSB study report", "", f"Command: `{command}`", ""]
+    for r in studies:
+        cfg = r["config"]
+        lines += [f"## {r['model']} on {r['dataset']['name']}, preset `{r['preset']['name']}`", "",
+                  f"- data: {r['dataset']['split_note']}; evaluated on {r['dataset']['eval_size']} test images",
+                  f"- chips: {cfg['chips']} (Monte-Carlo; mean ± std and 95% CI over chips), seed {cfg['seed']}",
+                  f"- reference (gap = reference − accuracy): clean digital accuracy of the fully trained "
+                  f"noise-injection baseline (b) = {_pct(r['reference_accuracy'])}%",
+                  f"- backbone epochs: full {cfg['backbone']['full_epochs']}, early {cfg['backbone']['early_epochs']}; "
+                  f"block: k={r['tsb']['k']}, {r['tsb']['sites']} sites, {r['tsb']['weights']} weights, "
+                  f"{cfg['block']['epochs']} epochs per chip", ""]
+        head = "| method | verified % | pulses | train s | " + " | ".join(f"acc@{t} (%)" for t in r["time_labels"])
+        head += f" | gap@{r['time_labels'][0]} (pp) |"
+        lines += [head, "|" + "---|" * (5 + len(r["time_labels"]))]
+        for m in r["methods"].values():
+            accs = " | ".join(f"{100 * m['accuracy'][t]['mean']:.2f} ± {100 * m['accuracy'][t]['std']:.2f}"
+                              for t in r["time_labels"])
+            g = m["gap"][r["time_labels"][0]]
+            lines.append(f"| {m['label']} | {100 * m['verified_fraction']:.3f} | {m['cost']['pulses']:,.0f} | "
+                         f"{m['train_time_s']:.1f} | {accs} | {100 * g['mean']:.2f} [{100 * g['ci95_low']:.2f}, "
+                         f"{100 * g['ci95_high']:.2f}] |")
+        c = r["claims"]
+        lines += ["", "| claim | paper | measured here |", "|---|---|---|"]
+        for name in ("accuracy_gap_improvement", "training_speedup", "verified_fraction", "mapping_cost_reduction"):
+            lines.append(f"| {name} | {PAPER[name]} | {format_claim(name, c.get(name))} |")
+        gi = c.get("accuracy_gap_improvement")
+        if gi:
+            lines += ["", f"Gap improvement by time: " + ", ".join(
+                f"{t}: {format_claim('accuracy_gap_improvement', v)}" for t, v in gi["by_time"].items())]
+            lines += [f"Note: {gi['note']}."]
+        mc = c.get("mapping_cost_reduction")
+        if mc and mc.get("verify_overhead_reduction"):
+            lines += [f"Verify overhead alone (pulses beyond one per cell): {mc['verify_overhead_reduction']:.0f}x "
+                      f"fewer for TSB than full write-verify."]
+        lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in r.get("plots", [])), ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(results: Mapping[str, Any], out: Path) -> None:
+    atomic_write_csv(out / "methods.csv", method_rows(results))
+    atomic_write_csv(out / "chips.csv", chip_rows(results))
+
+
+def write_report(studies: list[Mapping[str, Any]], out: Path, command: str) -> Path:
+    return atomic_write_text(out / "report.md", report_markdown(studies, command))

@@ -1,0 +1,394 @@
+"""One TSB study: train the backbones, then deploy every method on the same N simulated chips.
+
+Each step is a function usable alone (``train_backbone``, ``program_chip``, ``read_back``, ``train_chip_block``,
+``deploy_block``); ``run_study`` strings them together, saves every finished (method, chip) cell as it
+completes and skips finished cells on a re-run.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from tsb_aihw.analog import load_read_back, read_back, to_analog, weight_report
+from tsb_aihw.baselines import recalibrate_bn, selection_masks
+from tsb_aihw.data import get_dataset, make_loader
+from tsb_aihw.devices import DevicePreset, load_preset, programming_cost
+from tsb_aihw.evaluation import evaluate_accuracy, format_time, parse_time, summarize
+from tsb_aihw.models import get_model, get_tsb, insert_tsb
+from tsb_aihw.pipeline.chip import drift_chip, program_chip
+from tsb_aihw.pipeline.claims import compute_claims
+from tsb_aihw.pipeline.config import StudyConfig
+from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
+from tsb_aihw.training import train_block, train_noise_injection
+from tsb_aihw.utils.device import resolve_device
+from tsb_aihw.utils.io import atomic_write_json, ensure_writable_dir, read_json
+from tsb_aihw.utils.provenance import provenance
+from tsb_aihw.utils.seeding import derive_seed, seed_everything
+
+
+@dataclass
+class StudyData:
+    train: Any
+    val: Any
+    test: Any
+    info: Any
+    test_info: Any
+
+
+def load_study_data(cfg: StudyConfig) -> StudyData:
+    """Train/val/test loaders of the configured dataset (test optionally cut to ``eval_limit`` images)."""
+    d = cfg.data
+    kw = dict(root=d.root, download=d.download, seed=cfg.seed)
+    train = get_dataset(d.name, "train", **kw)
+    val = get_dataset(d.name, "val", **kw)
+    test = get_dataset(d.name, "test", **kw)
+    test_info = test.info
+    if d.eval_limit is not None and d.eval_limit < len(test):
+        test = torch.utils.data.Subset(test, range(d.eval_limit))
+    return StudyData(
+        train=make_loader(train, d.batch_size, shuffle=True, seed=cfg.seed),
+        val=make_loader(val, d.eval_batch_size),
+        test=make_loader(test, d.eval_batch_size),
+        info=train.info, test_info=test_info,
+    )
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Checkpoints:
+    """Digital weights + the config that produced them, so a re-run reuses a trained backbone or block."""
+
+    def __init__(self, root: Path):
+        self.root = root / "checkpoints"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def load(self, name: str, key: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        path = self.root / f"{name}.pt"
+        if not path.exists():
+            return None
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        if blob.get("fingerprint") != _fingerprint(key):
+            return None
+        return blob["state_dict"], blob["meta"]
+
+    def save(self, name: str, key: dict[str, Any], state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        import io
+
+        from tsb_aihw.utils.io import atomic_write_bytes
+
+        buf = io.BytesIO()
+        torch.save({"fingerprint": _fingerprint(key), "key": key, "state_dict": state, "meta": meta}, buf)
+        atomic_write_bytes(self.root / f"{name}.pt", buf.getvalue())
+
+
+class CellStore:
+    """Finished (method, chip) results in one JSON file, rewritten atomically after every cell."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path = path
+        self.fingerprint = fingerprint
+        self.cells: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            blob = read_json(path)
+            if blob.get("fingerprint") == fingerprint:
+                self.cells = blob["cells"]
+
+    def get(self, method: str, chip: int) -> dict[str, Any] | None:
+        return self.cells.get(f"{method}#{chip}")
+
+    def put(self, method: str, chip: int, value: dict[str, Any]) -> None:
+        self.cells[f"{method}#{chip}"] = value
+        atomic_write_json(self.path, {"fingerprint": self.fingerprint, "cells": self.cells})
+
+
+def build_backbone(cfg: StudyConfig, info: Any) -> nn.Module:
+    """A fresh backbone of the configured architecture, sized for the dataset."""
+    return get_model(cfg.model.name, num_classes=info.num_classes, in_channels=info.in_channels,
+                     width=cfg.model.width, input_size=info.image_size[0])
+
+
+def train_backbone(cfg: StudyConfig, data: StudyData, preset: DevicePreset, epochs: int, seed: int,
+                   progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """Noise-injection (hardware-aware) training of a fresh backbone for ``epochs`` epochs."""
+    model = build_backbone(cfg, data.info)
+    noise = cfg.backbone.noise_std if cfg.backbone.noise_std is not None else preset.training_noise_std
+    seed_everything(seed)
+    res = train_noise_injection(model, data.train, data.val, noise_std=noise, epochs=epochs, lr=cfg.backbone.lr,
+                                device=cfg.device, seed=seed, progress=progress)
+    return model, {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": noise,
+                   "history": res.to_dict().get("history")}
+
+
+def train_chip_block(model_tsb: nn.Module, weights: dict[str, torch.Tensor], cfg: StudyConfig, data: StudyData,
+                     seed: int, progress: bool = False) -> tuple[torch.Tensor, float]:
+    """Train a fresh zero-initialised block on a digital twin holding one chip's read-back backbone weights.
+
+    Returns the trained block weight and the wall time."""
+    twin = copy.deepcopy(model_tsb)
+    load_read_back(twin, {k: v for k, v in weights.items() if not k.startswith("tsb")})
+    block = get_tsb(twin)
+    block.reset_parameters()
+    seed_everything(seed)
+    res = train_block(twin, data.train, block_params=list(block.parameters()), epochs=cfg.block.epochs,
+                      lr=cfg.block.lr, device=cfg.device, seed=seed, progress=progress)
+    return block.conv.weight.detach().clone(), res.wall_time_s
+
+
+def deploy_block(analog: nn.Module, weight: torch.Tensor, chip_seed: int) -> None:
+    """Write the block's weights into its (write-verified) tile and program them: verify runs here."""
+    layer = get_tsb(analog).conv
+    layer.set_weights(weight)
+    program_chip(analog, derive_seed(chip_seed, "block"), only="tsb", new_target=True)
+
+
+def _bn_snapshot(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    return {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+
+
+def _bn_restore(model: nn.Module, snap: dict[str, dict[str, torch.Tensor]]) -> None:
+    mods = dict(model.named_modules())
+    for n, state in snap.items():
+        mods[n].load_state_dict(state)
+
+
+class Study:
+    """Holds the shared state of one study (data, preset, trained models) and runs its methods per chip."""
+
+    def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True):
+        self.cfg = cfg.validate()
+        self.out = ensure_writable_dir(out)
+        self.progress = progress
+        self.device = resolve_device(cfg.device)
+        self.preset = load_preset(cfg.preset, **cfg.preset_overrides)
+        self.times = [parse_time(t) for t in cfg.times]
+        self.labels = [format_time(t) for t in self.times]
+        self.data = load_study_data(cfg)
+        self.ckpt = Checkpoints(self.out)
+        self.meta: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, nn.Module] = {}
+        self.train_times: dict[str, float] = {}
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def _key(self, what: str, **extra: Any) -> dict[str, Any]:
+        c = self.cfg.to_dict()
+        return {"what": what, "model": c["model"], "data": c["data"], "backbone": c["backbone"], "seed": c["seed"],
+                "preset": self.preset.to_dict(), **extra}
+
+    def backbone(self, which: str) -> nn.Module:
+        if which in self.models:
+            return self.models[which]
+        epochs = self.cfg.backbone.full_epochs if which == "full" else self.cfg.backbone.early_epochs
+        key = self._key(f"backbone_{which}", epochs=epochs)
+        hit = self.ckpt.load(f"backbone_{which}", key)
+        if hit:
+            state, meta = hit
+            model = build_backbone(self.cfg, self.data.info)
+            model.load_state_dict(state)
+        else:
+            model, meta = train_backbone(self.cfg, self.data, self.preset, epochs,
+                                         derive_seed(self.cfg.seed, "backbone", which), self.progress)
+            self.ckpt.save(f"backbone_{which}", key, model.state_dict(), meta)
+        model.eval()
+        self.models[which], self.meta[f"backbone_{which}"] = model, meta
+        return model
+
+    def tsb_model(self) -> nn.Module:
+        """The early backbone with the (zero-initialised) shared block inserted."""
+        if "early_tsb" not in self.models:
+            b = self.cfg.block
+            self.models["early_tsb"] = insert_tsb(copy.deepcopy(self.backbone("early")), k=b.k, where=b.where,
+                                                  residual=b.residual).eval()
+        return self.models["early_tsb"]
+
+    def fixed_block(self, kind: str) -> nn.Module:
+        """A block trained once for all chips: on the clean backbone, or on freshly drawn backbone noise."""
+        name = f"block_{kind}"
+        if name in self.models:
+            return self.models[name]
+        model = copy.deepcopy(self.tsb_model())
+        b = self.cfg.block
+        noise = 0.0 if kind == "clean" else (self.cfg.backbone.noise_std or self.preset.training_noise_std)
+        key = self._key(name, block=self.cfg.to_dict()["block"], noise=noise)
+        hit = self.ckpt.load(name, key)
+        if hit:
+            state, meta = hit
+            model.load_state_dict(state)
+        else:
+            seed = derive_seed(self.cfg.seed, name)
+            seed_everything(seed)
+            res = train_block(model, self.data.train, block_params=list(get_tsb(model).parameters()), epochs=b.epochs,
+                              lr=b.lr, device=self.cfg.device, seed=seed, progress=self.progress,
+                              backbone_noise_std=noise)
+            meta = {"train_time_s": res.wall_time_s, "noise_std": noise}
+            self.ckpt.save(name, key, model.state_dict(), meta)
+        self.models[name], self.meta[name] = model.eval(), meta
+        return self.models[name]
+
+    def digital_model(self, spec: MethodSpec) -> nn.Module:
+        if spec.block is None:
+            return self.backbone(spec.backbone)
+        if spec.block in ("clean", "generic"):
+            return self.fixed_block(spec.block)
+        return self.tsb_model()
+
+    def train_time(self, spec: MethodSpec, block_time_per_chip: float) -> float:
+        if spec.backbone == "full":
+            return self.meta["backbone_full"]["train_time_s"]
+        t = self.meta["backbone_early"]["train_time_s"]
+        if spec.block in ("clean", "generic"):
+            t += self.meta[f"block_{spec.block}"]["train_time_s"]
+        elif spec.block == "chip":
+            t += block_time_per_chip
+        return t
+
+    # -- deployment --------------------------------------------------------------------------------------------
+    def analog_model(self, spec: MethodSpec, digital: nn.Module) -> nn.Module:
+        verify: Any = spec.verify
+        if spec.verify == "masks":
+            method, fraction = spec.selection
+            verify = selection_masks(digital, self.data.train, fraction, method,
+                                     seed=derive_seed(self.cfg.seed, "select", method))
+        return to_analog(digital, self.preset, verify=verify).eval()
+
+    def run_chip(self, spec: MethodSpec, analog: nn.Module, chip: int) -> dict[str, Any]:
+        chip_seed = derive_seed(self.cfg.seed, "chip", chip)
+        program_chip(analog, chip_seed)
+        block_time = 0.0
+        if spec.block == "chip":
+            b = self.cfg.block
+            weights = read_back(analog, t=b.read_time, n_reads=b.n_reads)
+            w, block_time = train_chip_block(self.tsb_model(), weights, self.cfg, self.data,
+                                             derive_seed(chip_seed, "block-train"))
+            deploy_block(analog, w, chip_seed)
+        if spec.bn_recalibration:
+            recalibrate_bn(analog, self.data.train, device=self.cfg.device)
+        cost = programming_cost(analog, self.preset).to_dict()
+        fraction = weight_report(analog).verified_fraction
+        accs = []
+        for t in self.times:
+            drift_chip(analog, t, chip_seed)
+            accs.append(evaluate_accuracy(analog, self.data.test, device=self.cfg.device))
+        return {"acc": accs, "cost": cost, "block_time_s": block_time, "verified_fraction": fraction}
+
+    def run(self, specs: list[MethodSpec]) -> dict[str, Any]:
+        cells = CellStore(self.out / "cells.json", _fingerprint(self._key("cells", config=self.cfg.to_dict())))
+        total = len(specs) * self.cfg.chips
+        bar = tqdm(total=total, desc=f"{self.preset.name}: methods x chips", disable=not self.progress)
+        done = {}
+        for spec in specs:
+            digital = self.digital_model(spec)
+            analog = None
+            bn_state: dict[str, dict[str, torch.Tensor]] = {}
+            rows = []
+            for chip in range(self.cfg.chips):
+                cell = cells.get(spec.key, chip)
+                if cell is None:
+                    if analog is None:
+                        analog = self.analog_model(spec, digital)
+                        bn_state = _bn_snapshot(analog)
+                    elif spec.bn_recalibration:
+                        _bn_restore(analog, bn_state)
+                    bar.set_postfix_str(f"{spec.key} chip {chip}")
+                    cell = self.run_chip(spec, analog, chip)
+                    cells.put(spec.key, chip, cell)
+                rows.append(cell)
+                bar.update(1)
+            done[spec.key] = rows
+        bar.close()
+        return done
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return summarize(values).to_dict()
+
+
+def _mean_cost(rows: list[dict[str, Any]]) -> dict[str, float]:
+    keys = rows[0]["cost"].keys()
+    return {k: sum(r["cost"][k] for r in rows) / len(rows) for k in keys
+            if isinstance(rows[0]["cost"][k], (int, float))}
+
+
+def method_specs(study: Study) -> list[MethodSpec]:
+    """Base methods in the configured order, then the selective write-verify grid around TSB's fraction."""
+    cfg = study.cfg
+    specs = [BASE_METHODS[m] for m in cfg.methods if m in BASE_METHODS]
+    if "selective_verify" in cfg.methods:
+        tsb_fraction = weight_report(study.tsb_model()).verified_fraction
+        fractions = sorted({round(tsb_fraction * x, 8) for x in cfg.selective.fraction_multipliers}
+                           | {float(f) for f in cfg.selective.extra_fractions})
+        specs += selective_specs(cfg.selective.methods, [f for f in fractions if 0 < f < 1])
+    return specs
+
+
+def assemble(study: Study, specs: list[MethodSpec], cells: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per-method summaries, gaps against ONE reference (the clean accuracy of (b)), claims and provenance."""
+    cfg, labels = study.cfg, study.labels
+    full = study.backbone("full")
+    reference = evaluate_accuracy(full, study.data.test, device=cfg.device)
+    methods: dict[str, Any] = {}
+    for spec in specs:
+        rows = cells[spec.key]
+        per_chip = [r["acc"] for r in rows]
+        block_time = sum(r["block_time_s"] for r in rows) / len(rows)
+        entry = {
+            "label": spec.label, "backbone": spec.backbone, "block": spec.block, "verify": spec.verify,
+            "selection": list(spec.selection) if spec.selection else None, "curve": spec.curve,
+            "verified_fraction": rows[0]["verified_fraction"], "cost": _mean_cost(rows),
+            "clean_accuracy": evaluate_accuracy(study.digital_model(spec), study.data.test, device=cfg.device)
+            if spec.block != "chip" else None,
+            "train_time_s": study.train_time(spec, block_time),
+            "accuracy": {t: _summary([c[i] for c in per_chip]) for i, t in enumerate(labels)},
+            "gap": {t: _summary([reference - c[i] for c in per_chip]) for i, t in enumerate(labels)},
+            "per_chip": per_chip,
+        }
+        if spec.block == "chip":
+            entry["backbone_time_s"] = study.meta["backbone_early"]["train_time_s"]
+            entry["block_time_s"] = block_time
+        methods[spec.key] = entry
+    tsb = study.tsb_model()
+    block = get_tsb(tsb)
+    rep = weight_report(tsb)
+    results = {
+        "config": cfg.to_dict(), "seed": cfg.seed, "provenance": provenance(),
+        "preset": study.preset.to_dict() | {"name": study.preset.name},
+        "model": cfg.model.name, "width": cfg.model.width,
+        "dataset": {"name": cfg.data.name, "split_note": study.data.test_info.split_note,
+                    "eval_size": len(study.data.test.dataset)},
+        "times": study.times, "time_labels": labels, "reference_accuracy": reference,
+        "reference_definition": "clean digital test accuracy of (b), the noise-injection baseline trained to "
+                                "full convergence; every gap = reference - chip accuracy",
+        "tsb": {"k": block.k, "sites": len(getattr(tsb, "tsb_sites", []) or []), "weights": block.conv.weight.numel(),
+                "verified_fraction": rep.verified_fraction},
+        "training": {k: v for k, v in study.meta.items()},
+        "methods": methods,
+    }
+    results["claims"] = compute_claims(methods, labels)
+    return results
+
+
+def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) one study and write ``results.json``, CSVs and plots into ``out``."""
+    from tsb_aihw.pipeline.report import write_plots, write_tables
+
+    t0 = time.perf_counter()
+    study = Study(cfg, Path(out), progress=progress)
+    specs = method_specs(study)
+    cells = study.run(specs)
+    results = assemble(study, specs, cells)
+    results["plots"] = [str(p.name) for p in write_plots(results, study.out)]
+    write_tables(results, study.out)
+    results["wall_time_s"] = time.perf_counter() - t0
+    atomic_write_json(study.out / "results.json", results)
+    return results
