@@ -6,7 +6,10 @@ in every other):
 - data: ``get_dataset``, ``make_loader``, ``list_datasets``
 - devices: ``load_preset``, ``list_presets``, ``programming_cost``
 - models: ``get_model``, ``list_models``, ``TinySharedBlock``, ``insert_tsb``
-- analog: ``to_analog``, ``weight_report``
+- analog: ``to_analog``, ``weight_report``, ``read_back``, ``load_read_back``
+- training / baselines: ``train_noise_injection``, ``train_block``, ``selection_masks``, ``recalibrate_bn``
+- evaluation: ``evaluate_accuracy``, ``monte_carlo``, ``evaluate_drift``, ``parse_time``
+- pipeline: ``run_study``
 """
 from __future__ import annotations
 
@@ -28,7 +31,20 @@ _LAZY = {
     "insert_tsb": "tsb_aihw.models",
     "to_analog": "tsb_aihw.analog",
     "weight_report": "tsb_aihw.analog",
+    "get_tsb": "tsb_aihw.models",
+    "bind_sites": "tsb_aihw.models",
+    "load_torchvision": "tsb_aihw.models",
+    "read_back": "tsb_aihw.analog",
+    "load_read_back": "tsb_aihw.analog",
+    "train_noise_injection": "tsb_aihw.training",
+    "train_block": "tsb_aihw.training",
+    "selection_masks": "tsb_aihw.baselines",
+    "recalibrate_bn": "tsb_aihw.baselines",
     "evaluate_drift": "tsb_aihw.evaluation",
+    "evaluate_accuracy": "tsb_aihw.evaluation",
+    "monte_carlo": "tsb_aihw.evaluation",
+    "parse_time": "tsb_aihw.evaluation",
+    "run_study": "tsb_aihw.pipeline.study",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

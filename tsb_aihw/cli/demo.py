@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", action="append", help="device preset name or YAML path (repeatable; default: "
                    "nvcim-gaussian and pcm)")
     p.add_argument("--sigma", type=float, default=None, help="device variation sigma for nvcim-gaussian")
-    p.add_argument("--chips", type=int, default=None, help="Monte-Carlo chips per method (default 20; 10 for PCM)")
+    p.add_argument("--chips", type=int, default=None, help="Monte-Carlo chips per method (default 20; 8 for the PCM drift study)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--quick", action="store_true", help="1-minute smoke run (few chips, epochs, images)")

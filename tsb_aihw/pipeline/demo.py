@@ -15,7 +15,7 @@ DRIFT_TIMES = ["1s", "1h", "1d", "1mo", "1y"]
 # Drift studies evaluate every method at 5 times through AIHWKit's tiles: keep them to the methods that
 # answer "does the block hold up over time" so the demo stays near 10 minutes on 2 cores.
 DRIFT_METHODS = ["full_noise_injection", "full_verify", "bn_recalibration", "tsb"]
-DRIFT_EVAL_LIMIT = 500  # test images per (chip, time) in drift studies: 8-bit periphery tiles are ~4x digital
+DRIFT_EVAL_LIMIT = 400  # test images per (chip, time) in drift studies: 8-bit periphery tiles are ~4x digital
 
 
 def demo_configs(model: str = "lenet3", dataset: str = "mnist5k", presets: list[str] | None = None,
@@ -38,7 +38,7 @@ def demo_configs(model: str = "lenet3", dataset: str = "mnist5k", presets: list[
         if preset == "pcm" or (is_path and "pcm" in Path(preset).name):
             cfg["times"] = DRIFT_TIMES[::2] if quick else DRIFT_TIMES
             cfg["methods"] = DRIFT_METHODS
-            cfg["chips"] = chips if chips is not None else (2 if quick else 10)
+            cfg["chips"] = chips if chips is not None else (2 if quick else 8)
             cfg["data"] = dict(base["data"], eval_limit=base["data"]["eval_limit"] or DRIFT_EVAL_LIMIT)
         else:
             cfg["times"] = [0.0]

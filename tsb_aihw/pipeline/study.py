@@ -183,7 +183,8 @@ class Study:
     # -- training ---------------------------------------------------------------------------------------------
     def _key(self, what: str, **extra: Any) -> dict[str, Any]:
         c = self.cfg.to_dict()
-        return {"what": what, "model": c["model"], "data": c["data"], "backbone": c["backbone"], "seed": c["seed"],
+        data = {k: c["data"][k] for k in ("name", "root", "batch_size")}  # what training depends on
+        return {"what": what, "model": c["model"], "data": data, "backbone": c["backbone"], "seed": c["seed"],
                 "preset": self.preset.to_dict(), **extra}
 
     def backbone(self, which: str) -> nn.Module:
