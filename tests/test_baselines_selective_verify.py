@@ -5,36 +5,23 @@ import copy
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from tsb_aihw.baselines import selection_masks
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation import evaluate_accuracy
-from tsb_aihw.training import train_noise_injection
+
+from helpers import SIGMA_STD, ToyTSB, clean_trained, digits, digits_features
 
 SIGMA = 0.5
-SIGMA_STD = 0.7776
-
-
-class ToyTSB(nn.Module):
-    def __init__(self, k: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(k, k, 1, bias=False)
-        nn.init.zeros_(self.conv.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        )
+        self.features = digits_features(8, 16)
         self.tsb = ToyTSB(16)
         self.fc = nn.Linear(16 * 16, 10)
 
@@ -45,30 +32,10 @@ class Net(nn.Module):
 BACKBONE = {"features.0": 72, "features.3": 1152, "fc": 2560}
 
 
-def digits() -> tuple[TensorDataset, TensorDataset]:
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    x, y = x[perm], y[perm]
-    return TensorDataset(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained():
-    train, test = digits()
-    torch.manual_seed(0)
-    model = Net()
-    train_noise_injection(model, DataLoader(train, 64, shuffle=True), noise_std=0.0, epochs=10,
-                          progress=False)
+    train, test = digits(1400)
+    model = clean_trained(Net, train, epochs=10)
     return model, DataLoader(train, 64), DataLoader(test, 512)
 
 

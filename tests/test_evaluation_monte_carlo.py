@@ -8,46 +8,24 @@ import warnings
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation import MonteCarloResult, evaluate_accuracy, evaluate_drift, monte_carlo
-from tsb_aihw.training import train_noise_injection
 from tsb_aihw.utils.seeding import derive_seed
+
+from helpers import clean_trained, digits, digits_cnn
 
 warnings.filterwarnings("ignore", module="aihwkit")
 TIMES = [0, "1h", "1y"]
-
-
-def digits() -> tuple[TensorDataset, TensorDataset]:
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    x, y = x[perm], y[perm]
-    return TensorDataset(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def trained():
-    train, test = digits()
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(8 * 16, 10),
-    )
-    train_noise_injection(model, DataLoader(train, 64, shuffle=True), noise_std=0.0, epochs=6, lr=3e-3,
-                          progress=False)
+    train, test = digits(1400)
+    model = clean_trained(lambda: digits_cnn(8), train, epochs=6, lr=3e-3)
     return model, DataLoader(train, 128), DataLoader(test, 512), test
 
 

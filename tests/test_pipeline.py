@@ -117,7 +117,7 @@ def test_claims_use_one_reference_and_pulse_ratio() -> None:
     acc = {"mean": 0.9, "std": 0.01, "n": 5, "ci95_low": 0.89, "ci95_high": 0.91}
 
     def method(gap, pulses, cells, t, frac):
-        return {"gap": {"0s": gap}, "accuracy": {"0s": acc}, "cost": {"pulses": pulses, "cells": cells},
+        return {"gap": {"0s": gap}, "accuracy": {"0s": acc}, "cost": {"pulses": pulses, "devices": cells},
                 "train_time_s": t, "verified_fraction": frac}
 
     methods = {

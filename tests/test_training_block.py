@@ -5,28 +5,17 @@ import copy
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation import evaluate_accuracy
-from tsb_aihw.training import train_block, train_noise_injection
+from tsb_aihw.training import train_block
 
-SIGMA_STD = 0.7776
+from helpers import SIGMA_STD, ToyTSB, clean_trained, digits, noisy_copy
 
-
-class ToyTSB(nn.Module):
-    """Stand-in for the TinySharedBlock: residual, zero-initialised 1x1 conv, shared by two sites."""
-
-    def __init__(self, k: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(k, k, 1, bias=False)
-        nn.init.zeros_(self.conv.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Net(nn.Module):
@@ -48,42 +37,18 @@ class Net(nn.Module):
         return self.fc(self.drop(torch.flatten(nn.functional.max_pool2d(x, 2), 1)))
 
 
-def digits() -> tuple[TensorDataset, TensorDataset]:
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    x, y = x[perm], y[perm]
-    return TensorDataset(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])
-
-
 def chip_twin(model: Net, sigma: float, seed: int) -> Net:
-    """A digital twin holding one chip's weights: backbone Conv/Linear + N(0, (0.7776 sigma max|W|)^2)."""
-    twin = copy.deepcopy(model)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in (twin.c1, twin.c2, twin.fc):
-            m.weight += torch.randn(m.weight.shape, generator=gen) * SIGMA_STD * sigma * m.weight.abs().max()
+    """A digital twin holding one chip's weights (backbone Conv/Linear + chip noise) and a fresh ToyTSB(8)."""
+    twin = noisy_copy(model, sigma, seed)
     twin.tsb = ToyTSB(8)
     return twin
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup():
-    train, test = digits()
-    train_loader, test_loader = DataLoader(train, 64, shuffle=True), DataLoader(test, 512)
-    torch.manual_seed(0)
-    backbone = Net()
-    train_noise_injection(backbone, train_loader, noise_std=0.0, epochs=12, lr=3e-3, progress=False)
-    return backbone, train_loader, test_loader
+    train, test = digits(1400)
+    backbone = clean_trained(Net, train, epochs=12, lr=3e-3)
+    return backbone, DataLoader(train, 64, shuffle=True), DataLoader(test, 512)
 
 
 def test_backbone_bit_identical_and_flags_restored(setup):

@@ -1,65 +1,29 @@
 """Noise-injection training: the noise itself, its removal, early stopping and the robustness it buys."""
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation import evaluate_accuracy
 from tsb_aihw.training import EarlyStop, WeightNoise, add_weight_noise, train_noise_injection, weight_noise
 from tsb_aihw.training.noise_injection import cached_forward
 
-SIGMA_STD = 0.7776  # tsb-method.md section 3: std = 0.7776 * sigma * max|W|
+from helpers import SIGMA_STD, digits, digits_cnn, noisy_copy
 
-
-def digits(seed: int = 0) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    x, y = x[perm], y[perm]
-    split = (slice(0, 1200), slice(1200, 1500), slice(1500, None))
-    return tuple(TensorDataset(x[s], y[s]) for s in split)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(8 * 16, 10),
-    )
-
-
-def perturbed(model: nn.Module, sigma: float, seed: int) -> nn.Module:
-    """One chip in plain torch: every Conv/Linear weight + N(0, (0.7776 sigma max|W|)^2)."""
-    chip = copy.deepcopy(model)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in chip.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                std = SIGMA_STD * sigma * m.weight.abs().max()
-                m.weight += torch.randn(m.weight.shape, generator=gen) * std
-    return chip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two cores shared with other jobs: more than one torch thread makes tiny models 10-100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    return digits_cnn(8, 8)
 
 
 @pytest.fixture(scope="module")
 def data():
-    train, val, test = digits()
+    train, val, test = digits(1200, 1500)
     return DataLoader(train, 64, shuffle=True), DataLoader(val, 300), DataLoader(test, 512)
 
 
@@ -185,7 +149,7 @@ def test_noise_injection_makes_the_model_robust_to_weight_noise(data):
         torch.manual_seed(0)
         model = small_cnn()
         train_noise_injection(model, train, noise_std=std, epochs=12, lr=3e-3, progress=False)
-        accs = [evaluate_accuracy(perturbed(model, 0.3, seed), test) for seed in range(8)]
+        accs = [evaluate_accuracy(noisy_copy(model, 0.3, seed), test) for seed in range(8)]
         noisy_acc[std] = sum(accs) / len(accs)
     plain, robust = noisy_acc[0.0], noisy_acc[SIGMA_STD * 0.3]
     assert robust > plain + 0.1, noisy_acc

@@ -47,6 +47,14 @@ def _time_label(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def _mean_with_band(ax: plt.Axes, x: Sequence[float], s: Mapping[str, Sequence[float]], label: str,
+                    alpha: float = 0.18) -> None:
+    """One method's mean accuracy (%) as a marked line and its ``ci_low``..``ci_high`` band in the line's colour."""
+    (line,) = ax.plot(x, [100 * m for m in s["mean"]], marker="o", ms=3, label=label)
+    ax.fill_between(x, [100 * v for v in s["ci_low"]], [100 * v for v in s["ci_high"]],
+                    color=line.get_color(), alpha=alpha, lw=0)
+
+
 def plot_accuracy_vs_time(
     series: Mapping[str, Mapping[str, Sequence[float]]],
     path: str | os.PathLike,
@@ -62,10 +70,7 @@ def plot_accuracy_vs_time(
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
         for name, s in series.items():
-            t = [max(float(x), 0.3) for x in s["times"]]
-            (line,) = ax.plot(t, [100 * m for m in s["mean"]], marker="o", ms=3, label=name)
-            ax.fill_between(t, [100 * v for v in s["ci_low"]], [100 * v for v in s["ci_high"]],
-                            color=line.get_color(), alpha=0.18, lw=0)
+            _mean_with_band(ax, [max(float(x), 0.3) for x in s["times"]], s, name)
         if reference is not None:
             ax.axhline(100 * reference, color="k", ls=":", lw=1, label="reference (digital)")
         ax.set_xscale("log")
@@ -99,10 +104,7 @@ def plot_accuracy_vs_verified_fraction(
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
         for name, c in curves.items():
-            x = [max(f, floor) for f in c["fraction"]]
-            (line,) = ax.plot(x, [100 * m for m in c["mean"]], marker="o", ms=3, label=name)
-            ax.fill_between(x, [100 * v for v in c["ci_low"]], [100 * v for v in c["ci_high"]],
-                            color=line.get_color(), alpha=0.15, lw=0)
+            _mean_with_band(ax, [max(f, floor) for f in c["fraction"]], c, name, alpha=0.15)
         markers = iter("*DsP^vX")
         for name, p in points.items():
             m = next(markers, "o")
@@ -133,9 +135,7 @@ def plot_accuracy_vs_parameter(
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
         for name, s in series.items():
-            (line,) = ax.plot(s["x"], [100 * m for m in s["mean"]], marker="o", ms=3, label=name)
-            ax.fill_between(s["x"], [100 * v for v in s["ci_low"]], [100 * v for v in s["ci_high"]],
-                            color=line.get_color(), alpha=0.18, lw=0)
+            _mean_with_band(ax, s["x"], s, name)
         if reference is not None:
             ax.axhline(100 * reference, color="k", ls=":", lw=1, label="reference (digital)")
         if logx:

@@ -120,28 +120,25 @@ def classifier_name(trace_: Trace) -> str | None:
     return layers[-1] if layers else None
 
 
-def conv_sites(trace_: Trace) -> list[Site]:
+def _layer_sites(trace_: Trace, layer: type, norm: type, kind: str) -> list[Site]:
+    """A site after every ``layer`` run except the classifier: after its ``norm`` when one consumes its output."""
     head = classifier_name(trace_)
     sites = []
     for c in trace_.once():
-        if not isinstance(c.module, nn.Conv2d) or c.name == head:
+        if not isinstance(c.module, layer) or c.name == head:
             continue
-        bn = _consumer(trace_, c.output, nn.BatchNorm2d)
+        bn = _consumer(trace_, c.output, norm)
         target = bn if bn is not None else c
-        sites.append(Site(target.name, int(target.output.shape[1]), "conv"))
+        sites.append(Site(target.name, int(target.output.shape[1]), kind))
     return sites
+
+
+def conv_sites(trace_: Trace) -> list[Site]:
+    return _layer_sites(trace_, nn.Conv2d, nn.BatchNorm2d, "conv")
 
 
 def fc_sites(trace_: Trace) -> list[Site]:
-    head = classifier_name(trace_)
-    sites = []
-    for c in trace_.once():
-        if not isinstance(c.module, nn.Linear) or c.name == head:
-            continue
-        bn = _consumer(trace_, c.output, nn.BatchNorm1d)
-        target = bn if bn is not None else c
-        sites.append(Site(target.name, int(target.output.shape[1]), "fc"))
-    return sites
+    return _layer_sites(trace_, nn.Linear, nn.BatchNorm1d, "fc")
 
 
 def _is_noop_pool(call: Call) -> bool:

@@ -119,7 +119,7 @@ def report_markdown(studies: list[Mapping[str, Any]], command: str) -> str:
             lines += [f"Note: {gi['note']}."]
         mc = c.get("mapping_cost_reduction")
         if mc and mc.get("verify_overhead_reduction"):
-            lines += [f"Verify overhead alone (pulses beyond one per cell): {mc['verify_overhead_reduction']:.0f}x "
+            lines += [f"Verify overhead alone (pulses beyond one per device): {mc['verify_overhead_reduction']:.0f}x "
                       f"fewer for TSB than full write-verify."]
         lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in r.get("plots", [])), ""]
     return "\n".join(lines) + "\n"
