@@ -74,6 +74,7 @@ class StudyConfig:
     seed: int = 0
     device: str = "cpu"
     methods: list[str] = field(default_factory=lambda: list(METHODS))
+    bn_recalibration_batches: int = 20  # training batches streamed through each chip to re-estimate BN stats
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -94,7 +95,8 @@ class StudyConfig:
             raise ConfigError(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
         for name, value in (("backbone.full_epochs", self.backbone.full_epochs),
                             ("backbone.early_epochs", self.backbone.early_epochs),
-                            ("block.epochs", self.block.epochs), ("block.n_reads", self.block.n_reads)):
+                            ("block.epochs", self.block.epochs), ("block.n_reads", self.block.n_reads),
+                            ("bn_recalibration_batches", self.bn_recalibration_batches)):
             if value < 1:
                 raise ConfigError(f"{name} = {value}: must be >= 1")
         if self.backbone.early_epochs > self.backbone.full_epochs:

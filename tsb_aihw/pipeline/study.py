@@ -274,7 +274,7 @@ class Study:
                                              derive_seed(chip_seed, "block-train"))
             deploy_block(analog, w, chip_seed)
         if spec.bn_recalibration:
-            recalibrate_bn(analog, self.data.train, device=self.cfg.device)
+            recalibrate_bn(analog, self.data.train, batches=self.cfg.bn_recalibration_batches, device=self.cfg.device)
         cost = programming_cost(analog, self.preset).to_dict()
         fraction = weight_report(analog).verified_fraction
         accs = []
