@@ -10,7 +10,6 @@ import torch
 from tsb_aihw.analog import read_back, to_analog
 from tsb_aihw.devices import load_preset, tile_programming_stats
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.models import get_tsb
 from tsb_aihw.pipeline.chip import named_analog_tiles, program_chip
 from tsb_aihw.pipeline.claims import compute_claims, gap_ratio
 from tsb_aihw.pipeline.config import load_study_config, study_config_from_dict

@@ -114,7 +114,7 @@ def report_markdown(studies: list[Mapping[str, Any]], command: str) -> str:
             lines.append(f"| {name} | {PAPER[name]} | {format_claim(name, c.get(name))} |")
         gi = c.get("accuracy_gap_improvement")
         if gi:
-            lines += ["", f"Gap improvement by time: " + ", ".join(
+            lines += ["", "Gap improvement by time: " + ", ".join(
                 f"{t}: {format_claim('accuracy_gap_improvement', v)}" for t, v in gi["by_time"].items())]
             lines += [f"Note: {gi['note']}."]
         mc = c.get("mapping_cost_reduction")
