@@ -118,11 +118,16 @@ def build_backbone(cfg: StudyConfig, info: Any) -> nn.Module:
                      width=cfg.model.width, input_size=info.image_size[0])
 
 
+def training_noise_std(cfg: StudyConfig, preset: DevicePreset) -> float:
+    """Weight-noise std (relative to each layer's abs-max) for noise injection: the config's, else the preset's."""
+    return cfg.backbone.noise_std if cfg.backbone.noise_std is not None else preset.training_noise_std
+
+
 def train_backbone(cfg: StudyConfig, data: StudyData, preset: DevicePreset, epochs: int, seed: int,
                    progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """Noise-injection (hardware-aware) training of a fresh backbone for ``epochs`` epochs."""
     model = build_backbone(cfg, data.info)
-    noise = cfg.backbone.noise_std if cfg.backbone.noise_std is not None else preset.training_noise_std
+    noise = training_noise_std(cfg, preset)
     seed_everything(seed)
     res = train_noise_injection(model, data.train, data.val, noise_std=noise, epochs=epochs, lr=cfg.backbone.lr,
                                 device=cfg.device, seed=seed, progress=progress)
@@ -180,6 +185,10 @@ class Study:
         self.models: dict[str, nn.Module] = {}
         self.train_times: dict[str, float] = {}
 
+    @property
+    def training_noise_std(self) -> float:
+        return training_noise_std(self.cfg, self.preset)
+
     # -- training ---------------------------------------------------------------------------------------------
     def _key(self, what: str, **extra: Any) -> dict[str, Any]:
         c = self.cfg.to_dict()
@@ -220,7 +229,7 @@ class Study:
             return self.models[name]
         model = copy.deepcopy(self.tsb_model())
         b = self.cfg.block
-        noise = 0.0 if kind == "clean" else (self.cfg.backbone.noise_std or self.preset.training_noise_std)
+        noise = 0.0 if kind == "clean" else self.training_noise_std
         key = self._key(name, block=self.cfg.to_dict()["block"], noise=noise)
         hit = self.ckpt.load(name, key)
         if hit:
