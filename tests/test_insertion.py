@@ -12,17 +12,7 @@ from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.models import TinySharedBlock, TSBSite, bind_sites, get_model, get_tsb, insert_tsb
 
 
-@pytest.fixture(autouse=True)
-def _fast_cpu():
-    """No autograd and one intra-op thread: on 2 cores shared with other jobs, 2-thread OpenMP regions stalled
-    each small forward by ~0.6 s (measured: squeezenet 32 px 0.64 s with 2 threads, 2 ms with 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fast_cpu")  # no autograd, one thread (see conftest)
 
 
 def _grouped_reference(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -11,17 +11,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.models import insert_tsb, load_torchvision
 
 
-@pytest.fixture(autouse=True)
-def _fast_cpu():
-    """No autograd and one intra-op thread: on 2 cores shared with other jobs, 2-thread OpenMP regions stalled
-    each small forward by ~0.6 s (measured: squeezenet 32 px 0.64 s with 2 threads, 2 ms with 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fast_cpu")  # no autograd, one thread (see conftest)
 
 
 @pytest.fixture(scope="module")
