@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from tsb_aihw.evaluation.times import format_time  # noqa: E402
+
 STYLE = {
     "figure.figsize": (6.4, 4.2),
     "figure.dpi": 110,
@@ -39,20 +41,25 @@ def _save(fig: plt.Figure, path: str | os.PathLike) -> list[Path]:
     return out
 
 
-def _time_label(seconds: float) -> str:
-    for unit, s in (("y", 365 * 86400), ("mo", 30 * 86400), ("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if seconds >= s:
-            v = seconds / s
-            return f"{v:g}{unit}" if abs(v - round(v)) > 1e-9 else f"{int(round(v))}{unit}"
-    return f"{seconds:g}s"
-
-
 def _mean_with_band(ax: plt.Axes, x: Sequence[float], s: Mapping[str, Sequence[float]], label: str,
                     alpha: float = 0.18) -> None:
     """One method's mean accuracy (%) as a marked line and its ``ci_low``..``ci_high`` band in the line's colour."""
     (line,) = ax.plot(x, [100 * m for m in s["mean"]], marker="o", ms=3, label=label)
     ax.fill_between(x, [100 * v for v in s["ci_low"]], [100 * v for v in s["ci_high"]],
                     color=line.get_color(), alpha=alpha, lw=0)
+
+
+def _finish(fig: plt.Figure, ax: plt.Axes, path: str | os.PathLike, *, xlabel: str, reference: float | None,
+            title: str) -> list[Path]:
+    """What every accuracy plot ends with: reference line, labels, title, legend, PNG + PDF."""
+    if reference is not None:
+        ax.axhline(100 * reference, color="k", ls=":", lw=1, label="reference (digital)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)  mean and 95% CI over chips")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best")
+    return _save(fig, path)
 
 
 def plot_accuracy_vs_time(
@@ -71,18 +78,11 @@ def plot_accuracy_vs_time(
         fig, ax = plt.subplots()
         for name, s in series.items():
             _mean_with_band(ax, [max(float(x), 0.3) for x in s["times"]], s, name)
-        if reference is not None:
-            ax.axhline(100 * reference, color="k", ls=":", lw=1, label="reference (digital)")
         ax.set_xscale("log")
         ticks = sorted({max(float(x), 0.3) for s in series.values() for x in s["times"]})
-        ax.set_xticks(ticks, [("0" if x <= 0.3 else _time_label(x)) for x in ticks])
+        ax.set_xticks(ticks, [("0" if x <= 0.3 else format_time(x)) for x in ticks])
         ax.minorticks_off()
-        ax.set_xlabel("time after programming")
-        ax.set_ylabel("accuracy (%)  mean and 95% CI over chips")
-        if title:
-            ax.set_title(title)
-        ax.legend(loc="best")
-        return _save(fig, path)
+        return _finish(fig, ax, path, xlabel="time after programming", reference=reference, title=title)
 
 
 def plot_accuracy_vs_verified_fraction(
@@ -111,15 +111,9 @@ def plot_accuracy_vs_verified_fraction(
             x = max(p["fraction"], floor)
             ax.errorbar([x], [100 * p["mean"]], yerr=[[100 * (p["mean"] - p["ci_low"])], [100 * (p["ci_high"] - p["mean"])]],
                         marker=m, ms=11 if m == "*" else 7, capsize=3, ls="none", label=name, zorder=5)
-        if reference is not None:
-            ax.axhline(100 * reference, color="k", ls=":", lw=1, label="reference (digital)")
         ax.set_xscale("log")
-        ax.set_xlabel("fraction of weights write-verified (0 drawn at left edge)")
-        ax.set_ylabel("accuracy (%)  mean and 95% CI over chips")
-        if title:
-            ax.set_title(title)
-        ax.legend(loc="best")
-        return _save(fig, path)
+        return _finish(fig, ax, path, xlabel="fraction of weights write-verified (0 drawn at left edge)",
+                       reference=reference, title=title)
 
 
 def plot_accuracy_vs_parameter(
@@ -136,13 +130,6 @@ def plot_accuracy_vs_parameter(
         fig, ax = plt.subplots()
         for name, s in series.items():
             _mean_with_band(ax, s["x"], s, name)
-        if reference is not None:
-            ax.axhline(100 * reference, color="k", ls=":", lw=1, label="reference (digital)")
         if logx:
             ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("accuracy (%)  mean and 95% CI over chips")
-        if title:
-            ax.set_title(title)
-        ax.legend(loc="best")
-        return _save(fig, path)
+        return _finish(fig, ax, path, xlabel=xlabel, reference=reference, title=title)
