@@ -89,3 +89,12 @@ def tile_verify_mask(tile: nn.Module) -> Tensor | None:
     if default is None:
         return None
     return torch.full((int(tile.out_size), int(tile.in_size)), bool(default), dtype=torch.bool)
+
+
+@torch.no_grad()
+def reset_drift_compensation(tile: nn.Module) -> None:
+    """Set a tile's drift-compensation factor to 1. AIHWKit's ``program_weights`` keeps the previous drift's
+    alpha, but right after programming the programmed weights are the baseline (a fresh chip has no drift)."""
+    alpha = getattr(tile, "alpha", None)
+    if isinstance(alpha, torch.Tensor):
+        tile.alpha = torch.ones((1,), dtype=alpha.dtype, device=alpha.device)

@@ -170,10 +170,10 @@ def _tiles(model: nn.Module) -> list[Any]:
 @torch.no_grad()
 def _reset_alpha(model: nn.Module) -> None:
     """Drift compensation factor 1: right after programming the programmed weights are the baseline."""
+    from tsb_aihw.analog.tiles import reset_drift_compensation  # lazy: the analog package pulls in AIHWKit
+
     for tile in _tiles(model):
-        alpha = getattr(tile, "alpha", None)
-        if isinstance(alpha, torch.Tensor):
-            tile.alpha = torch.ones((1,), dtype=alpha.dtype, device=alpha.device)
+        reset_drift_compensation(tile)
 
 
 def _check_inputs(model: nn.Module, chips: int, times: Sequence[float]) -> None:

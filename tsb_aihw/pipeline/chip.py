@@ -12,6 +12,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from tsb_aihw.analog.tiles import reset_drift_compensation
 from tsb_aihw.utils.seeding import derive_seed
 
 
@@ -44,10 +45,7 @@ def program_chip(model: nn.Module, chip_seed: int, only: str | None = None, new_
                 continue
             torch.manual_seed(derive_seed(chip_seed, name, j))
             tile.program_weights(from_reference=not new_target)
-            # program_weights keeps the previous drift's compensation factor: a fresh chip has none yet.
-            alpha = getattr(tile, "alpha", None)
-            if isinstance(alpha, torch.Tensor):
-                tile.alpha = torch.ones((1,), dtype=alpha.dtype, device=alpha.device)
+            reset_drift_compensation(tile)
     finally:
         torch.random.set_rng_state(state)
 
