@@ -9,7 +9,7 @@ from typing import Sequence
 from tsb_aihw.errors import TSBError
 
 # Each module defines NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMAND_MODULES = ("doctor", "presets", "demo", "run")
+COMMAND_MODULES = ("doctor", "presets", "demo", "run", "sweep", "drift", "refresh")
 
 
 def _load_commands() -> list:
