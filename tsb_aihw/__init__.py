@@ -9,7 +9,7 @@ in every other):
 - analog: ``to_analog``, ``weight_report``, ``read_back``, ``load_read_back``
 - training / baselines: ``train_noise_injection``, ``train_block``, ``selection_masks``, ``recalibrate_bn``
 - evaluation: ``evaluate_accuracy``, ``monte_carlo``, ``evaluate_drift``, ``parse_time``
-- pipeline: ``run_study``
+- pipeline: ``run_study``, ``run_drift_study``
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ _LAZY = {
     "monte_carlo": "tsb_aihw.evaluation",
     "parse_time": "tsb_aihw.evaluation",
     "run_study": "tsb_aihw.pipeline.study",
+    "run_drift_study": "tsb_aihw.pipeline.drift_study",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
