@@ -40,6 +40,17 @@ def _check_masks(
     return out
 
 
+def _check_finite(model: nn.Module) -> None:
+    """NaN/inf weights would be programmed as saturated conductances and give silent chance accuracy."""
+    bad = [n for n, t in list(model.named_parameters()) + list(model.named_buffers())
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        shown = ", ".join(bad[:8]) + (f", ... ({len(bad)} in all)" if len(bad) > 8 else "")
+        raise ConfigError(f"to_analog: the model holds NaN/inf values in {shown}; its training diverged or the "
+                          "checkpoint is damaged: retrain (e.g. with a lower learning rate) or load another "
+                          "checkpoint")
+
+
 def set_layer_mask(layer: nn.Module, mask: Tensor) -> None:
     """Split a digital-shaped mask over the layer's tile grid and set it on every tile (devices contract)."""
     set_verify_mask = devices_fn("set_verify_mask")
@@ -74,6 +85,7 @@ def to_analog(
     if any(is_analog_layer(m) for m in layers.values()):
         raise ConfigError("to_analog needs a digital model, but it already has analog layers; "
                           "pass the digital one")
+    _check_finite(model)
     unknown = [n for n in digital if n not in layers]
     if unknown:
         raise ConfigError(f"digital={unknown}: no conv/linear layers of those names; e.g. {list(layers)[:6]}")

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import yaml
-
 import tsb_aihw
 from tsb_aihw.devices.schema import (
     IdealNoise,
@@ -27,6 +25,7 @@ from tsb_aihw.devices.schema import (
     nvcim_std_factor,
 )
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.yamlfile import load_yaml_file
 
 #: ``ReRamCMONoiseModel`` drift/read fits use ln(t) (t in s): below 1 s they extrapolate (and are NaN
 #: below ~1 us), so drift times in (0, 1) s are rejected.
@@ -239,17 +238,15 @@ def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, Any]]
     overrides), since the keys of one device model do not apply to another.
     """
     path = _resolve(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
+    raw = load_yaml_file(path, "device preset")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a preset must be a YAML mapping of sections, got {type(raw).__name__}")
     all_over: dict[str, Any] = dict(overrides or {})
     all_over.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
     src = str(path)
     if all_over:
-        src = f"{path} (with overrides {', '.join(sorted(all_over))})"
+        shown = (k if k.isprintable() else repr(k) for k in sorted(map(str, all_over)))
+        src = f"{path} (with overrides {', '.join(shown)})"
         if "noise.model" in all_over:
             raw["noise"] = {"model": all_over["noise.model"]}
         for key, value in all_over.items():

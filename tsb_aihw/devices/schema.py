@@ -242,7 +242,7 @@ def _unknown_key(key: str, valid: list[str], prefix: str, src: str, where: str) 
         owners = [m for m, cls in NOISE_MODELS.items() if key in {f.name for f in fields(cls)}]
         if owners:
             hint = f"it belongs to noise.model {' / '.join(repr(o) for o in owners)}; "
-    return ConfigError(f"{src}: unknown key '{prefix}{key}' in {where}; {hint}"
+    return ConfigError(f"{src}: unknown key {prefix + key!r} in {where}; {hint}"
                        f"valid keys: {', '.join(sorted(valid))}")
 
 
@@ -280,7 +280,7 @@ def _build_noise(data: Any, src: str) -> NoiseSpec:
     if not isinstance(data, dict) or "model" not in data:
         raise ConfigError(f"{src}: section 'noise' needs a key 'model' (one of {', '.join(NOISE_MODELS)}); add it")
     model = data["model"]
-    if model not in NOISE_MODELS:
+    if not isinstance(model, str) or model not in NOISE_MODELS:
         close = difflib.get_close_matches(str(model), list(NOISE_MODELS), n=1, cutoff=0.4)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(f"{src}: noise.model = {model!r} is not a known device model; {hint}"

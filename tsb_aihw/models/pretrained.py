@@ -41,6 +41,62 @@ def _listing(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """``Type: first sentence`` of an exception: torch's load errors run to several paragraphs."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    return f"{type(exc).__name__}: {text[:limit]}"
+
+
+def read_state_dict(path: str | os.PathLike, weights_only: bool = True) -> Any:
+    """The raw object in a torch checkpoint file; ConfigError (one line, with the fix) if missing or unreadable.
+
+    ``weights_only=True`` (the default) refuses pickled code, so a foreign file cannot run anything."""
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise ConfigError(f"checkpoint {p} does not exist; give the path of a file saved with "
+                          "torch.save(model.state_dict(), path)")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=weights_only)
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt, not a torch file, pickled code
+        raise ConfigError(f"cannot read {p} as a torch checkpoint ({_first_line(exc)}); it is corrupt or not a "
+                          "torch file: delete it (a study re-trains it) or save it again with "
+                          "torch.save(model.state_dict(), path)") from None
+
+
+def state_dict_mismatch(model: nn.Module, state: Mapping[str, Any]) -> str | None:
+    """Which keys/shapes of ``state`` differ from ``model.state_dict()`` (None when they all match)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(getattr(state[k], 'shape', ()))} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"missing in file: {_listing(missing)}")
+    if unexpected:
+        parts.append(f"not in the model: {_listing(unexpected)}")
+    if shapes:
+        parts.append(f"shape mismatch: {_listing(shapes)}")
+    return "; ".join(parts) or None
+
+
+def load_state_checked(model: nn.Module, state: Mapping[str, Any], source: str,
+                       fix: str = "check the model name, width and dataset (classes, channels)") -> nn.Module:
+    """``model.load_state_dict(state)`` that never loads a partial model: ConfigError listing every key or
+    shape that differs, or the tensors holding NaN/inf, instead of torch's multi-line RuntimeError."""
+    diff = state_dict_mismatch(model, state)
+    if diff:
+        raise ConfigError(f"{source} does not match the {type(model).__name__} architecture: {diff}; {fix}")
+    bad = [k for k, v in state.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ConfigError(f"{source} holds NaN/inf values in {_listing(bad)}; the training that wrote it "
+                          "diverged: retrain (e.g. with a lower learning rate) or use another checkpoint")
+    model.load_state_dict(dict(state), strict=True)
+    return model
+
+
 def load_torchvision(name: str, state_dict_path: str | os.PathLike, num_classes: int | None = None,
                      **model_kwargs: Any) -> nn.Module:
     """Build ``torchvision.models.<name>(weights=None)`` and load a local state dict into it (eval mode).
@@ -56,14 +112,7 @@ def load_torchvision(name: str, state_dict_path: str | os.PathLike, num_classes:
         close = difflib.get_close_matches(name, available, n=5)
         raise ConfigError(f"unknown torchvision classification model {name!r}; close names: {close}")
     path = os.fspath(state_dict_path)
-    if not os.path.isfile(path):
-        raise ConfigError(f"state-dict file {path} does not exist; give the path of a local file saved with "
-                          "torch.save(model.state_dict(), path) (nothing is downloaded)")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt file, pickle of arbitrary objects, ...
-        raise ConfigError(f"cannot read {path} as a torch state dict ({type(exc).__name__}: {exc}); "
-                          "save it with torch.save(model.state_dict(), path)") from exc
+    raw = read_state_dict(path)
     sd = _unwrap(raw, path)
 
     model = torchvision.models.get_model(name, weights=None, **model_kwargs)
@@ -73,20 +122,6 @@ def load_torchvision(name: str, state_dict_path: str | os.PathLike, num_classes:
     if num_classes is not None and num_classes != getattr(model, "num_classes", None):
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **model_kwargs)
 
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing in file: {_listing(missing)}")
-        if unexpected:
-            parts.append(f"not in {name}: {_listing(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatch: {_listing(shapes)}")
-        raise ConfigError(f"{path} does not match torchvision {name} (num_classes={num_classes}): "
-                          + "; ".join(parts) + ". Check the model name, num_classes and the file.")
-    model.load_state_dict(sd, strict=True)
+    load_state_checked(model, sd, f"{path} (for torchvision {name}, num_classes={num_classes})",
+                       fix="check the model name, num_classes and the file")
     return model.eval()

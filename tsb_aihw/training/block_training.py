@@ -16,7 +16,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.training.loop import EarlyStop, TrainResult, check_budget, fit, make_optimizer, make_scheduler
 from tsb_aihw.training.noise_injection import cached_forward, is_digital_layer, noisy_layers, weight_noise
 from tsb_aihw.utils.device import resolve_device
-from tsb_aihw.utils.seeding import seed_everything
+from tsb_aihw.utils.seeding import derive_seed, reseed_loader, seed_everything
 
 BlockSpec = nn.Module | str | Iterable[nn.Parameter]
 
@@ -68,11 +68,12 @@ def train_block(
     while training, e.g. the residual error of write-verify. ``backbone_noise_std`` > 0 adds fresh noise to
     the frozen backbone's Conv/Linear weights at every forward instead of one chip's fixed weights (the
     "generic block" control); the backbone itself is not changed. Validation runs noise-free. With
-    ``val_loader`` the best-val state is kept.
+    ``val_loader`` the best-val state is kept.  ``seed`` seeds the noise and resets the loader's shuffle generator.
     """
     check_budget(epochs, lr)
     dev = resolve_device(device)
     seed_everything(seed)
+    reseed_loader(train_loader, derive_seed(seed, "batches"))  # same batches whatever ran before
     model.to(dev)
     params, owners = resolve_block(model, block_params)
     block_ids = {id(p) for p in params}

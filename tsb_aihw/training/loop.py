@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from tsb_aihw.errors import ConfigError
+from tsb_aihw.errors import ConfigError, DataError
 from tsb_aihw.evaluation.accuracy import evaluate_accuracy
 
 OPTIMIZERS = ("adam", "sgd")
@@ -114,8 +114,8 @@ def make_scheduler(opt: torch.optim.Optimizer, name: str, epochs: int
 def check_budget(epochs: int, lr: float) -> None:
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
-    if not lr > 0:
-        raise ConfigError(f"learning rate must be > 0, got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
+        raise ConfigError(f"learning rate must be a finite number > 0, got {lr!r}")
 
 
 def fit(
@@ -159,6 +159,8 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             logits = forward(model, x)
             loss = loss_fn(logits, y)
+            if not bool(torch.isfinite(loss)):
+                raise_non_finite(model, x, epoch, seen)
             loss.backward()
             optimizer.step()
             loss_sum += float(loss.detach()) * y.numel()
@@ -186,6 +188,22 @@ def fit(
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return best, history, reason
+
+
+def raise_non_finite(model: nn.Module, x: torch.Tensor, epoch: int, seen: float) -> None:
+    """A NaN/inf loss: say whether the inputs, the weights or the optimisation (learning rate) caused it."""
+    where = f"epoch {epoch}, after {int(seen)} samples"
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(f"training input batch holds NaN/inf values ({where}); clean the dataset (every image "
+                        "must be finite) before training")
+    bad = [n.replace(".parametrizations.weight.original", ".weight") for n, p in model.named_parameters()
+           if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise ConfigError(f"model weights are NaN/inf ({where}: {', '.join(bad[:6])}); the model was loaded "
+                          "with non-finite weights or training diverged: lower the learning rate or reload "
+                          "a finite checkpoint")
+    raise ConfigError(f"training diverged: the loss is NaN/inf ({where}); lower the learning rate (lr) or "
+                      "the weight-noise std")
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.training.loop import EarlyStop, TrainResult, check_budget, fit, make_optimizer, make_scheduler
 from tsb_aihw.utils.device import resolve_device
-from tsb_aihw.utils.seeding import seed_everything
+from tsb_aihw.utils.seeding import derive_seed, reseed_loader, seed_everything
 
 NOISY_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -131,11 +131,14 @@ def train_noise_injection(
     ``0.7776 * sigma``, i.e. ``preset.training_noise_std``). Biases and BN stay clean; eval mode is
     noise-free. With ``val_loader`` the best-val-accuracy state is restored (clean accuracy, like
     NF_Training's best checkpoint). ``epochs`` is the budget, ``early_stop`` the "early convergence" rule.
-    The model is returned to eval mode, noise removed, trained in place.
+    The model is returned to eval mode, noise removed, trained in place. ``seed`` seeds the weight noise and
+    resets the loader's shuffle generator (``make_loader``), so the run depends on nothing that ran before;
+    a non-finite loss stops training with an error naming the cause (inputs, weights or learning rate).
     """
     check_budget(epochs, lr)
     dev = resolve_device(device)
     seed_everything(seed)
+    reseed_loader(train_loader, derive_seed(seed, "batches"))  # same batches whatever ran before
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

@@ -26,21 +26,43 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename.
+
+    Readers see the old file or the new one, never a mix: a kill at any moment leaves at most a hidden
+    ``.NAME.*.tmp`` (removed here when Python gets the chance). The directory is fsynced too, so the
+    rename itself survives a power cut. A full disk or a read-only directory is a TSBError naming the file."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    tmp = None
     try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
+        tmp = None
+        _fsync_dir(p.parent)
+    except OSError as exc:
+        raise TSBError(f"cannot write {p} ({exc.strerror or exc}); free disk space there or pass --out with a "
+                       "writable directory (finished results are kept: re-run to resume)") from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
     return p
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -76,5 +98,12 @@ def atomic_write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """Load a JSON result file; a corrupt one is a TSBError naming it (atomic writes make that rare: it
+    means the file was edited or the disk failed), not a JSONDecodeError traceback."""
+    p = Path(path)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TSBError(f"{p} is not valid JSON ({exc}); it was edited or damaged: delete it (its results are "
+                       "recomputed on the next run) or restore it from a backup") from None

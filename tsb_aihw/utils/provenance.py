@@ -20,4 +20,10 @@ def package_versions() -> dict[str, str]:
 
 
 def provenance() -> dict[str, Any]:
-    return {"versions": package_versions(), "platform": platform.platform(), "machine": platform.machine()}
+    """Package versions, platform and the runtime settings (torch threads) that change a run's bits.
+
+    The config and seed are recorded next to it by each results writer (``config``, ``seed`` keys)."""
+    from tsb_aihw.utils.seeding import runtime_settings
+
+    return {"versions": package_versions(), "platform": platform.platform(), "machine": platform.machine(),
+            "runtime": runtime_settings()}

@@ -1,0 +1,223 @@
+"""Property-based tests of the three parsers a user feeds by hand: device presets, study configs, drift times.
+
+Contract: any input either loads or raises ConfigError (never KeyError/TypeError/ValueError from deep inside),
+and valid, in-range values survive a round trip through YAML unchanged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from tsb_aihw.devices import list_presets, load_preset, presets_dir
+from tsb_aihw.devices.schema import NOISE_MODELS, PresetSpec, build_preset, valid_keys
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.evaluation.times import format_time, parse_time
+from tsb_aihw.pipeline.config import StudyConfig, load_study_config, study_config_from_dict
+
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# YAML-ish scalars, including the awkward ones: NaN/inf, huge ints, booleans, empty and unicode strings.
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.sampled_from(["auto", "1e-3", "1h", "-1", "nan", "inf", "none", "abs_max", "torch", "cpp", "pcm", "0.2"]),
+)
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=8)
+
+PRESET_KEYS = valid_keys()
+SHIPPED_RAW = {name: yaml.safe_load((presets_dir() / f"{name}.yaml").read_text()) for name in list_presets()}
+
+
+def _spec_fields() -> list[tuple[str, type, dict]]:
+    """(dotted key, base type, metadata) of every numeric preset field with a range, over all noise models."""
+    out = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("section"):
+                walk(hints[f.name], prefix + f.name + ".")
+            elif f.name == "noise" and cls is PresetSpec:
+                for model in NOISE_MODELS.values():
+                    walk(model, "noise.")
+            else:
+                base = typing.get_args(hints[f.name]) or (hints[f.name],)
+                base = next(b for b in base if b is not type(None))
+                if base in (int, float) and f.metadata.get("lo") is not None and f.metadata.get("hi") is not None:
+                    out.append((prefix + f.name, base, dict(f.metadata)))
+
+    walk(PresetSpec, "")
+    return out
+
+
+# Keys tied to other keys by cross-checks (bits divide, g_min < g_max, devices per weight, derived noise).
+CROSS_CHECKED = {"noise.weight_bits", "noise.device_bits", "noise.g_min", "noise.g_max",
+                 "write_verify.devices_per_weight", "training.noise_std"}
+RANGED = [(k, t, m) for k, t, m in _spec_fields() if k not in CROSS_CHECKED]
+
+
+def _owner_presets(key: str) -> list[str]:
+    """Shipped presets whose noise model has ``key`` (all presets for non-noise keys)."""
+    if not key.startswith("noise."):
+        return list_presets()
+    name = key.split(".", 1)[1]
+    return [p for p, raw in SHIPPED_RAW.items()
+            if name in {f.name for f in dataclasses.fields(NOISE_MODELS[raw["noise"]["model"]])}]
+
+
+@st.composite
+def in_range(draw, base: type, meta: dict) -> float | int:
+    lo, hi = meta["lo"], meta["hi"]
+    if base is int:
+        return draw(st.integers(min_value=int(lo) + (1 if meta.get("lo_open") else 0), max_value=int(hi)))
+    value = draw(st.floats(min_value=lo, max_value=hi, allow_nan=False, allow_infinity=False,
+                           exclude_min=bool(meta.get("lo_open")), exclude_max=bool(meta.get("hi_open"))))
+    return value
+
+
+# --------------------------------------------------------------------------------------------- presets
+
+
+@FUZZ
+@given(raw=st.dictionaries(st.sampled_from(["name", "noise", "periphery", "mapping", "tile", "training",
+                                            "write_verify", "drift_compensation", "description"]) | st.text(max_size=6),
+                           VALUES, max_size=6))
+def test_arbitrary_preset_mappings_load_or_raise_config_error(raw) -> None:
+    try:
+        build_preset(raw, "<fuzz>")
+    except ConfigError as exc:
+        assert str(exc).startswith("<fuzz>") and "\n" not in str(exc)
+
+
+@FUZZ
+@given(preset=st.sampled_from(list_presets()), key=st.sampled_from(PRESET_KEYS) | st.text(max_size=10), value=VALUES)
+def test_any_override_of_a_shipped_preset_loads_or_raises_config_error(preset, key, value) -> None:
+    try:
+        p = load_preset(preset, overrides={key: value})
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert p.rpu_config(verified=False) is not None  # what loads also builds an AIHWKit config
+
+
+@FUZZ
+@given(data=st.data())
+def test_in_range_preset_values_load_and_round_trip_through_yaml(data, tmp_path_factory) -> None:
+    key, base, meta = data.draw(st.sampled_from(RANGED))
+    preset = data.draw(st.sampled_from(_owner_presets(key)))
+    value = data.draw(in_range(base, meta))
+    p = load_preset(preset, overrides={key: value})
+    section, name = key.rsplit(".", 1)
+    got = getattr(getattr(p, section.split(".")[0]), name)
+    assert got == value and type(got) is base
+    # dump the validated preset back to YAML and load it again: the same preset
+    d = dataclasses.asdict(p)
+    d.pop("source")
+    path = tmp_path_factory.mktemp("preset") / "round.yaml"
+    path.write_text(yaml.safe_dump(d))
+    again = load_preset(path)
+    assert dataclasses.asdict(again) | {"source": ""} == dataclasses.asdict(p) | {"source": ""}
+
+
+@FUZZ
+@given(key=st.sampled_from([k for k, _t, _m in _spec_fields()]), value=st.floats(allow_nan=False) | st.integers())
+def test_out_of_range_numbers_name_key_value_and_range(key, value) -> None:
+    meta = next(m for k, _t, m in _spec_fields() if k == key)
+    lo, hi = meta["lo"], meta["hi"]
+    assume(value < lo or value > hi or (meta.get("lo_open") and value == lo))
+    for preset in _owner_presets(key)[:1]:
+        with pytest.raises(ConfigError) as exc:
+            load_preset(preset, overrides={key: value})
+        msg = str(exc.value)
+        assert key in msg and ("allowed" in msg or "wrong type" in msg)
+
+
+# --------------------------------------------------------------------------------------------- study configs
+
+CONFIG_KEYS = [f.name for f in dataclasses.fields(StudyConfig)]
+
+
+@FUZZ
+@given(raw=st.dictionaries(st.sampled_from(CONFIG_KEYS) | st.text(max_size=8), VALUES, max_size=6))
+def test_arbitrary_study_configs_load_or_raise_config_error(raw) -> None:
+    try:
+        cfg = study_config_from_dict(raw, "<fuzz>")
+    except ConfigError as exc:
+        assert str(exc).startswith("<fuzz>") and "\n" not in str(exc)
+        return
+    assert isinstance(cfg, StudyConfig)
+
+
+SECTION_FUZZ = st.sampled_from(["data", "model", "backbone", "block", "selective"])
+
+
+@FUZZ
+@given(section=SECTION_FUZZ, raw=st.dictionaries(st.text(max_size=20) | st.sampled_from(
+    ["name", "batch_size", "eval_limit", "width", "lr", "k", "where", "epochs", "read_time", "n_reads",
+     "methods", "fraction_multipliers", "extra_fractions", "noise_std", "full_epochs", "early_epochs"]),
+    VALUES, max_size=4))
+def test_arbitrary_sections_load_or_raise_config_error(section, raw) -> None:
+    try:
+        study_config_from_dict({section: raw, "backbone": {"full_epochs": 10**6, "early_epochs": 1}}
+                               if section != "backbone" else {section: raw}, "<fuzz>")
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+
+
+@FUZZ
+@given(chips=st.integers(2, 10**6), seed=st.integers(0, 2**32 - 1), width=st.floats(0.01, 64.0),
+       lr=st.floats(1e-9, 10.0), batch=st.integers(1, 4096), epochs=st.integers(1, 1000),
+       times=st.lists(st.floats(0, 1e12) | st.sampled_from(["1s", "1h", "1d", "1mo", "1y", "0"]), min_size=1,
+                      max_size=4),
+       k=st.sampled_from(["auto"]) | st.integers(1, 512))
+def test_valid_study_configs_round_trip_through_yaml(tmp_path_factory, chips, seed, width, lr, batch, epochs,
+                                                     times, k) -> None:
+    raw = {"chips": chips, "seed": seed, "times": times, "model": {"name": "lenet3", "width": width},
+           "data": {"name": "digits", "batch_size": batch}, "backbone": {"lr": lr, "full_epochs": epochs,
+                                                                         "early_epochs": epochs},
+           "block": {"k": k}}
+    cfg = study_config_from_dict(raw)
+    path = tmp_path_factory.mktemp("cfg") / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert load_study_config(path).to_dict() == cfg.to_dict()
+
+
+# --------------------------------------------------------------------------------------------- drift times
+
+
+@FUZZ
+@given(value=SCALARS | st.lists(SCALARS, max_size=2))
+def test_parse_time_returns_a_finite_non_negative_number_or_raises_config_error(value) -> None:
+    try:
+        t = parse_time(value)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(t, float) and math.isfinite(t) and t >= 0
+
+
+@FUZZ
+@given(seconds=st.floats(min_value=0, max_value=1e15, allow_nan=False),
+       unit=st.sampled_from([("s", 1.0), ("min", 60.0), ("h", 3600.0), ("d", 86400.0), ("mo", 30 * 86400.0),
+                             ("y", 365 * 86400.0)]))
+def test_parse_time_round_trips(seconds, unit) -> None:
+    assert parse_time(seconds) == seconds
+    assert parse_time(repr(seconds)) == seconds
+    assert parse_time(format_time(seconds)) == pytest.approx(seconds, rel=1e-9, abs=1e-12)
+    name, scale = unit
+    assert parse_time(f"{seconds!r}{name}") == pytest.approx(seconds * scale, rel=1e-12)
+
+
+@FUZZ
+@given(value=st.floats(min_value=-1e300, max_value=-1e-300) | st.integers(min_value=-10**300, max_value=-1),
+       text=st.booleans())
+def test_negative_times_are_rejected_with_the_rule(value, text) -> None:
+    with pytest.raises(ConfigError, match="negative"):
+        parse_time(f"{value!r}h" if text else value)
