@@ -3,6 +3,11 @@
 Each step is a function usable alone (``train_backbone``, ``program_chip``, ``read_back``, ``train_chip_block``,
 ``deploy_block``); ``run_study`` strings them together, saves every finished (method, chip) cell as it
 completes and skips finished cells on a re-run.
+
+Cells are independent tasks (``CellTask`` -> ``run_cell_task``): training happens once in the calling process
+(checkpoints in ``out/checkpoints/``), then every (method, chip) cell builds a fresh analog model and seeds
+programming, read-back, per-chip training, BN recalibration and evaluation from (seed, chip), so a cell gives
+the same numbers in-process, in a process pool or on a Dask worker (``tsb_aihw.parallel``).
 """
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ from tsb_aihw.analog import load_read_back, read_back, to_analog, weight_report
 from tsb_aihw.baselines import recalibrate_bn, selection_masks
 from tsb_aihw.data import get_dataset, make_loader
 from tsb_aihw.devices import DevicePreset, load_preset, programming_cost
+from tsb_aihw.errors import TSBError
 from tsb_aihw.evaluation import evaluate_accuracy, format_time, parse_time, summarize
 from tsb_aihw.models import get_model, get_tsb, insert_tsb
+from tsb_aihw.models.pretrained import load_state_checked, read_state_dict
 from tsb_aihw.pipeline.chip import drift_chip, program_chip
 from tsb_aihw.pipeline.claims import compute_claims
 from tsb_aihw.pipeline.config import StudyConfig
@@ -33,6 +40,8 @@ from tsb_aihw.utils.device import resolve_device
 from tsb_aihw.utils.io import atomic_write_json, ensure_writable_dir, read_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
+
+CELL_VERSION = 2  # bump when a cell's computation changes, so stored cells are not mixed with new ones
 
 
 @dataclass
@@ -77,10 +86,13 @@ class Checkpoints:
         path = self.root / f"{name}.pt"
         if not path.exists():
             return None
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        if blob.get("fingerprint") != _fingerprint(key):
+        blob = read_state_dict(path)  # weights_only: tensors + plain data; a damaged file is a ConfigError
+        if not isinstance(blob, dict) or blob.get("fingerprint") != _fingerprint(key):
             return None
         return blob["state_dict"], blob["meta"]
+
+    def path(self, name: str) -> Path:
+        return self.root / f"{name}.pt"
 
     def save(self, name: str, key: dict[str, Any], state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         import io
@@ -126,9 +138,9 @@ def training_noise_std(cfg: StudyConfig, preset: DevicePreset) -> float:
 def train_backbone(cfg: StudyConfig, data: StudyData, preset: DevicePreset, epochs: int, seed: int,
                    progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """Noise-injection (hardware-aware) training of a fresh backbone for ``epochs`` epochs."""
+    seed_everything(seed)  # before building: the initial weights come from torch's global generator
     model = build_backbone(cfg, data.info)
     noise = training_noise_std(cfg, preset)
-    seed_everything(seed)
     res = train_noise_injection(model, data.train, data.val, noise_std=noise, epochs=epochs, lr=cfg.backbone.lr,
                                 device=cfg.device, seed=seed, progress=progress)
     return model, {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": noise,
@@ -157,44 +169,62 @@ def deploy_block(analog: nn.Module, weight: torch.Tensor, chip_seed: int) -> Non
     program_chip(analog, derive_seed(chip_seed, "block"), only="tsb", new_target=True)
 
 
-def _bn_snapshot(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
-    return {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-
-
-def _bn_restore(model: nn.Module, snap: dict[str, dict[str, torch.Tensor]]) -> None:
-    mods = dict(model.named_modules())
-    for n, state in snap.items():
-        mods[n].load_state_dict(state)
-
-
 class Study:
-    """Holds the shared state of one study (data, preset, trained models) and runs its methods per chip."""
+    """Holds the shared state of one study (data, preset, trained models) and runs its methods per chip.
 
-    def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True):
+    ``train_preset`` (the config's preset) sets the training noise and the checkpoint keys; ``preset`` is the
+    device the chips are programmed on. They are the same object unless ``with_preset`` made a variant that
+    deploys the same trained models on another device (sweeps). ``train=False`` (workers) never trains: a
+    missing checkpoint is an error, since training belongs to the parent process.
+    """
+
+    def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, train: bool = True):
         self.cfg = cfg.validate()
-        self.out = ensure_writable_dir(out)
+        self.can_train = train
+        if train:
+            self.out = ensure_writable_dir(out)
+        else:
+            self.out = Path(out)
+            if not (self.out / "checkpoints").is_dir():
+                raise TSBError(f"worker: {self.out / 'checkpoints'} not found; the output directory must be "
+                               "readable by every worker (a shared filesystem for a remote Dask cluster)")
         self.progress = progress
         self.device = resolve_device(cfg.device)
-        self.preset = load_preset(cfg.preset, **cfg.preset_overrides)
+        self.train_preset = load_preset(cfg.preset, **cfg.preset_overrides)
+        self.preset = self.train_preset
         self.times = [parse_time(t) for t in cfg.times]
         self.labels = [format_time(t) for t in self.times]
         self.data = load_study_data(cfg)
-        self.ckpt = Checkpoints(self.out)
+        self.ckpt = Checkpoints(self.out) if train else _ReadOnlyCheckpoints(self.out)
         self.meta: dict[str, dict[str, Any]] = {}
         self.models: dict[str, nn.Module] = {}
+        self.masks: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
         self.train_times: dict[str, float] = {}
+
+    def with_preset(self, preset: DevicePreset) -> "Study":
+        """A view of this study that deploys the same data and trained models on ``preset``."""
+        other = copy.copy(self)  # shares data, models, masks and checkpoints on purpose
+        other.preset = preset
+        return other
 
     @property
     def training_noise_std(self) -> float:
-        return training_noise_std(self.cfg, self.preset)
+        return training_noise_std(self.cfg, self.train_preset)
+
+    def reseed_train_loader(self, *keys: Any) -> Any:
+        """The training loader with its shuffle generator reset from (seed, keys): the batches a step sees do
+        not depend on what ran before it in this process."""
+        gen = getattr(self.data.train, "generator", None)
+        if gen is not None:
+            gen.manual_seed(derive_seed(self.cfg.seed, "loader", *[str(k) for k in keys]))
+        return self.data.train
 
     # -- training ---------------------------------------------------------------------------------------------
     def _key(self, what: str, **extra: Any) -> dict[str, Any]:
         c = self.cfg.to_dict()
         data = {k: c["data"][k] for k in ("name", "root", "batch_size")}  # what training depends on
         return {"what": what, "model": c["model"], "data": data, "backbone": c["backbone"], "seed": c["seed"],
-                "preset": self.preset.to_dict(), **extra}
+                "preset": self.train_preset.to_dict(), **extra}
 
     def backbone(self, which: str) -> nn.Module:
         if which in self.models:
@@ -205,9 +235,11 @@ class Study:
         if hit:
             state, meta = hit
             model = build_backbone(self.cfg, self.data.info)
-            model.load_state_dict(state)
+            load_state_checked(model, state, str(self.ckpt.path(f"backbone_{which}")))
         else:
-            model, meta = train_backbone(self.cfg, self.data, self.preset, epochs,
+            self._need_training(f"backbone_{which}")
+            self.reseed_train_loader("backbone", which)
+            model, meta = train_backbone(self.cfg, self.data, self.train_preset, epochs,
                                          derive_seed(self.cfg.seed, "backbone", which), self.progress)
             self.ckpt.save(f"backbone_{which}", key, model.state_dict(), meta)
         model.eval()
@@ -234,17 +266,24 @@ class Study:
         hit = self.ckpt.load(name, key)
         if hit:
             state, meta = hit
-            model.load_state_dict(state)
+            load_state_checked(model, state, str(self.ckpt.path(name)))
         else:
+            self._need_training(name)
             seed = derive_seed(self.cfg.seed, name)
             seed_everything(seed)
-            res = train_block(model, self.data.train, block_params=list(get_tsb(model).parameters()), epochs=b.epochs,
+            res = train_block(model, self.reseed_train_loader(name), block_params=list(get_tsb(model).parameters()), epochs=b.epochs,
                               lr=b.lr, device=self.cfg.device, seed=seed, progress=self.progress,
                               backbone_noise_std=noise)
             meta = {"train_time_s": res.wall_time_s, "noise_std": noise}
             self.ckpt.save(name, key, model.state_dict(), meta)
         self.models[name], self.meta[name] = model.eval(), meta
         return self.models[name]
+
+    def _need_training(self, name: str) -> None:
+        if not self.can_train:
+            raise TSBError(f"worker: no valid checkpoint {self.ckpt.root / (name + '.pt')} for this config; "
+                           "training runs in the parent before cells are dispatched, so the worker must see the "
+                           "parent's output directory (a shared filesystem) and the same config")
 
     def digital_model(self, spec: MethodSpec) -> nn.Module:
         if spec.block is None:
@@ -264,60 +303,157 @@ class Study:
         return t
 
     # -- deployment --------------------------------------------------------------------------------------------
+    def selection(self, method: str, fraction: float) -> dict[str, torch.Tensor]:
+        """Selective write-verify masks on (b)'s digital backbone (computed once per process, seeded)."""
+        key = (method, float(fraction))
+        if key not in self.masks:
+            self.masks[key] = selection_masks(self.backbone("full"), self.reseed_train_loader("select", method),
+                                              fraction, method, seed=derive_seed(self.cfg.seed, "select", method))
+        return self.masks[key]
+
     def analog_model(self, spec: MethodSpec, digital: nn.Module) -> nn.Module:
         verify: Any = spec.verify
         if spec.verify == "masks":
-            method, fraction = spec.selection
-            verify = selection_masks(digital, self.data.train, fraction, method,
-                                     seed=derive_seed(self.cfg.seed, "select", method))
+            verify = self.selection(*spec.selection)
         return to_analog(digital, self.preset, verify=verify).eval()
 
     def run_chip(self, spec: MethodSpec, analog: nn.Module, chip: int) -> dict[str, Any]:
+        """Program ``analog`` as chip ``chip``, adapt (block / BN) if the method does, evaluate at every time.
+
+        Every random step is seeded from (seed, chip, step): the result depends on nothing else."""
         chip_seed = derive_seed(self.cfg.seed, "chip", chip)
         program_chip(analog, chip_seed)
         block_time = 0.0
         if spec.block == "chip":
             b = self.cfg.block
+            torch.manual_seed(derive_seed(chip_seed, "read-back"))
             weights = read_back(analog, t=b.read_time, n_reads=b.n_reads)
+            self.reseed_train_loader("block-train", chip)
             w, block_time = train_chip_block(self.tsb_model(), weights, self.cfg, self.data,
                                              derive_seed(chip_seed, "block-train"))
             deploy_block(analog, w, chip_seed)
         if spec.bn_recalibration:
-            recalibrate_bn(analog, self.data.train, batches=self.cfg.bn_recalibration_batches, device=self.cfg.device)
+            torch.manual_seed(derive_seed(chip_seed, "bn-recalibration"))
+            recalibrate_bn(analog, self.reseed_train_loader("bn", chip), batches=self.cfg.bn_recalibration_batches,
+                           device=self.cfg.device)
         cost = programming_cost(analog, self.preset).to_dict()
         fraction = weight_report(analog).verified_fraction
         accs = []
         for t in self.times:
             drift_chip(analog, t, chip_seed)
+            torch.manual_seed(derive_seed(chip_seed, "eval", repr(float(t))))  # periphery (IO) noise
             accs.append(evaluate_accuracy(analog, self.data.test, device=self.cfg.device))
         return {"acc": accs, "cost": cost, "block_time_s": block_time, "verified_fraction": fraction}
 
-    def run(self, specs: list[MethodSpec]) -> dict[str, Any]:
-        cells = CellStore(self.out / "cells.json", _fingerprint(self._key("cells", config=self.cfg.to_dict())))
-        total = len(specs) * self.cfg.chips
-        bar = tqdm(total=total, desc=f"{self.preset.name}: methods x chips", disable=not self.progress)
-        done = {}
+    def run_cell(self, spec: MethodSpec, chip: int) -> dict[str, Any]:
+        """One (method, chip) cell on a freshly converted analog model (no state carried between cells)."""
+        analog = self.analog_model(spec, self.digital_model(spec))
+        return self.run_chip(spec, analog, chip)
+
+    def prepare(self, specs: list[MethodSpec]) -> None:
+        """Train (or load) every digital model the methods need, before any cell is dispatched."""
+        self.backbone("full")
         for spec in specs:
-            digital = self.digital_model(spec)
-            analog = None
-            bn_state: dict[str, dict[str, torch.Tensor]] = {}
-            rows = []
-            for chip in range(self.cfg.chips):
-                cell = cells.get(spec.key, chip)
-                if cell is None:
-                    if analog is None:
-                        analog = self.analog_model(spec, digital)
-                        bn_state = _bn_snapshot(analog)
-                    elif spec.bn_recalibration:
-                        _bn_restore(analog, bn_state)
-                    bar.set_postfix_str(f"{spec.key} chip {chip}")
-                    cell = self.run_chip(spec, analog, chip)
-                    cells.put(spec.key, chip, cell)
-                rows.append(cell)
+            self.digital_model(spec)
+
+    def cell_task(self, spec: MethodSpec, chip: int, threads: int | None = None,
+                  deploy: dict[str, Any] | None = None) -> "CellTask":
+        return CellTask(config=self.cfg.to_dict(), out=str(self.out.resolve()), spec=spec, chip=chip,
+                        deploy=deploy, threads=threads)
+
+    def run(self, specs: list[MethodSpec], executor: Any = None, threads: int | None = None) -> dict[str, Any]:
+        """Every (method, chip) cell; finished cells come from ``cells.json``, the rest run on ``executor``
+        (default: in this process) and are saved one by one as they finish."""
+        from tsb_aihw.parallel import SerialExecutor, current_executor
+
+        executor = executor or current_executor() or SerialExecutor()
+        threads = threads if threads is not None else executor.threads
+        cells = CellStore(self.out / "cells.json", _fingerprint(self._key("cells", config=self.cfg.to_dict(),
+                                                                          version=CELL_VERSION)))
+        self.prepare(specs)
+        registered = register_study(self)
+        todo = [(spec, chip) for spec in specs for chip in range(self.cfg.chips) if cells.get(spec.key, chip) is None]
+        bar = tqdm(total=len(specs) * self.cfg.chips, initial=len(specs) * self.cfg.chips - len(todo),
+                   desc=f"{self.preset.name}: methods x chips", disable=not self.progress)
+        tasks = [self.cell_task(spec, chip, threads) for spec, chip in todo]
+        try:
+            for i, result in executor.run(run_cell_task, tasks):
+                spec, chip = todo[i]
+                cells.put(spec.key, chip, result)
+                bar.set_postfix_str(f"{spec.key} chip {chip}")
                 bar.update(1)
-            done[spec.key] = rows
+        finally:
+            unregister_study(registered)
         bar.close()
-        return done
+        return {spec.key: [cells.get(spec.key, chip) for chip in range(self.cfg.chips)] for spec in specs}
+
+
+class _ReadOnlyCheckpoints(Checkpoints):
+    """Checkpoints of a worker: read, never created or written."""
+
+    def __init__(self, root: Path):
+        self.root = root / "checkpoints"
+
+    def save(self, *a: Any, **k: Any) -> None:  # pragma: no cover - guarded by Study._need_training
+        raise TSBError("workers never write checkpoints")
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """What travels to a worker: the config, where the checkpoints are, the device, the method and the chip."""
+
+    config: dict[str, Any]
+    out: str
+    spec: MethodSpec
+    chip: int
+    deploy: dict[str, Any] | None = None  # {"preset": name or path, "overrides": {dotted key: value}}; None = config's
+    threads: int | None = None  # torch threads while the cell runs (None: leave as is)
+
+
+_STUDIES: dict[tuple[str, str], Study] = {}
+_VARIANTS: dict[tuple[str, str, str], Study] = {}
+
+
+def register_study(study: Study) -> tuple[str, str]:
+    """Let tasks run in this process reuse ``study`` (its in-memory data and models) instead of reloading."""
+    key = (str(study.out.resolve()), _fingerprint(study.cfg.to_dict()))
+    _STUDIES[key] = study
+    return key
+
+
+def unregister_study(key: tuple[str, str]) -> None:
+    """Forget a registered study and its device variants (frees their models once the caller is done)."""
+    _STUDIES.pop(key, None)
+    for vkey in [k for k in _VARIANTS if k[:2] == key]:
+        del _VARIANTS[vkey]
+
+
+def _study_for(task: CellTask) -> Study:
+    key = (task.out, _fingerprint(task.config))
+    study = _STUDIES.get(key)
+    if study is None:
+        from tsb_aihw.pipeline.config import study_config_from_dict
+
+        study = _STUDIES[key] = Study(study_config_from_dict(task.config, "cell task"), Path(task.out),
+                                      progress=False, train=False)
+    if task.deploy is None:
+        return study
+    vkey = key + (_fingerprint(task.deploy),)
+    if vkey not in _VARIANTS:
+        _VARIANTS[vkey] = study.with_preset(load_preset(task.deploy["preset"], overrides=task.deploy["overrides"]))
+    return _VARIANTS[vkey]
+
+
+def run_cell_task(task: CellTask) -> dict[str, Any]:
+    """Run one cell wherever this is called (any executor): the result depends only on the task."""
+    threads = torch.get_num_threads()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    try:
+        study = _study_for(task)
+        return study.run_cell(task.spec, task.chip)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -388,14 +524,18 @@ def assemble(study: Study, specs: list[MethodSpec], cells: dict[str, list[dict[s
     return results
 
 
-def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) one study and write ``results.json``, CSVs and plots into ``out``."""
+def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True, executor: Any = None,
+              threads: int | None = None) -> dict[str, Any]:
+    """Run (or resume) one study and write ``results.json``, CSVs and plots into ``out``.
+
+    ``executor`` (``tsb_aihw.parallel``; default: the one set by ``use_executor``, else in-process) runs the
+    (method, chip) cells; ``threads`` sets torch's thread count inside each cell."""
     from tsb_aihw.pipeline.report import write_plots, write_tables
 
     t0 = time.perf_counter()
     study = Study(cfg, Path(out), progress=progress)
     specs = method_specs(study)
-    cells = study.run(specs)
+    cells = study.run(specs, executor=executor, threads=threads)
     results = assemble(study, specs, cells)
     results["plots"] = [str(p.name) for p in write_plots(results, study.out)]
     write_tables(results, study.out)

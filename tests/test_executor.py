@@ -1,0 +1,92 @@
+"""Executors: a process pool and a Dask cluster give exactly the per-chip accuracies of the in-process run."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.parallel import DaskExecutor, ProcessExecutor, SerialExecutor, make_executor
+from tsb_aihw.pipeline.config import study_config_from_dict
+from tsb_aihw.sweeps import run_sweep
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = {
+    "preset": "nvcim-gaussian", "chips": 2, "seed": 5, "times": [0],
+    "model": {"name": "lenet3", "width": 0.5},
+    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
+    "backbone": {"full_epochs": 2, "early_epochs": 1},
+    "block": {"epochs": 1},
+    "bn_recalibration_batches": 2,
+    "methods": ["full_noise_injection", "tsb", "bn_recalibration"],
+}
+# second-derivative masks (data-dependent), per-chip block training and BN recalibration all run in the workers
+SWEEP = dict(axis="verified_fraction", values=[0.0, 0.01, 1.0], rules=["second_derivative"],
+             points=["tsb", "bn_recalibration"])
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    return out, run_sweep(study_config_from_dict(TINY), out=out, progress=False, plot=False, **SWEEP)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """One 2-process pool for the module (spawning and importing torch + aihwkit takes a while)."""
+    with ProcessExecutor(2, threads=1) as ex:
+        yield ex
+
+
+def _rerun(serial_out, tmp_path, executor):
+    """Same trained models (copied checkpoints), every cell recomputed on ``executor``."""
+    shutil.copytree(serial_out / "checkpoints", tmp_path / "checkpoints")
+    return run_sweep(study_config_from_dict(TINY), out=tmp_path, progress=False, plot=False, executor=executor,
+                     **SWEEP)
+
+
+def test_process_pool_equals_serial(serial, pool, tmp_path) -> None:
+    out, ref = serial
+    assert len(ref.points) == 6 and ref.run_info["executor"]["executor"] == "serial"
+    res = _rerun(out, tmp_path, pool)
+    assert res.run_info["cells_reused"] == 0 and res.run_info["executor"]["executor"] == "processes"
+    assert res.accuracies() == ref.accuracies()
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_equals_serial(serial, tmp_path) -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    out, ref = serial
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        ex = DaskExecutor(client=client)
+        res = _rerun(out, tmp_path, ex)
+        ran_on = {w for w in client.run(lambda: 1)}
+    assert len(ran_on) == 2 and res.run_info["executor"]["executor"] == "dask"
+    assert res.accuracies() == ref.accuracies()
+
+
+def test_study_cells_on_pool_equal_serial(pool, tmp_path) -> None:
+    """``run_study`` (``tsb-aihw run --workers``) runs its (method, chip) cells through the same executors."""
+    from tsb_aihw.pipeline.study import run_study
+
+    cfg = study_config_from_dict({**TINY, "methods": ["full_noise_injection", "selective_verify", "tsb"],
+                                  "selective": {"methods": ["magnitude"], "fraction_multipliers": [1.0]}})
+    ref = run_study(cfg, tmp_path / "serial", progress=False, threads=1)
+    shutil.copytree(tmp_path / "serial" / "checkpoints", tmp_path / "pool" / "checkpoints")
+    res = run_study(cfg, tmp_path / "pool", progress=False, executor=pool)
+    assert set(ref["methods"]) == set(res["methods"]) and len(ref["methods"]) == 3
+    for key, m in ref["methods"].items():
+        assert res["methods"][key]["per_chip"] == m["per_chip"], key
+
+
+def test_make_executor_choices_and_errors() -> None:
+    assert isinstance(make_executor(), SerialExecutor) and isinstance(make_executor(workers=1), SerialExecutor)
+    with pytest.raises(ConfigError, match="not both"):
+        make_executor(workers=2, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="at least 1"):
+        make_executor(workers=0)
+    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
+        DaskExecutor("tcp://127.0.0.1:9", timeout="2s")  # nothing listens on the discard port
+    assert list(SerialExecutor().run(abs, [-1, 2])) == [(0, 1), (1, 2)]

@@ -1,0 +1,198 @@
+"""Sweeps: outputs, real effect of the axis, resume after an interruption (in-process and a killed process)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.pipeline.config import study_config_from_dict
+from tsb_aihw.pipeline.study import Study
+from tsb_aihw.sweeps import SweepAxis, load_sweep, run_sweep
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = {
+    "preset": "nvcim-gaussian", "chips": 2, "seed": 3, "times": [0],
+    "model": {"name": "lenet3", "width": 0.5},
+    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
+    "backbone": {"full_epochs": 2, "early_epochs": 1},
+    "block": {"epochs": 1},
+    "methods": ["full_noise_injection", "tsb"],
+    "selective": {"methods": ["magnitude"]},
+}
+FRACTIONS = [0.0, 0.01, 1.0]
+
+
+class Stop(Exception):
+    pass
+
+
+def _cfg(**over):
+    return study_config_from_dict({**TINY, **over})
+
+
+def test_fraction_sweep_writes_results_and_resumes_after_interruption(tmp_path, monkeypatch) -> None:
+    """Interrupt after 3 cells, re-run: finished cells are not recomputed and the result equals a clean run."""
+    full = run_sweep(_cfg(), "verified_fraction", FRACTIONS, tmp_path / "clean", progress=False)
+    # points: 0 -> (b) one-shot, TSB's fraction and 0.01 -> magnitude selective, 1 -> full verify, + TSB point
+    methods = [p["method"] for p in full.points]
+    assert methods[0] == "full_noise_injection" and "full_verify" in methods and methods[-1] == "tsb"
+    assert sum(m.startswith("selective_verify/magnitude@") for m in methods) == 2  # 0.01 and TSB's fraction
+    tsb = full.points[-1]
+    assert tsb["role"] == "point" and 0 < tsb["verified_fraction"] < 0.05
+    assert tsb["axis_value"] == pytest.approx(full.data["tsb"]["verified_fraction"])
+    total = len(full.points) * 2
+
+    saved = json.loads((tmp_path / "clean" / "sweep.json").read_text())
+    assert saved["seed"] == 3 and saved["config"]["chips"] == 2 and "aihwkit" in saved["provenance"]["versions"]
+    assert "trained once" in saved["training_note"]
+    for p in saved["points"]:
+        assert len(p["per_chip"]) == 2 and set(p["accuracy"]["0s"]) >= {"mean", "std", "ci95_low", "ci95_high"}
+    assert saved["points"][methods.index("full_verify")]["verified_fraction"] == 1.0
+    rows = (tmp_path / "clean" / "sweep.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + len(full.points)
+    for ext in ("png", "pdf"):
+        assert (tmp_path / "clean" / f"accuracy_vs_verified_fraction.{ext}").stat().st_size > 1000
+
+    out = tmp_path / "interrupted"
+    seen = []
+
+    def stop_after_three(pid, chip, result):
+        seen.append((pid, chip))
+        if len(seen) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_sweep(_cfg(), "verified_fraction", FRACTIONS, out, progress=False, on_cell=stop_after_three)
+    assert len(json.loads((out / "sweep_cells.json").read_text())["cells"]) == 3
+    assert not (out / "sweep.json").exists()
+
+    calls = []
+    original = Study.run_chip
+
+    def counting(self, spec, analog, chip):
+        calls.append((spec.key, chip))
+        return original(self, spec, analog, chip)
+
+    monkeypatch.setattr(Study, "run_chip", counting)
+    resumed = run_sweep(_cfg(), "verified_fraction", FRACTIONS, out, progress=False)
+    assert len(calls) == total - 3  # only the unfinished cells ran
+    assert not {(pid.split("|")[1], chip) for pid, chip in seen} & set(calls)
+    assert resumed.accuracies() == full.accuracies()  # equal to the uninterrupted run
+    assert resumed.run_info["cells_reused"] == 3
+    from tsb_aihw.utils.timing import without_timing
+
+    clean_json = json.loads((tmp_path / "clean" / "sweep.json").read_text())
+    assert without_timing(json.loads((out / "sweep.json").read_text())) == without_timing(clean_json)
+    # adding a chip later reuses every finished cell
+    calls.clear()
+    more = run_sweep(_cfg(chips=3), "verified_fraction", FRACTIONS, out, progress=False, plot=False)
+    assert len(calls) == len(full.points) and all(c == 2 for _, c in calls)
+    assert [p["per_chip"][:2] for p in more.points] == [p["per_chip"] for p in full.points]
+    assert load_sweep(out).accuracies() == more.accuracies()
+
+
+def test_sigma_sweep_accuracy_falls_with_sigma_and_reuses_training(tmp_path) -> None:
+    res = run_sweep(_cfg(methods=["full_noise_injection", "full_verify"]), "sigma", [0.02, 0.6], tmp_path,
+                    chips=3, progress=False)
+    acc = {(p["axis_value"], p["method"]): p["accuracy"]["0s"]["mean"] for p in res.points}
+    assert acc[(0.6, "full_noise_injection")] < acc[(0.02, "full_noise_injection")] - 0.1  # the device matters
+    assert acc[(0.6, "full_verify")] > acc[(0.6, "full_noise_injection")]  # write-verify repairs it
+    assert {p["overrides"]["noise.sigma"] for p in res.points} == {0.02, 0.6}
+    assert sorted(f.name for f in (tmp_path / "checkpoints").iterdir()) == ["backbone_early.pt", "backbone_full.pt"]
+    assert (tmp_path / "accuracy_vs_sigma.png").is_file()
+
+
+@pytest.mark.parametrize("over, axis, values, extra, message", [
+    ({"preset": "pcm"}, "sigma", [0.1], {}, "only the nvcim-gaussian"),
+    ({}, "adc_bits", [4], {}, "is_perfect"),
+    ({}, "verified_fraction", [0.5, 2.0], {}, r"outside \[0, 1\]"),
+    ({}, "sigma", [5.0], {}, "out of range"),
+    ({}, "sigma", [], {}, "no values"),
+    ({}, "param", [1], {}, "needs the preset key"),
+    ({}, "param", [1], {"key": "noise.nope"}, "unknown key"),
+    ({}, "presets", ["no-such-preset"], {}, "unknown device preset"),
+    ({}, "volume", [1], {}, "unknown sweep kind"),
+])
+def test_bad_sweeps_fail_before_training(tmp_path, over, axis, values, extra, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(_cfg(**over), axis, values, tmp_path, progress=False, **extra)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_sweep_yaml_section_and_cli(tmp_path, capsys) -> None:
+    from tsb_aihw.cli.main import main
+
+    cfg = dict(TINY, sweep={"sigma": {"values": [0.05, 0.3], "methods": ["full_noise_injection"]}})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    assert main(["sweep", "sigma", "--config", str(path), "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    data = json.loads((out / "sweep.json").read_text())
+    assert [p["axis_value"] for p in data["points"]] == [0.05, 0.3]
+    assert data["axis"]["values"] == [0.05, 0.3]
+    assert json.loads((out / "sweep_run.json").read_text())["executor"]["executor"] == "serial"
+    assert main(["sweep", "sigma", "--config", str(path), "--out", str(out), "--values", "0.05,abc"]) == 2
+    assert "not a number" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump(dict(TINY, sweep={"sigma": {"valeus": [1]}})))
+    assert main(["sweep", "sigma", "--config", str(path), "--out", str(out)]) == 2
+    assert "did you mean 'values'" in capsys.readouterr().err
+    assert main(["sweep", "presets", "--config", str(path).replace("s.yaml", "missing.yaml"), "--out", str(out),
+                 "--presets", "pcm"]) == 2
+
+
+@pytest.mark.slow
+def test_killed_sweep_process_resumes_to_identical_results(tmp_path) -> None:
+    """SIGKILL a `tsb-aihw sweep` process mid-run; the re-run keeps its cells and ends equal to a clean run."""
+    cfg = dict(TINY, chips=4, methods=["full_noise_injection", "full_verify"])
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "tsb_aihw.cli.main", "sweep", "sigma", "--config", str(path), "--out", str(out),
+            "--values", "0.05,0.1,0.2,0.3,0.4", "--no-progress", "--no-plots"]
+    proc = subprocess.Popen(args, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cells_file = out / "sweep_cells.json"
+    n_killed = 0
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if cells_file.exists():
+            n_killed = len(json.loads(cells_file.read_text())["cells"])
+            if n_killed >= 3:
+                proc.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    kept = json.loads(cells_file.read_text())["cells"]
+    assert 3 <= len(kept) < 40  # 5 sigmas x 2 methods x 4 chips
+
+    calls = []
+    original = Study.run_chip
+
+    def counting(self, spec, analog, chip):
+        calls.append(chip)
+        return original(self, spec, analog, chip)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Study, "run_chip", counting)
+    try:
+        study_cfg = study_config_from_dict(cfg)
+        resumed = run_sweep(study_cfg, "sigma", [0.05, 0.1, 0.2, 0.3, 0.4], out, progress=False, plot=False)
+        assert len(calls) == 40 - len(kept)
+        clean = tmp_path / "clean"
+        shutil.copytree(out / "checkpoints", clean / "checkpoints")  # same trained models, every cell recomputed
+        calls.clear()
+        again = run_sweep(study_cfg, "sigma", [0.05, 0.1, 0.2, 0.3, 0.4], clean, progress=False, plot=False)
+        assert len(calls) == 40
+    finally:
+        mp.undo()
+    assert resumed.accuracies() == again.accuracies()
+    assert SweepAxis("sigma", [0.1]).override_keys() == ["noise.sigma"]

@@ -1,0 +1,80 @@
+"""Sweep results -> the series the ``tsb_aihw.plots`` functions take (this module draws nothing itself)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from tsb_aihw.plots import plot_accuracy_vs_parameter, plot_accuracy_vs_time, plot_accuracy_vs_verified_fraction
+
+
+def _pt(p: Mapping[str, Any], t: str, x: float) -> tuple[float, float, float, float]:
+    a = p["accuracy"][t]
+    lo = a["ci95_low"] if a["ci95_low"] is not None else a["mean"]
+    hi = a["ci95_high"] if a["ci95_high"] is not None else a["mean"]
+    return x, a["mean"], lo, hi
+
+
+def _series(pts: list[tuple[float, float, float, float]], xkey: str) -> dict[str, list[float]]:
+    pts = sorted(pts)
+    return {xkey: [p[0] for p in pts], "mean": [p[1] for p in pts], "ci_low": [p[2] for p in pts],
+            "ci_high": [p[3] for p in pts]}
+
+
+def _suffix(labels: list[str], t: str) -> str:
+    return "" if len(labels) == 1 else f"_{t}"
+
+
+def fraction_plot_data(data: Mapping[str, Any], t: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(curves, points) for ``plot_accuracy_vs_verified_fraction``: one curve per selection rule, anchored at
+    one-shot (fraction 0) and full write-verify (1) when the sweep has them; fixed methods as points."""
+    pts = data["points"]
+    anchors = [p for p in pts if p["role"] == "curve" and not p["curve"]]
+    curves: dict[str, list] = {}
+    for p in pts:
+        if p["curve"]:
+            curves.setdefault(p["curve"], []).append(_pt(p, t, p["verified_fraction"]))
+    for c in curves.values():
+        c += [_pt(a, t, a["verified_fraction"]) for a in anchors]
+    if not curves and anchors:
+        curves["one-shot / full write-verify"] = [_pt(a, t, a["verified_fraction"]) for a in anchors]
+    points = {}
+    for p in pts:
+        if p["role"] == "point":
+            x, m, lo, hi = _pt(p, t, p["verified_fraction"])
+            points[p["label"]] = {"fraction": x, "mean": m, "ci_low": lo, "ci_high": hi}
+    return {k: _series(v, "fraction") for k, v in curves.items()}, points
+
+
+def plot_sweep(data: Mapping[str, Any], out: Path) -> list[Path]:
+    """Draw the sweep's plots into ``out``; returns the PNG and PDF paths."""
+    kind, labels, ref = data["kind"], data["time_labels"], data["reference_accuracy"]
+    what = f"{data['model']} on {data['dataset']['name']}"
+    files: list[Path] = []
+    if kind == "verified_fraction":
+        for t in labels:
+            curves, points = fraction_plot_data(data, t)
+            files += plot_accuracy_vs_verified_fraction(
+                curves, points, out / f"accuracy_vs_verified_fraction{_suffix(labels, t)}", reference=ref,
+                title=f"{what}, {data['base_preset']['name']}, t={t}")
+    elif kind == "presets":
+        series = {}
+        for p in data["points"]:
+            s = {"times": data["times"], "mean": [], "ci_low": [], "ci_high": []}
+            for t in labels:
+                _, m, lo, hi = _pt(p, t, 0.0)
+                s["mean"].append(m)
+                s["ci_low"].append(lo)
+                s["ci_high"].append(hi)
+            series[f"{p['axis_value']}: {p['label']}"] = s
+        files += plot_accuracy_vs_time(series, out / "accuracy_vs_time", reference=ref,
+                                       title=f"{what}: accuracy over time per device")
+    else:
+        for t in labels:
+            by_method: dict[str, list] = {}
+            for p in data["points"]:
+                by_method.setdefault(p["label"], []).append(_pt(p, t, float(p["axis_value"])))
+            series = {k: _series(v, "x") for k, v in by_method.items()}
+            files += plot_accuracy_vs_parameter(series, out / f"accuracy_vs_{kind}{_suffix(labels, t)}",
+                                                xlabel=data["axis"]["name"], reference=ref,
+                                                title=f"{what}, {data['base_preset']['name']}, t={t}")
+    return files

@@ -1,0 +1,137 @@
+"""A finished sweep: per-point summaries over chips, the files it writes and its plots."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from tsb_aihw.evaluation import evaluate_accuracy, summarize
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, read_json
+from tsb_aihw.utils.provenance import provenance
+
+SCHEMA = "tsb-aihw-sweep/1"
+
+
+def _mean_cost(rows: list[dict[str, Any]]) -> dict[str, float]:
+    keys = rows[0]["cost"].keys()
+    return {k: sum(r["cost"][k] for r in rows) / len(rows) for k in keys
+            if isinstance(rows[0]["cost"][k], (int, float))}
+
+
+def assemble_sweep(study: Any, axis: Any, points: list[Any], cells: Mapping[str, list[dict[str, Any]]],
+                   presets: Mapping[str, Any], *, note: str, executor: dict[str, Any], resumed: int) -> "SweepResult":
+    """Summaries (mean, std, Student-t 95% CI over chips) of every point at every time."""
+    from tsb_aihw.analog import weight_report
+    from tsb_aihw.models import get_tsb
+    from tsb_aihw.pipeline.study import _fingerprint
+
+    cfg, labels = study.cfg, study.labels
+    rows_out = []
+    for p in points:
+        rows = cells[p.id]
+        per_chip = [r["acc"] for r in rows]
+        preset = presets[_fingerprint(p.deploy)]
+        rows_out.append({
+            "id": p.id, "axis_value": p.axis_value, "role": p.role, "method": p.spec.key, "label": p.spec.label,
+            "curve": p.spec.curve, "selection": list(p.spec.selection) if p.spec.selection else None,
+            "preset": preset.name, "preset_source": p.deploy["preset"], "overrides": p.deploy["overrides"],
+            "verified_fraction": rows[0]["verified_fraction"], "cost": _mean_cost(rows),
+            "accuracy": {t: summarize([c[i] for c in per_chip]).to_dict() for i, t in enumerate(labels)},
+            "per_chip": per_chip,
+        })
+        if p.spec.block == "chip":  # wall time: a timing key (tsb_aihw.utils.timing), ignored by comparisons
+            rows_out[-1]["block_time_s"] = sum(r["block_time_s"] for r in rows) / len(rows)
+    tsb = study.tsb_model()
+    data = {
+        "schema": SCHEMA, "kind": axis.kind, "axis": axis.to_dict(), "config": cfg.to_dict(), "seed": cfg.seed,
+        "chips": cfg.chips, "provenance": provenance(), "training_note": note,
+        "base_preset": study.train_preset.to_dict() | {"name": study.train_preset.name},
+        "model": cfg.model.name, "width": cfg.model.width,
+        "dataset": {"name": cfg.data.name, "split_note": study.data.test_info.split_note,
+                    "eval_size": len(study.data.test.dataset)},
+        "times": study.times, "time_labels": labels,
+        "reference_accuracy": evaluate_accuracy(study.backbone("full"), study.data.test, device=cfg.device),
+        "reference_definition": "clean digital test accuracy of the fully trained noise-injection backbone (b)",
+        "tsb": {"k": get_tsb(tsb).k, "weights": get_tsb(tsb).conv.weight.numel(),
+                "verified_fraction": weight_report(tsb).verified_fraction},
+        "points": rows_out,
+        "training": {k: {"train_time_s": v.get("train_time_s")} for k, v in study.meta.items()},
+    }
+    return SweepResult(data, study.out, run_info={"executor": executor, "cells_reused": resumed})
+
+
+class SweepResult:
+    """``data`` is exactly what ``sweep.json`` holds; ``out`` is the sweep's directory.
+
+    ``sweep.json`` depends only on config, seed, axis, package versions and torch threads (plus the wall-clock
+    keys of ``tsb_aihw.utils.timing``), so an executor run, a resumed run and a clean run write the same file.
+    Where and how this run happened (executor, cells reused from an earlier run) goes to ``sweep_run.json``.
+    """
+
+    def __init__(self, data: dict[str, Any], out: str | Path, run_info: dict[str, Any] | None = None):
+        self.data = data
+        self.out = Path(out)
+        self.run_info = run_info or {}
+
+    @property
+    def points(self) -> list[dict[str, Any]]:
+        return self.data["points"]
+
+    @property
+    def kind(self) -> str:
+        return self.data["kind"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+    def accuracies(self) -> dict[str, list[list[float]]]:
+        """``{point id: per-chip accuracies [chip][time]}``: the raw numbers, for comparisons."""
+        return {p["id"]: p["per_chip"] for p in self.points}
+
+    # -- files ------------------------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per (point, time): the summary over chips."""
+        out = []
+        for p in self.points:
+            for t in self.data["time_labels"]:  # time order (a reloaded sweep.json has its keys sorted)
+                a = p["accuracy"][t]
+                out.append({"kind": self.kind, "axis_value": p["axis_value"], "preset": p["preset"],
+                            "method": p["method"], "label": p["label"], "role": p["role"], "time": t,
+                            "chips": a["n"], "acc_mean": a["mean"], "acc_std": a["std"],
+                            "acc_ci95_low": a["ci95_low"], "acc_ci95_high": a["ci95_high"],
+                            "verified_fraction": p["verified_fraction"], "pulses": p["cost"].get("pulses"),
+                            "program_energy_j": p["cost"].get("energy_j")})
+        return out
+
+    def chip_rows(self) -> list[dict[str, Any]]:
+        return [{"kind": self.kind, "axis_value": p["axis_value"], "preset": p["preset"], "method": p["method"],
+                 "chip": chip, "time": t, "accuracy": acc}
+                for p in self.points for chip, accs in enumerate(p["per_chip"])
+                for t, acc in zip(self.data["time_labels"], accs)]
+
+    def save(self) -> list[Path]:
+        """``sweep.json`` (everything), ``sweep.csv`` (summaries), ``sweep_chips.csv`` (raw samples),
+        ``sweep_run.json`` (executor, reused cells)."""
+        files = [atomic_write_json(self.out / "sweep.json", self.data),
+                 atomic_write_csv(self.out / "sweep.csv", self.rows()),
+                 atomic_write_csv(self.out / "sweep_chips.csv", self.chip_rows())]
+        if self.run_info:
+            files.append(atomic_write_json(self.out / "sweep_run.json", self.run_info))
+        return files
+
+    # -- plots ------------------------------------------------------------------------------------------
+    def plot(self, out: str | Path | None = None) -> list[Path]:
+        """The kind's plot(s), PNG + PDF (one per evaluation time, except the accuracy-vs-time plot)."""
+        from tsb_aihw.sweeps.plotting import plot_sweep
+
+        files = plot_sweep(self.data, Path(out) if out is not None else self.out)
+        self.data["plots"] = [p.name for p in files]
+        return files
+
+
+def load_sweep(path: str | Path) -> SweepResult:
+    """A saved sweep (``sweep.json`` or its directory) as a :class:`SweepResult`."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "sweep.json"
+    run = p.parent / "sweep_run.json"
+    return SweepResult(read_json(p), p.parent, read_json(run) if run.exists() else None)
