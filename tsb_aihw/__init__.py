@@ -6,7 +6,7 @@ in every other):
 - data: ``get_dataset``, ``make_loader``, ``list_datasets``
 - devices: ``load_preset``, ``list_presets``, ``programming_cost``
 - models: ``get_model``, ``list_models``, ``TinySharedBlock``, ``insert_tsb``
-- analog: ``to_analog``, ``weight_report``, ``read_back``, ``load_read_back``
+- analog: ``to_analog``, ``weight_report``, ``read_back``, ``load_read_back``, ``weight_errors``
 - training / baselines: ``train_noise_injection``, ``train_block``, ``selection_masks``, ``recalibrate_bn``
 - evaluation: ``evaluate_accuracy``, ``monte_carlo``, ``evaluate_drift``, ``parse_time``
 - pipeline: ``run_study``, ``run_drift_study``
@@ -36,6 +36,7 @@ _LAZY = {
     "load_torchvision": "tsb_aihw.models",
     "read_back": "tsb_aihw.analog",
     "load_read_back": "tsb_aihw.analog",
+    "weight_errors": "tsb_aihw.analog",
     "train_noise_injection": "tsb_aihw.training",
     "train_block": "tsb_aihw.training",
     "selection_masks": "tsb_aihw.baselines",

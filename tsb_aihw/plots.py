@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from tsb_aihw.evaluation.times import format_time  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tsb_aihw.analog.weight_errors import WeightErrors
 
 STYLE = {
     "figure.figsize": (6.4, 4.2),
@@ -45,7 +49,8 @@ def _mean_with_band(ax: plt.Axes, x: Sequence[float], s: Mapping[str, Sequence[f
                     alpha: float = 0.18) -> None:
     """One method's mean accuracy (%) as a marked line and its ``ci_low``..``ci_high`` band in the line's colour."""
     (line,) = ax.plot(x, [100 * m for m in s["mean"]], marker="o", ms=3, label=label)
-    ax.fill_between(x, [100 * v for v in s["ci_low"]], [100 * v for v in s["ci_high"]],
+    # a CI of a mean accuracy is clipped to [0, 100] % (few chips can give a t-interval past 100 %)
+    ax.fill_between(x, [max(0.0, 100 * v) for v in s["ci_low"]], [min(100.0, 100 * v) for v in s["ci_high"]],
                     color=line.get_color(), alpha=alpha, lw=0)
 
 
@@ -68,11 +73,13 @@ def plot_accuracy_vs_time(
     *,
     reference: float | None = None,
     title: str = "",
+    events: Mapping[str, float] | None = None,
 ) -> list[Path]:
     """Accuracy vs time after programming, log time axis, mean line and 95% CI band per method.
 
     ``series[method] = {"times": [...], "mean": [...], "ci_low": [...], "ci_high": [...]}`` (t=0 is drawn at
-    the first positive time's left edge, since a log axis has no zero).
+    the first positive time's left edge, since a log axis has no zero). ``events = {label: seconds}`` draws
+    labelled vertical lines (e.g. the times a TSB refresh re-wrote the block).
     """
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
@@ -82,6 +89,10 @@ def plot_accuracy_vs_time(
         ticks = sorted({max(float(x), 0.3) for s in series.values() for x in s["times"]})
         ax.set_xticks(ticks, [("0" if x <= 0.3 else format_time(x)) for x in ticks])
         ax.minorticks_off()
+        for label, x in (events or {}).items():
+            ax.axvline(max(float(x), 0.3), color="0.45", ls="--", lw=0.8)
+            ax.annotate(label, (max(float(x), 0.3), 1), xycoords=("data", "axes fraction"), rotation=90,
+                        va="top", ha="right", fontsize=7, color="0.35", xytext=(-2, -3), textcoords="offset points")
         return _finish(fig, ax, path, xlabel="time after programming", reference=reference, title=title)
 
 
@@ -112,6 +123,10 @@ def plot_accuracy_vs_verified_fraction(
             ax.errorbar([x], [100 * p["mean"]], yerr=[[100 * (p["mean"] - p["ci_low"])], [100 * (p["ci_high"] - p["mean"])]],
                         marker=m, ms=11 if m == "*" else 7, capsize=3, ls="none", label=name, zorder=5)
         ax.set_xscale("log")
+        if any(f <= 0 for c in curves.values() for f in c["fraction"]) or any(p["fraction"] <= 0 for p in points.values()):
+            ax.axvline(floor, color="0.6", lw=0.6, ls=":")
+            ax.annotate("one-shot (0)", (floor, 0), xycoords=("data", "axes fraction"), xytext=(3, 3),
+                        textcoords="offset points", ha="left", va="bottom", fontsize=7, color="0.35")
         return _finish(fig, ax, path, xlabel="fraction of weights write-verified (0 drawn at left edge)",
                        reference=reference, title=title)
 
@@ -133,3 +148,62 @@ def plot_accuracy_vs_parameter(
         if logx:
             ax.set_xscale("log")
         return _finish(fig, ax, path, xlabel=xlabel, reference=reference, title=title)
+
+
+def _error_pools(panel: WeightErrors | Mapping[str, Any], split: str | None) -> dict[str, np.ndarray]:
+    if hasattr(panel, "split"):
+        return panel.split(split)  # type: ignore[union-attr]
+    return {k: np.asarray(v, dtype=float).reshape(-1) for k, v in panel.items()}
+
+
+def plot_weight_error_histograms(
+    panels: Mapping[str, WeightErrors | Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    split: str | None = "group",
+    logy: bool = True,
+    bins: int = 121,
+    xlim: float | None = None,
+    title: str = "",
+) -> list[Path]:
+    """Histograms of per-weight errors relative to each layer's max|W| (%), one panel per moment/model.
+
+    ``panels[title]`` is a :class:`tsb_aihw.analog.weight_errors.WeightErrors` (pooled by ``split``: "group"
+    = backbone vs TSB block, "verified" = verified vs one-shot cells, "group+verified", None = all) or a
+    ``{series label: errors}`` mapping of relative errors. Histograms are densities (a 256-weight block and a
+    60k-weight backbone on one axis), on a shared symmetric x range (``xlim`` in % of max|W|, default: the
+    99.9th percentile of |error| over all panels); the legend gives each pool's size, std and the share of
+    weights outside the range, so nothing is hidden by the clipping. ``logy`` shows the tails.
+    """
+    pooled = {name: _error_pools(p, split) for name, p in panels.items()}
+    every = [100 * e for pools in pooled.values() for e in pools.values() if e.size]
+    if not every:
+        raise ValueError("plot_weight_error_histograms: no errors to plot (all panels are empty)")
+    lim = xlim if xlim is not None else 1.05 * float(np.quantile(np.abs(np.concatenate(every)), 0.999))
+    lim = lim if lim > 0 else 1.0
+    edges = np.linspace(-lim, lim, bins + 1)
+    style = dict(STYLE, **{"figure.figsize": (min(3.8 * len(pooled) + 0.6, 14.0), 3.8)})
+    with plt.rc_context(style):
+        fig, axes = plt.subplots(1, len(pooled), sharex=True, sharey=True, squeeze=False)
+        colors = {}
+        cycle = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+        for ax, (name, pools) in zip(axes[0], pooled.items()):
+            for label, e in pools.items():
+                pct = 100 * e
+                color = colors.setdefault(label, next(cycle))
+                outside = float(np.mean(np.abs(pct) > lim)) if pct.size else 0.0
+                note = f", {100 * outside:.2g}% outside" if outside > 0 else ""
+                ax.hist(np.clip(pct, -lim, lim), bins=edges, density=True, histtype="step", lw=1.3, color=color,
+                        label=f"{label} (n={pct.size:,})\nstd {pct.std():.2f}%{note}")
+                ax.hist(np.clip(pct, -lim, lim), bins=edges, density=True, histtype="stepfilled", alpha=0.12,
+                        color=color)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("weight error (% of layer max|W|)")
+            if logy:
+                ax.set_yscale("log")
+            ax.legend(loc="upper left", fontsize=6.5)
+        axes[0][0].set_ylabel("density (per % of max|W|)")
+        if title:
+            fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        return _save(fig, path)

@@ -24,7 +24,7 @@ from torch import nn
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import format_time, parse_times
 from tsb_aihw.utils.io import atomic_write_bytes, atomic_write_csv, atomic_write_json, ensure_writable_dir
-from tsb_aihw.utils.seeding import derive_seed
+from tsb_aihw.utils.seeding import derive_seed, seed_everything
 
 DEFAULT_DRIFT_TIMES = ("0s", "1s", "1h", "1d", "1mo", "1y")
 
@@ -70,26 +70,13 @@ def _fingerprint(obj: Any) -> str:
 
 def load_model_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a digital state dict (plain, or ``{"state_dict": ...}`` as saved here) with a clear error."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"checkpoint {p} does not exist; pass the path of a file saved with "
-                          "torch.save(model.state_dict(), path), or omit --checkpoint to train a model")
-    try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
-        raise ConfigError(f"cannot read {p} as a torch state dict ({type(exc).__name__}: {exc})") from exc
+    from tsb_aihw.models.pretrained import load_state_checked, read_state_dict
+
+    blob = read_state_dict(path)  # ConfigError (one line) if missing, damaged or not a torch file
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
-        raise ConfigError(f"{p} holds no state dict; save one with torch.save(model.state_dict(), path)")
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        raise ConfigError(f"{p} does not match the model: missing {missing[:8]}, unexpected {unexpected[:8]}, "
-                          f"shape mismatch {shapes[:8]}; check --model, --width and the dataset")
-    model.load_state_dict(state)
+        raise ConfigError(f"{path} holds no state dict; save one with torch.save(model.state_dict(), path)")
+    load_state_checked(model, state, str(path), fix="check --model, --width and the dataset")
     return model.eval()
 
 
@@ -101,6 +88,8 @@ def prepare_model(cfg: DriftStudyConfig, out: Path, progress: bool = True) -> tu
     from tsb_aihw.training import train_noise_injection
 
     info = get_dataset(cfg.dataset, "test", seed=cfg.seed).info
+    # the initial weights come from torch's global generator, which torch seeds randomly in every new process
+    seed_everything(derive_seed(cfg.seed, "drift-study", "init"))
     model = get_model(cfg.model, num_classes=info.num_classes, in_channels=info.in_channels, width=cfg.width,
                       input_size=info.image_size[0])
     if cfg.checkpoint is not None:
@@ -112,8 +101,10 @@ def prepare_model(cfg: DriftStudyConfig, out: Path, progress: bool = True) -> tu
            "noise_std": noise, "seed": cfg.seed}
     path = out / "model.pt"
     if path.exists():
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        if blob.get("fingerprint") == _fingerprint(key):
+        from tsb_aihw.models.pretrained import read_state_dict
+
+        blob = read_state_dict(path)
+        if isinstance(blob, dict) and blob.get("fingerprint") == _fingerprint(key):
             model.load_state_dict(blob["state_dict"])
             return model.eval(), {**blob["meta"], "reused": True}
     seed = derive_seed(cfg.seed, "drift-study", "train")
