@@ -9,7 +9,8 @@ in every other):
 - analog: ``to_analog``, ``weight_report``, ``read_back``, ``load_read_back``, ``weight_errors``
 - training / baselines: ``train_noise_injection``, ``train_block``, ``selection_masks``, ``recalibrate_bn``
 - evaluation: ``evaluate_accuracy``, ``monte_carlo``, ``evaluate_drift``, ``parse_time``
-- pipeline: ``run_study``, ``run_drift_study``
+- pipeline: ``run_study``, ``run_drift_study``, ``run_refresh_study``
+- sweeps: ``run_sweep``, ``load_sweep``
 """
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ _LAZY = {
     "parse_time": "tsb_aihw.evaluation",
     "run_study": "tsb_aihw.pipeline.study",
     "run_drift_study": "tsb_aihw.pipeline.drift_study",
+    "run_refresh_study": "tsb_aihw.pipeline.refresh",
+    "run_sweep": "tsb_aihw.sweeps",
+    "load_sweep": "tsb_aihw.sweeps",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -1,13 +1,13 @@
 """Top-1 accuracy of any classifier (digital or AIHWKit analog) over a loader."""
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterable, Iterator
 
 import torch
 from torch import nn
 
-from tsb_aihw.errors import ConfigError
+from tsb_aihw.errors import ConfigError, DataError
 from tsb_aihw.utils.device import resolve_device
 
 
@@ -29,19 +29,38 @@ def model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
+def has_analog_layers(model: nn.Module) -> bool:
+    """Whether any submodule is an AIHWKit module (checked by class, without importing AIHWKit)."""
+    return any(type(m).__module__.startswith("aihwkit.") for m in model.modules())
+
+
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, loader: Iterable, device: str | torch.device = "cpu",
-                      max_batches: int | None = None) -> float:
-    """Fraction of correctly classified samples; eval mode and ``no_grad`` (training flags restored)."""
+                      max_batches: int | None = None, fast: bool | None = None) -> float:
+    """Fraction of correctly classified samples; eval mode and ``no_grad`` (training flags restored).
+
+    ``fast``: evaluate AIHWKit analog layers with :mod:`tsb_aihw.analog.fast_eval` (the same forward as
+    AIHWKit's torch tiles with native kernels; layers it does not support keep AIHWKit's forward, with a
+    warning). None follows ``set_fast_eval`` / env ``TSB_AIHW_FAST_EVAL`` (default on); digital models
+    are unaffected.
+    """
     dev = resolve_device(device)
     if model_device(model) not in (None, dev):
         model.to(dev)
     correct = total = 0
-    with eval_mode(model):
+    with eval_mode(model), ExitStack() as stack:
+        if has_analog_layers(model):
+            from tsb_aihw.analog.fast_eval import fast_eval_enabled, fast_forward  # lazy: pulls in AIHWKit
+
+            if fast_eval_enabled(fast):
+                stack.enter_context(fast_forward(model))
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
             x, y = x.to(dev), y.to(dev)
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise DataError(f"evaluation batch {i} holds NaN/inf inputs; every image must be finite "
+                                "(argmax of NaN logits would count as class 0): clean the dataset")
             pred = model(x).argmax(dim=1)
             correct += int((pred == y).sum())
             total += int(y.numel())

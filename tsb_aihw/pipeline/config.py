@@ -98,6 +98,7 @@ class StudyConfig:
     device: str = "cpu"
     methods: list[str] = _f(choices=METHODS, what="method", factory=lambda: list(METHODS))
     bn_recalibration_batches: int = _f(20, lo=1)  # training batches streamed through each chip (BN stats)
+    fast_eval: bool | None = None  # chip evaluation on tsb_aihw.analog.fast_eval; None: TSB_AIHW_FAST_EVAL, else on
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)

@@ -107,7 +107,7 @@ def seeded_accuracy(analog: nn.Module, study: Study, seed: int) -> float:
     same weights at a time get the same number and the arm differences are paired."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return evaluate_accuracy(analog, study.data.test, device=study.cfg.device)
+        return evaluate_accuracy(analog, study.data.test, device=study.cfg.device, fast=study.cfg.fast_eval)
 
 
 def seeded_read_back(analog: nn.Module, t: float, n_reads: int, seed: int) -> dict[str, torch.Tensor]:

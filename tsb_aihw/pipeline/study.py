@@ -342,7 +342,7 @@ class Study:
         for t in self.times:
             drift_chip(analog, t, chip_seed)
             torch.manual_seed(derive_seed(chip_seed, "eval", repr(float(t))))  # periphery (IO) noise
-            accs.append(evaluate_accuracy(analog, self.data.test, device=self.cfg.device))
+            accs.append(evaluate_accuracy(analog, self.data.test, device=self.cfg.device, fast=self.cfg.fast_eval))
         return {"acc": accs, "cost": cost, "block_time_s": block_time, "verified_fraction": fraction}
 
     def run_cell(self, spec: MethodSpec, chip: int) -> dict[str, Any]:

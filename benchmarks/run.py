@@ -1,0 +1,309 @@
+"""`make bench`: the performance figures of issue 7, each a ratio measured side by side in this one run.
+
+Writes ``benchmarks/results.json`` (figures, per-round seconds, config, seed, provenance) and
+``benchmarks/results.md`` (the table), and prints the table. Figures:
+
+- ``analog_forward_over_digital``: our evaluation path (``tsb_aihw.analog.fast_eval``) / the digital forward,
+  vgg8 at ``--width``, batch ``--batch`` of 3x32x32, preset ``pcm`` (8-bit DAC/ADC, out_noise 0.04,
+  abs-max NM), programmed and drifted to 1 day; ``aihwkit_forward_over_digital``: AIHWKit's own forward of
+  the same analog model. Rounds interleave digital / ours / AIHWKit; the median of per-round ratios.
+- ``mc_study_seconds``, ``mc_study_over_digital``: ``monte_carlo`` over ``--chips`` chips x ``--times``
+  (program, drift, evaluate on a fixed seeded test set of ``--test-size`` images); right after every analog
+  evaluation the digital model evaluates the same test set (timed apart), so the denominator is the same
+  number of digital passes under the same load. ``..._aihwkit`` rows: the same with the fast path off on
+  ``--aihwkit-chips`` chips (AIHWKit is too slow for the full study here).
+- ``mc_memory_over_digital``: peak RSS growth (sampled every 2 ms; not tracemalloc, which cannot see torch's
+  allocations) of a Monte-Carlo study (``--memory-chips`` chips x the times) over that of one digital
+  evaluation of the same test set, each in a fresh subprocess.
+- ``tsb_training_speedup``, ``verified_fraction``, ``mapping_cost_reduction``: the claims of a short
+  pipeline run (``demo_configs(quick=True, presets=["pcm"])``, ``--pipeline-chips`` chips).
+
+    .venv/bin/python benchmarks/run.py                 # the defaults (about 10-15 minutes on 2 busy cores)
+    .venv/bin/python benchmarks/run.py --quick --out /tmp/bench   # tiny smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from timing import PeakRSS, interleaved, ratio_summary  # noqa: E402
+
+TARGETS = {"analog_forward_over_digital": 1.5, "mc_study_over_digital": 1.3, "mc_memory_over_digital": 2.0}
+DRIFT_TIMES = ["1s", "1h", "1d", "1mo", "1y"]
+SECTIONS = ("forward", "mc", "memory", "pipeline")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--width", type=float, default=0.5, help="vgg8 width (0.5: convs 32..256 channels)")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds for the forward ratios")
+    p.add_argument("--aihwkit-repeats", type=int, default=3)
+    p.add_argument("--chips", type=int, default=20)
+    p.add_argument("--times", nargs="+", default=DRIFT_TIMES)
+    p.add_argument("--test-size", type=int, default=256)
+    p.add_argument("--aihwkit-chips", type=int, default=1)
+    p.add_argument("--memory-chips", type=int, default=2)
+    p.add_argument("--pipeline-chips", type=int, default=2)
+    p.add_argument("--no-pipeline", action="store_true", help="skip the short pipeline run")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                   help="which figures to measure (default: all)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: the machine is shared)")
+    p.add_argument("--preset", default="pcm")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=HERE)
+    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
+    p.add_argument("--memory-probe", choices=["digital", "mc", "aihwkit"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.width, args.batch, args.repeats, args.aihwkit_repeats = 0.125, 32, 2, 1
+        args.chips, args.times, args.test_size, args.memory_chips = 2, ["1h", "1y"], 64, 1
+    return args
+
+
+# ------------------------------------------------------------------------------------------------ models
+def build(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(digital vgg8, the same on a programmed chip drifted to 1 day)."""
+    from tsb_aihw.analog import to_analog
+    from tsb_aihw.devices import load_preset
+    from tsb_aihw.models import get_model
+    from tsb_aihw.utils.seeding import derive_seed
+
+    torch.manual_seed(derive_seed(args.seed, "model"))
+    digital = get_model("vgg8", num_classes=10, in_channels=3, width=args.width, input_size=32).eval()
+    analog = to_analog(digital, load_preset(args.preset), verify="none").eval()
+    torch.manual_seed(derive_seed(args.seed, "chip"))
+    analog.program_analog_weights()
+    analog.drift_analog_weights(86400.0)
+    return digital, analog
+
+
+def test_loader(args: argparse.Namespace) -> DataLoader:
+    """A fixed, seeded synthetic test set (timing does not depend on the pixel values' meaning)."""
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(args.test_size, 3, 32, 32, generator=gen)
+    y = torch.randint(0, 10, (args.test_size,), generator=gen)
+    return DataLoader(TensorDataset(x, y), batch_size=args.batch)
+
+
+# ---------------------------------------------------------------------------------------------- figures
+@torch.no_grad()
+def bench_forward(args: argparse.Namespace) -> dict[str, Any]:
+    from tsb_aihw.analog.fast_eval import fast_forward
+
+    digital, analog = build(args)
+    x = torch.randn(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(args.seed + 1))
+    with fast_forward(analog) as skipped:
+        fast = interleaved({"digital": lambda: digital(x), "fast": lambda: analog(x)}, args.repeats)
+    slow = interleaved({"digital": lambda: digital(x), "aihwkit": lambda: analog(x)}, args.aihwkit_repeats)
+    return {
+        "skipped_layers": skipped,
+        "seconds": {"digital": fast["digital"], "fast": fast["fast"], "digital_with_aihwkit": slow["digital"],
+                    "aihwkit": slow["aihwkit"]},
+        "analog_forward_over_digital": ratio_summary(fast["fast"], fast["digital"]),
+        "aihwkit_forward_over_digital": ratio_summary(slow["aihwkit"], slow["digital"]),
+    }
+
+
+def _mc(args: argparse.Namespace, chips: int, fast: bool) -> dict[str, Any]:
+    """monte_carlo with a digital pass timed right after each analog evaluation (same load, same count)."""
+    from tsb_aihw.evaluation import evaluate_accuracy, monte_carlo
+
+    digital, analog = build(args)
+    loader = test_loader(args)
+    digital_s: list[float] = []
+    eval_s: list[float] = []
+
+    def evaluate(model: torch.nn.Module, data: Any) -> float:
+        t0 = time.perf_counter()
+        acc = evaluate_accuracy(model, data, fast=fast)
+        t1 = time.perf_counter()
+        evaluate_accuracy(digital, data)
+        digital_s.append(time.perf_counter() - t1)
+        eval_s.append(t1 - t0)
+        return acc
+
+    t0 = time.perf_counter()
+    res = monte_carlo(analog, loader, chips=chips, times=args.times, seed=args.seed, evaluate=evaluate,
+                      progress=False)
+    wall = time.perf_counter() - t0
+    study = wall - sum(digital_s)
+    return {"chips": chips, "times": list(args.times), "evaluations": len(eval_s), "test_size": args.test_size,
+            "mc_study_seconds": study, "digital_passes_seconds": sum(digital_s),
+            "mc_study_over_digital": study / sum(digital_s),
+            "evaluation_seconds": sum(eval_s), "program_drift_overhead_seconds": study - sum(eval_s),
+            "mean_accuracy": statistics.mean(a for row in res.accuracies for a in row)}
+
+
+def bench_mc(args: argparse.Namespace) -> dict[str, Any]:
+    return {"fast": _mc(args, args.chips, fast=True), "aihwkit": _mc(args, args.aihwkit_chips, fast=False)}
+
+
+def memory_probe(args: argparse.Namespace) -> dict[str, int]:
+    """One measurement in this (fresh) process: peak RSS growth of the requested job."""
+    from tsb_aihw.evaluation import evaluate_accuracy, monte_carlo
+
+    digital, analog = build(args)
+    loader = test_loader(args)
+    with PeakRSS() as rss:
+        if args.memory_probe == "digital":
+            evaluate_accuracy(digital, loader)
+        elif args.memory_probe == "aihwkit":
+            evaluate_accuracy(analog, loader, fast=False)
+        else:
+            monte_carlo(analog, loader, chips=args.memory_chips, times=args.times, seed=args.seed, progress=False)
+    return {"start_bytes": rss.start, "peak_bytes": rss.peak, "delta_bytes": rss.delta}
+
+
+def bench_memory(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"method": "peak RSS growth over the RSS at the start of the job, sampled every 2 ms "
+                                     "in a fresh subprocess per job (tracemalloc cannot see torch tensors)"}
+    for what in ("digital", "mc", "aihwkit"):
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--memory-probe", what],
+                              capture_output=True, text=True, check=True)
+        out[what] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["mc_memory_over_digital"] = out["mc"]["delta_bytes"] / max(out["digital"]["delta_bytes"], 1)
+    out["mc_peak_rss_over_digital"] = out["mc"]["peak_bytes"] / out["digital"]["peak_bytes"]
+    out["aihwkit_eval_memory_over_digital"] = out["aihwkit"]["delta_bytes"] / max(out["digital"]["delta_bytes"], 1)
+    return out
+
+
+def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    from tsb_aihw.pipeline.demo import demo_configs
+    from tsb_aihw.pipeline.study import run_study
+
+    cfg = demo_configs(quick=True, presets=[args.preset], chips=args.pipeline_chips, seed=args.seed)[0]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        res = run_study(cfg, Path(tmp), progress=False)
+    claims = res["claims"]
+    pick = {k: (claims.get(k) or {}).get("value") for k in ("training_speedup", "verified_fraction",
+                                                            "mapping_cost_reduction")}
+    return {"config": res["config"], "wall_seconds": time.perf_counter() - t0, "claims": claims,
+            "tsb_training_speedup": pick["training_speedup"], "verified_fraction": pick["verified_fraction"],
+            "mapping_cost_reduction": pick["mapping_cost_reduction"]}
+
+
+# ------------------------------------------------------------------------------------------------ report
+def headline(r: dict[str, Any]) -> dict[str, Any]:
+    """The issue's figures (None: section not run)."""
+    fwd, mem, pipe = r.get("forward") or {}, r.get("memory") or {}, r.get("pipeline") or {}
+    mc, mc_slow = (r.get("mc") or {}).get("fast") or {}, (r.get("mc") or {}).get("aihwkit") or {}
+    return {
+        "analog_forward_over_digital": (fwd.get("analog_forward_over_digital") or {}).get("median"),
+        "aihwkit_forward_over_digital": (fwd.get("aihwkit_forward_over_digital") or {}).get("median"),
+        "mc_study_seconds": mc.get("mc_study_seconds"),
+        "mc_study_over_digital": mc.get("mc_study_over_digital"),
+        "mc_study_over_digital_aihwkit": mc_slow.get("mc_study_over_digital"),
+        "mc_memory_over_digital": mem.get("mc_memory_over_digital"),
+        "aihwkit_eval_memory_over_digital": mem.get("aihwkit_eval_memory_over_digital"),
+        "tsb_training_speedup": pipe.get("tsb_training_speedup"),
+        "verified_fraction": pipe.get("verified_fraction"),
+        "mapping_cost_reduction": pipe.get("mapping_cost_reduction"),
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    h, a = r["figures"], r["config"]
+    fwd = r.get("forward")
+    lines = [f"vgg8 width {a['width']}, batch {a['batch']}, preset {a['preset']}, {a['threads']} torch thread(s); "
+             f"MC {a['chips']} chips x {len(a['times'])} times on {a['test_size']} images",
+             "", "| figure | value | target | spread / note |", "|---|---|---|---|"]
+
+    def row(name: str, note: str = "") -> None:
+        v = h[name]
+        target = TARGETS.get(name)
+        val = "n/a" if v is None else (f"{v:.4%}" if name == "verified_fraction" else f"{v:.3g}")
+        tgt = "" if target is None else f"<= {target}"
+        if target is not None and v is not None:
+            tgt += " (met)" if v <= target else " (not met)"
+        lines.append(f"| {name} | {val} | {tgt} | {note} |")
+
+    def spread(key: str) -> str:
+        f = (fwd or {}).get(key)
+        return f"rounds {f['rounds']}: min {f['min']:.2f}, max {f['max']:.2f}" if f else "not run"
+
+    mc = r.get("mc") or {}
+    row("analog_forward_over_digital", spread("analog_forward_over_digital"))
+    row("aihwkit_forward_over_digital", spread("aihwkit_forward_over_digital"))
+    row("mc_study_seconds", f"{mc['fast']['evaluations']} evaluations incl. programming and drift" if mc else "")
+    row("mc_study_over_digital", "vs the same number of digital test-set passes, interleaved")
+    row("mc_study_over_digital_aihwkit", f"fast path off, {mc['aihwkit']['chips']} chip(s)" if mc else "")
+    row("mc_memory_over_digital", "peak RSS growth, fresh subprocess each")
+    row("aihwkit_eval_memory_over_digital", "one AIHWKit evaluation (fast path off)")
+    row("tsb_training_speedup", "short pipeline run (quick demo config)")
+    row("verified_fraction")
+    row("mapping_cost_reduction")
+    return "\n".join(lines)
+
+
+def _probe_argv(argv: list[str]) -> list[str]:
+    """The command line for a memory-probe subprocess: the model/data options, no section choices."""
+    out, skip = [], False
+    for a in argv:
+        if a == "--sections":
+            skip = True
+            continue
+        if skip and not a.startswith("--"):
+            continue
+        skip = False
+        if a != "--no-pipeline":
+            out.append(a)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import warnings
+
+    warnings.filterwarnings("ignore", module="aihwkit")
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args)))
+        return {}
+    from tsb_aihw.utils.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+    from tsb_aihw.utils.provenance import provenance
+
+    t0 = time.perf_counter()
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "memory_probe"}
+    results: dict[str, Any] = {"config": config, "seed": args.seed}
+    if "forward" in args.sections:
+        print("forward ...", flush=True)
+        results["forward"] = bench_forward(args)
+    if "mc" in args.sections:
+        print("monte carlo ...", flush=True)
+        results["mc"] = bench_mc(args)
+    if "memory" in args.sections:
+        print("memory ...", flush=True)
+        results["memory"] = bench_memory(args, _probe_argv(argv))
+    if "pipeline" in args.sections and not args.no_pipeline:
+        print("pipeline ...", flush=True)
+        results["pipeline"] = bench_pipeline(args)
+    results["figures"] = headline(results)
+    results["targets"] = TARGETS
+    results["wall_seconds"] = time.perf_counter() - t0
+    results["provenance"] = provenance()
+    out = ensure_writable_dir(args.out)
+    atomic_write_json(out / "results.json", results)
+    text = table(results)
+    atomic_write_text(out / "results.md", f"# Benchmark results\n\n{text}\n\nCommand: "
+                                          f"`benchmarks/run.py {' '.join(argv)}`\n")
+    print(text)
+    return results
+
+
+if __name__ == "__main__":
+    main()
