@@ -186,9 +186,16 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
     cfg.validate()
     presets_by_value = check_axis(cfg, axis)
 
-    study = Study(cfg, Path(out), progress=progress)
-    points = build_points(study, axis, cfg.methods)
-    study.prepare([p.spec for p in points])
+    own = executor is None
+    ex = executor if executor is not None else make_executor(workers, scheduler, threads)  # a bad --scheduler fails
+    try:                                                                                   # here, before training
+        study = Study(cfg, Path(out), progress=progress)
+        points = build_points(study, axis, cfg.methods)
+        study.prepare([p.spec for p in points])
+    except BaseException:
+        if own:
+            ex.close()
+        raise
     registered = register_study(study)
     deploy_presets = {}
     for p in points:
@@ -200,8 +207,6 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
     store = CellStore(study.out / "sweep_cells.json", f"sweep-cells-v{CELL_VERSION}")
     todo = [(p, chip) for p in points for chip in range(cfg.chips) if store.get(ids[p.id], chip) is None]
     total = len(points) * cfg.chips
-    own = executor is None
-    ex = executor if executor is not None else make_executor(workers, scheduler, threads)
     threads = threads if threads is not None else ex.threads
     try:
         bar = tqdm(total=total, initial=total - len(todo), desc=f"sweep {axis.kind}: cells", disable=not progress)
