@@ -211,7 +211,6 @@ def _cases() -> list[Case]:
     from tsb_aihw.models import get_model
     from tsb_aihw.pipeline.config import study_config_from_dict
     from tsb_aihw.utils.device import resolve_device
-    from tsb_aihw.utils.io import ensure_writable_dir
 
     good_preset = (Path(__file__).resolve().parents[1] / "device_presets" / "pcm.yaml").read_text()
     return [

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from torch.utils.data import DataLoader
 
 from tsb_aihw.data import get_dataset, make_loader
 from tsb_aihw.models import get_model

@@ -10,9 +10,6 @@ It is what ``tsb-aihw drift`` runs; a model without a checkpoint is first traine
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +20,7 @@ from torch import nn
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import format_time, parse_times
-from tsb_aihw.utils.io import atomic_write_bytes, atomic_write_csv, atomic_write_json, ensure_writable_dir
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, ensure_writable_dir
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
 
 DEFAULT_DRIFT_TIMES = ("0s", "1s", "1h", "1d", "1mo", "1y")
@@ -64,10 +61,6 @@ class DriftStudyConfig:
         return self
 
 
-def _fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def load_model_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a digital state dict (plain, or ``{"state_dict": ...}`` as saved here) with a clear error."""
     from tsb_aihw.models.pretrained import load_state_checked, read_state_dict
@@ -85,6 +78,8 @@ def prepare_model(cfg: DriftStudyConfig, out: Path, progress: bool = True) -> tu
     from tsb_aihw.data import get_dataset, make_loader
     from tsb_aihw.devices import load_preset
     from tsb_aihw.models import get_model
+    from tsb_aihw.models.pretrained import load_state_checked
+    from tsb_aihw.pipeline.study import Checkpoints
     from tsb_aihw.training import train_noise_injection
 
     info = get_dataset(cfg.dataset, "test", seed=cfg.seed).info
@@ -99,23 +94,19 @@ def prepare_model(cfg: DriftStudyConfig, out: Path, progress: bool = True) -> tu
         noise = load_preset(cfg.presets[0]).training_noise_std
     key = {"model": cfg.model, "width": cfg.width, "dataset": cfg.dataset, "epochs": cfg.train_epochs,
            "noise_std": noise, "seed": cfg.seed}
-    path = out / "model.pt"
-    if path.exists():
-        from tsb_aihw.models.pretrained import read_state_dict
-
-        blob = read_state_dict(path)
-        if isinstance(blob, dict) and blob.get("fingerprint") == _fingerprint(key):
-            model.load_state_dict(blob["state_dict"])
-            return model.eval(), {**blob["meta"], "reused": True}
+    ckpt = Checkpoints(out, folder="")  # OUT/model.pt, kept for re-runs with the same training key
+    hit = ckpt.load("model", key)
+    if hit is not None:
+        state, meta = hit
+        load_state_checked(model, state, str(ckpt.path("model")))
+        return model.eval(), {**meta, "reused": True}
     seed = derive_seed(cfg.seed, "drift-study", "train")
     train = make_loader(get_dataset(cfg.dataset, "train", seed=cfg.seed), 128, shuffle=True, seed=seed)
     val = make_loader(get_dataset(cfg.dataset, "val", seed=cfg.seed), 500)
     res = train_noise_injection(model, train, val, noise_std=noise, epochs=cfg.train_epochs, device=cfg.device,
                                 seed=seed, progress=progress)
     meta = {"source": "trained", **key, "train_time_s": res.wall_time_s, "best_val_acc": res.best_val_acc}
-    buf = io.BytesIO()
-    torch.save({"fingerprint": _fingerprint(key), "key": key, "state_dict": model.state_dict(), "meta": meta}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    ckpt.save("model", key, model.state_dict(), meta)
     return model.eval(), meta
 
 
@@ -129,7 +120,8 @@ def _series(result: Any) -> dict[str, list[float]]:
 
 def run_drift_study(model: nn.Module, test_data: Any, presets: Sequence[str], times: Sequence[float | str],
                     chips: int, seed: int, out: str | Path, *, verify: str = "none", device: str = "cpu",
-                    config: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+                    config: dict[str, Any] | None = None, model_source: dict[str, Any] | None = None,
+                    progress: bool = True) -> dict[str, Any]:
     """Accuracy vs drift time of ``model`` on each preset over ``chips`` chips; writes and returns ``drift.json``.
 
     Every preset uses the same chip seeds (``seed``), so presets differ only by their device physics. A re-run
@@ -161,7 +153,7 @@ def run_drift_study(model: nn.Module, test_data: Any, presets: Sequence[str], ti
               "verify": verify, "reference_accuracy": reference,
               "reference_definition": "digital test accuracy of the same model (no device effects)",
               "presets": {p: {k: v for k, v in e.items() if k != "series"} for p, e in entries.items()},
-              "plots": [p.name for p in plots], "provenance": provenance()}
+              "plots": [p.name for p in plots], "model_source": model_source or {}, "provenance": provenance()}
     atomic_write_csv(out_dir / "drift_summary.csv", rows)
     atomic_write_json(out_dir / "drift.json", result)
     return result
@@ -181,9 +173,8 @@ def drift_study_from_config(cfg: DriftStudyConfig, out: str | Path, progress: bo
 
     loader = DataLoader(test, batch_size=cfg.batch_size, shuffle=False)
     result = run_drift_study(model, loader, cfg.presets, cfg.times, cfg.chips, cfg.seed, out_dir,
-                             verify=cfg.verify, device=cfg.device, config=asdict(cfg), progress=progress)
-    result["model_source"] = meta
-    atomic_write_json(out_dir / "drift.json", result)
+                             verify=cfg.verify, device=cfg.device, config=asdict(cfg), model_source=meta,
+                             progress=progress)
     return result
 
 

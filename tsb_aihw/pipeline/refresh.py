@@ -24,8 +24,6 @@ noise at each time and the arms' differences are paired per chip.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,7 +43,7 @@ from tsb_aihw.pipeline.chip import drift_chip, named_analog_tiles, program_chip
 from tsb_aihw.pipeline.config import StudyConfig
 from tsb_aihw.pipeline.study import CellStore, Study, deploy_block, train_chip_block
 from tsb_aihw.plots import plot_accuracy_vs_time
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.seeding import derive_seed
 
@@ -209,8 +207,6 @@ def _reference_chip(study: Study, analog: nn.Module, chip: int) -> list[float]:
     return accs
 
 
-def _fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _series(per_chip: list[list[float]], times: list[float]) -> dict[str, Any]:
@@ -237,7 +233,7 @@ def run_refresh_study(cfg: StudyConfig, out: str | Path, refresh_times: Sequence
     times = sorted(study.times)
     key = {"config": cfg.to_dict(), "refresh": refresh, "controls": controls, "reference": reference,
            "preset": study.preset.to_dict(), "version": 1}
-    cells = CellStore(study.out / "refresh_cells.json", _fingerprint(key))
+    cells = CellStore(study.out / "refresh_cells.json", json_fingerprint(key))
     runner = RefreshRunner(study, refresh, controls)
     ref_analog = to_analog(study.backbone("full"), study.preset, verify="none").eval() if reference else None
     rows = []

@@ -12,8 +12,6 @@ the same numbers in-process, in a process pool or on a Dask worker (``tsb_aihw.p
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +35,7 @@ from tsb_aihw.pipeline.config import StudyConfig
 from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
 from tsb_aihw.training import train_block, train_noise_injection
 from tsb_aihw.utils.device import resolve_device
-from tsb_aihw.utils.io import atomic_write_json, ensure_writable_dir, read_json
+from tsb_aihw.utils.io import atomic_write_json, ensure_writable_dir, json_fingerprint, read_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
 
@@ -71,15 +69,13 @@ def load_study_data(cfg: StudyConfig) -> StudyData:
     )
 
 
-def _fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Checkpoints:
     """Digital weights + the config that produced them, so a re-run reuses a trained backbone or block."""
 
-    def __init__(self, root: Path):
-        self.root = root / "checkpoints"
+    def __init__(self, root: Path, folder: str = "checkpoints"):
+        self.root = Path(root) / folder
         self.root.mkdir(parents=True, exist_ok=True)
 
     def load(self, name: str, key: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
@@ -87,7 +83,7 @@ class Checkpoints:
         if not path.exists():
             return None
         blob = read_state_dict(path)  # weights_only: tensors + plain data; a damaged file is a ConfigError
-        if not isinstance(blob, dict) or blob.get("fingerprint") != _fingerprint(key):
+        if not isinstance(blob, dict) or blob.get("fingerprint") != json_fingerprint(key):
             return None
         return blob["state_dict"], blob["meta"]
 
@@ -100,7 +96,7 @@ class Checkpoints:
         from tsb_aihw.utils.io import atomic_write_bytes
 
         buf = io.BytesIO()
-        torch.save({"fingerprint": _fingerprint(key), "key": key, "state_dict": state, "meta": meta}, buf)
+        torch.save({"fingerprint": json_fingerprint(key), "key": key, "state_dict": state, "meta": meta}, buf)
         atomic_write_bytes(self.root / f"{name}.pt", buf.getvalue())
 
 
@@ -368,7 +364,7 @@ class Study:
 
         executor = executor or current_executor() or SerialExecutor()
         threads = threads if threads is not None else executor.threads
-        cells = CellStore(self.out / "cells.json", _fingerprint(self._key("cells", config=self.cfg.to_dict(),
+        cells = CellStore(self.out / "cells.json", json_fingerprint(self._key("cells", config=self.cfg.to_dict(),
                                                                           version=CELL_VERSION)))
         self.prepare(specs)
         registered = register_study(self)
@@ -416,7 +412,7 @@ _VARIANTS: dict[tuple[str, str, str], Study] = {}
 
 def register_study(study: Study) -> tuple[str, str]:
     """Let tasks run in this process reuse ``study`` (its in-memory data and models) instead of reloading."""
-    key = (str(study.out.resolve()), _fingerprint(study.cfg.to_dict()))
+    key = (str(study.out.resolve()), json_fingerprint(study.cfg.to_dict()))
     _STUDIES[key] = study
     return key
 
@@ -429,7 +425,7 @@ def unregister_study(key: tuple[str, str]) -> None:
 
 
 def _study_for(task: CellTask) -> Study:
-    key = (task.out, _fingerprint(task.config))
+    key = (task.out, json_fingerprint(task.config))
     study = _STUDIES.get(key)
     if study is None:
         from tsb_aihw.pipeline.config import study_config_from_dict
@@ -438,7 +434,7 @@ def _study_for(task: CellTask) -> Study:
                                       progress=False, train=False)
     if task.deploy is None:
         return study
-    vkey = key + (_fingerprint(task.deploy),)
+    vkey = key + (json_fingerprint(task.deploy),)
     if vkey not in _VARIANTS:
         _VARIANTS[vkey] = study.with_preset(load_preset(task.deploy["preset"], overrides=task.deploy["overrides"]))
     return _VARIANTS[vkey]

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tsb_aihw.evaluation import evaluate_accuracy, summarize
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, read_json
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint, read_json
 from tsb_aihw.utils.provenance import provenance
 
 SCHEMA = "tsb-aihw-sweep/1"
@@ -22,14 +22,13 @@ def assemble_sweep(study: Any, axis: Any, points: list[Any], cells: Mapping[str,
     """Summaries (mean, std, Student-t 95% CI over chips) of every point at every time."""
     from tsb_aihw.analog import weight_report
     from tsb_aihw.models import get_tsb
-    from tsb_aihw.pipeline.study import _fingerprint
 
     cfg, labels = study.cfg, study.labels
     rows_out = []
     for p in points:
         rows = cells[p.id]
         per_chip = [r["acc"] for r in rows]
-        preset = presets[_fingerprint(p.deploy)]
+        preset = presets[json_fingerprint(p.deploy)]
         rows_out.append({
             "id": p.id, "axis_value": p.axis_value, "role": p.role, "method": p.spec.key, "label": p.spec.label,
             "curve": p.spec.curve, "selection": list(p.spec.selection) if p.spec.selection else None,

@@ -21,7 +21,6 @@ from tsb_aihw.pipeline.study import (
     CELL_VERSION,
     CellStore,
     Study,
-    _fingerprint,
     method_specs,
     register_study,
     run_cell_task,
@@ -29,6 +28,7 @@ from tsb_aihw.pipeline.study import (
 )
 from tsb_aihw.sweeps.axes import POINT_METHODS, SweepAxis, value_label
 from tsb_aihw.sweeps.result import SweepResult, assemble_sweep
+from tsb_aihw.utils.io import json_fingerprint
 
 TRAINING_NOTE = ("backbones and fixed blocks are trained once, on the base config's preset ({preset}), and the "
                  "same digital models are deployed at every axis value; per-chip blocks (tsb) are trained per "
@@ -139,7 +139,7 @@ def point_fingerprint(study: Study, point: Point, preset: Any) -> str:
     for k in ("chips", "methods", "selective"):
         c.pop(k)
     s = point.spec
-    return _fingerprint({"config": c, "preset": preset.to_dict(), "version": CELL_VERSION,
+    return json_fingerprint({"config": c, "preset": preset.to_dict(), "version": CELL_VERSION,
                          "spec": [s.backbone, s.block, s.verify, s.selection, s.bn_recalibration]})
 
 
@@ -199,10 +199,10 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
     registered = register_study(study)
     deploy_presets = {}
     for p in points:
-        k = _fingerprint(p.deploy)
+        k = json_fingerprint(p.deploy)
         if k not in deploy_presets:
             deploy_presets[k] = presets_by_value.get(p.axis_value) or _load_deploy(p.deploy)
-    ids = {p.id: f"{p.id}@{point_fingerprint(study, p, deploy_presets[_fingerprint(p.deploy)])}" for p in points}
+    ids = {p.id: f"{p.id}@{point_fingerprint(study, p, deploy_presets[json_fingerprint(p.deploy)])}" for p in points}
 
     store = CellStore(study.out / "sweep_cells.json", f"sweep-cells-v{CELL_VERSION}")
     todo = [(p, chip) for p in points for chip in range(cfg.chips) if store.get(ids[p.id], chip) is None]

@@ -107,3 +107,10 @@ def read_json(path: str | os.PathLike) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TSBError(f"{p} is not valid JSON ({exc}); it was edited or damaged: delete it (its results are "
                        "recomputed on the next run) or restore it from a backup") from None
+
+
+def json_fingerprint(obj: Any) -> str:
+    """Short stable hash of a JSON-able object (keys sorted), used to match configs with stored results."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
