@@ -226,37 +226,36 @@ def _dac_unit(io: Any) -> float:
     return 1.0
 
 
+def _quantise_(t: Tensor, res: float, bound: float, clip_levels: bool = True) -> tuple[Tensor, float]:
+    """AIHWKit's uniform quantisation to ``res`` and clipping to +-``bound``, in place. With a whole number of
+    levels in the bound (see ``_levels``) the result stays in level units; returns (t, value of one unit).
+    ``clip_levels=False`` skips the level clip where the caller guarantees it."""
+    if res > 0:
+        step, levels = _levels(res, bound)
+        t.div_(step).round_()
+        if levels is not None:
+            return (t.clamp_(-levels, levels) if clip_levels else t), step
+        t.mul_(step)
+    limit = bound if bound > 0 else math.inf
+    return t.clamp_(-limit, limit), 1.0
+
+
 def _prepare(q: Tensor, scale: Tensor | float, io: Any) -> Tensor:
     """DAC, in place on ``q`` (owned rows of tile input): x scale, quantise, clip, in units of ``_dac_unit``."""
     from aihwkit.simulator.parameters.enums import NoiseManagementType as NM
 
     if not (isinstance(scale, float) and scale == 1.0):
         q.mul_(scale)
-    bound = io.inp_bound if io.inp_bound > 0 else math.inf
-    if io.inp_res > 0:
-        step, levels = _levels(io.inp_res, io.inp_bound)
-        q.div_(step).round_()
-        if levels is not None:
-            # abs-max NM without threshold already maps every row into [-1, 1] (so within +-levels)
-            if not (io.noise_management == NM.ABS_MAX and io.nm_thres <= 0 and io.inp_bound >= 1.0):
-                q.clamp_(-levels, levels)
-            return q
-        q.mul_(step)
-    return q.clamp_(-bound, bound)
+    # abs-max NM without threshold already maps every row into [-1, 1] (so within +-levels)
+    within = io.noise_management == NM.ABS_MAX and io.nm_thres <= 0 and io.inp_bound >= 1.0
+    return _quantise_(q, io.inp_res, io.inp_bound, clip_levels=not within)[0]
 
 
 def _finalize(y: Tensor, noise: Tensor | None, io: Any) -> tuple[Tensor, float]:
     """ADC, in place on ``y``: output noise, quantisation, clipping. Returns (y, value of one unit of y)."""
     if noise is not None:
         y.add_(noise)
-    bound = io.out_bound if io.out_bound > 0 else math.inf
-    if io.out_res > 0:
-        step, levels = _levels(io.out_res, io.out_bound)
-        y.div_(step).round_()
-        if levels is not None:
-            return y.clamp_(-levels, levels), step
-        y.mul_(step)
-    return y.clamp_(-bound, bound), 1.0
+    return _quantise_(y, io.out_res, io.out_bound)
 
 
 def _scales(io: Any, nm: Tensor | float) -> tuple[Tensor | float, Tensor | float | None]:
