@@ -80,3 +80,17 @@ def clean_trained(build: Callable[[], nn.Module], train: Dataset, *, epochs: int
     train_noise_injection(model, DataLoader(train, 64, shuffle=True), noise_std=0.0, epochs=epochs, progress=False,
                           **kwargs)
     return model
+
+
+def tiny_study(**overrides: Any) -> dict[str, Any]:
+    """The smallest study config that runs the whole pipeline (lenet3 at half width on digits, 2 chips, 1-2
+    epochs), as the dict ``study_config_from_dict`` takes; keyword arguments replace top-level keys."""
+    base: dict[str, Any] = {
+        "preset": "nvcim-gaussian", "chips": 2, "seed": 3, "times": [0],
+        "model": {"name": "lenet3", "width": 0.5},
+        "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
+        "backbone": {"full_epochs": 2, "early_epochs": 1},
+        "block": {"epochs": 1},
+        "methods": ["full_noise_injection", "tsb"],
+    }
+    return base | copy.deepcopy(overrides)

@@ -22,14 +22,9 @@ import yaml
 
 from tsb_aihw.errors import TSBError
 
-BASE = {
-    "preset": "nvcim-gaussian", "chips": 2, "seed": 3, "times": [0],
-    "model": {"name": "lenet3", "width": 0.5},
-    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
-    "backbone": {"full_epochs": 1, "early_epochs": 1},
-    "block": {"epochs": 1},
-    "methods": ["full_noise_injection"],
-}
+from helpers import tiny_study
+
+BASE = tiny_study(backbone={"full_epochs": 1, "early_epochs": 1}, methods=["full_noise_injection"])
 
 
 @dataclass

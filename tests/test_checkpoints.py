@@ -22,16 +22,11 @@ from tsb_aihw.models.pretrained import load_state_checked, read_state_dict
 from tsb_aihw.pipeline.config import study_config_from_dict
 from tsb_aihw.pipeline.study import Study
 
+from helpers import tiny_study
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "preset": "nvcim-gaussian", "chips": 2, "seed": 5, "times": [0],
-    "model": {"name": "lenet3", "width": 0.5},
-    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
-    "backbone": {"full_epochs": 2, "early_epochs": 1},
-    "block": {"epochs": 1},
-    "methods": ["full_noise_injection", "tsb_clean"],
-}
+TINY = tiny_study(seed=5, methods=["full_noise_injection", "tsb_clean"])
 MODELS = ("backbone_full", "backbone_early", "block_clean")
 
 # Runs in a fresh interpreter: same config and output directory, training forbidden, logits saved.

@@ -24,16 +24,12 @@ from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.seeding import derive_seed, runtime_settings, seeded
 from tsb_aihw.utils.timing import is_timing_key, result_differences, timing_only, without_timing
 
+from helpers import tiny_study
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "preset": "pcm", "chips": 3, "seed": 3, "times": [0, "1h"],
-    "model": {"name": "lenet3", "width": 0.5},
-    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
-    "backbone": {"full_epochs": 1, "early_epochs": 1},
-    "block": {"epochs": 1},
-    "methods": ["full_noise_injection", "bn_recalibration", "tsb"],
-}
+TINY = tiny_study(preset="pcm", chips=3, times=[0, "1h"], backbone={"full_epochs": 1, "early_epochs": 1},
+                  methods=["full_noise_injection", "bn_recalibration", "tsb"])
 CLI = [sys.executable, "-m", "tsb_aihw.cli.main"]
 
 

@@ -10,17 +10,12 @@ from tsb_aihw.parallel import DaskExecutor, ProcessExecutor, SerialExecutor, mak
 from tsb_aihw.pipeline.config import study_config_from_dict
 from tsb_aihw.sweeps import run_sweep
 
+from helpers import tiny_study
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "preset": "nvcim-gaussian", "chips": 2, "seed": 5, "times": [0],
-    "model": {"name": "lenet3", "width": 0.5},
-    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
-    "backbone": {"full_epochs": 2, "early_epochs": 1},
-    "block": {"epochs": 1},
-    "bn_recalibration_batches": 2,
-    "methods": ["full_noise_injection", "tsb", "bn_recalibration"],
-}
+TINY = tiny_study(seed=5, bn_recalibration_batches=2,
+                  methods=["full_noise_injection", "tsb", "bn_recalibration"])
 # second-derivative masks (data-dependent), per-chip block training and BN recalibration all run in the workers
 SWEEP = dict(axis="verified_fraction", values=[0.0, 0.01, 1.0], rules=["second_derivative"],
              points=["tsb", "bn_recalibration"])

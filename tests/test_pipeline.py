@@ -15,15 +15,10 @@ from tsb_aihw.pipeline.claims import compute_claims, gap_ratio
 from tsb_aihw.pipeline.config import load_study_config, study_config_from_dict
 from tsb_aihw.pipeline.study import Study, deploy_block, run_study, train_chip_block
 
-TINY = {
-    "preset": "nvcim-gaussian", "chips": 2, "seed": 3, "times": [0],
-    "model": {"name": "lenet3", "width": 0.5},
-    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
-    "backbone": {"full_epochs": 2, "early_epochs": 1},
-    "block": {"epochs": 1},
-    "methods": ["full_noise_injection", "full_verify", "selective_verify", "tsb"],
-    "selective": {"methods": ["magnitude"], "fraction_multipliers": [1.0]},
-}
+from helpers import tiny_study
+
+TINY = tiny_study(methods=["full_noise_injection", "full_verify", "selective_verify", "tsb"],
+                  selective={"methods": ["magnitude"], "fraction_multipliers": [1.0]})
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,9 @@ import yaml
 
 from tsb_aihw.utils.timing import result_differences
 
-TINY = {
-    "preset": "pcm", "chips": 4, "seed": 11, "times": [0, "1h"],
-    "model": {"name": "lenet3", "width": 0.5},
-    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
-    "backbone": {"full_epochs": 1, "early_epochs": 1},
-    "block": {"epochs": 1},
-    "methods": ["full_noise_injection", "tsb"],
-}
+from helpers import tiny_study
+
+TINY = tiny_study(preset="pcm", chips=4, seed=11, times=[0, "1h"], backbone={"full_epochs": 1, "early_epochs": 1})
 TOTAL = 2 * 4  # methods x chips
 CELLS = Path("out") / "pcm" / "cells.json"
 

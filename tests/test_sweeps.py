@@ -17,17 +17,11 @@ from tsb_aihw.pipeline.config import study_config_from_dict
 from tsb_aihw.pipeline.study import Study
 from tsb_aihw.sweeps import SweepAxis, load_sweep, run_sweep
 
+from helpers import tiny_study
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "preset": "nvcim-gaussian", "chips": 2, "seed": 3, "times": [0],
-    "model": {"name": "lenet3", "width": 0.5},
-    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 256},
-    "backbone": {"full_epochs": 2, "early_epochs": 1},
-    "block": {"epochs": 1},
-    "methods": ["full_noise_injection", "tsb"],
-    "selective": {"methods": ["magnitude"]},
-}
+TINY = tiny_study(selective={"methods": ["magnitude"]})
 FRACTIONS = [0.0, 0.01, 1.0]
 
 
