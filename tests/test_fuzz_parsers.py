@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tsb_aihw.devices import list_presets, load_preset, presets_dir
-from tsb_aihw.devices.schema import NOISE_MODELS, PresetSpec, build_preset, valid_keys
+from tsb_aihw.devices.schema import NOISE_MODELS, build_preset, spec_fields, valid_keys
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import format_time, parse_time
 from tsb_aihw.pipeline.config import StudyConfig, load_study_config, study_config_from_dict
@@ -38,22 +38,11 @@ SHIPPED_RAW = {name: yaml.safe_load((presets_dir() / f"{name}.yaml").read_text()
 def _spec_fields() -> list[tuple[str, type, dict]]:
     """(dotted key, base type, metadata) of every numeric preset field with a range, over all noise models."""
     out = []
-
-    def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.metadata.get("section"):
-                walk(hints[f.name], prefix + f.name + ".")
-            elif f.name == "noise" and cls is PresetSpec:
-                for model in NOISE_MODELS.values():
-                    walk(model, "noise.")
-            else:
-                base = typing.get_args(hints[f.name]) or (hints[f.name],)
-                base = next(b for b in base if b is not type(None))
-                if base in (int, float) and f.metadata.get("lo") is not None and f.metadata.get("hi") is not None:
-                    out.append((prefix + f.name, base, dict(f.metadata)))
-
-    walk(PresetSpec, "")
+    for key, hint, f in spec_fields():
+        base = typing.get_args(hint) or (hint,)
+        base = next(b for b in base if b is not type(None))
+        if base in (int, float) and f.metadata.get("lo") is not None and f.metadata.get("hi") is not None:
+            out.append((key, base, dict(f.metadata)))
     return out
 
 

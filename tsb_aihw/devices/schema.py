@@ -351,9 +351,9 @@ def model_devices_per_weight(noise: NoiseSpec) -> int | None:
     return None
 
 
-def valid_keys() -> list[str]:
-    """Every dotted key a preset may set (noise keys of all models), for messages and docs."""
-    out: list[str] = []
+def spec_fields() -> list[tuple[str, Any, Any]]:
+    """(dotted key, type hint, dataclass field) of every leaf a preset may set, noise fields of all models."""
+    out: list[tuple[str, Any, Any]] = []
 
     def walk(cls: type, prefix: str) -> None:
         hints = typing.get_type_hints(cls)
@@ -364,14 +364,20 @@ def valid_keys() -> list[str]:
                 for m in NOISE_MODELS.values():
                     walk(m, "noise.")
             else:
-                out.append(prefix + f.name)
+                out.append((prefix + f.name, hints[f.name], f))
 
     walk(PresetSpec, "")
-    return sorted(set(out))
+    return out
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key a preset may set (noise keys of all models), for messages and docs."""
+    return sorted({key for key, _, _ in spec_fields()})
 
 
 __all__ = [
     "PCMNoise", "ReRamCMONoise", "NVCIMGaussianNoise", "IdealNoise", "NOISE_MODELS", "NoiseSpec",
     "PeripherySpec", "MappingSpec", "TileSpec", "TrainingSpec", "WriteVerifySpec", "PresetSpec",
     "build_preset", "nvcim_std_factor", "derived_training_noise_std", "model_devices_per_weight", "valid_keys",
+    "spec_fields",
 ]
