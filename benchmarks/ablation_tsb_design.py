@@ -1,6 +1,6 @@
 """Quick ablation of TSB design choices on LeNet-3 / MNIST-5k under NVCIM Gaussian device variation (CPU, minutes).
 
-Flow per variant and chip (tsb-method.md §2, chip-specific block training, §8):
+Flow per variant and chip (docs/notes/tsb-method.md §2, chip-specific block training, §8):
 1. train a digital LeNet-3 once (plain Adam, clean weights);
 2. a chip = every conv/linear weight + N(0, (0.7776 sigma max|W_layer|)^2), drawn once (the devices
    package's nvcim-gaussian model, emulated in plain torch for speed);
@@ -70,7 +70,7 @@ def train(model: nn.Module, params: list[nn.Parameter], x, y, epochs: int, lr: f
 
 
 @torch.no_grad()
-def program_chip(model: nn.Module, sigma: float, seed: int) -> nn.Module:
+def noisy_copy(model: nn.Module, sigma: float, seed: int) -> nn.Module:
     chip = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
     factor = nvcim_std_factor(8, 2)
@@ -122,7 +122,7 @@ def main() -> None:
     info: dict[str, dict] = {}
     for c in range(args.chips):
         chip_seed = derive_seed(args.seed, "chip", c)
-        chip = program_chip(base, args.sigma, chip_seed)
+        chip = noisy_copy(base, args.sigma, chip_seed)
         no_block = accuracy(chip, xte, yte)
         rows["no block"].append(no_block)
         for name, kw in VARIANTS.items():

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from tsb_aihw.training import train_noise_injection
 
-SIGMA_STD = 0.7776  # tsb-method.md section 3: std = 0.7776 * sigma * max|W|
+SIGMA_STD = 0.7776  # docs/notes/tsb-method.md section 3: std = 0.7776 * sigma * max|W|
 
 
 def digits(*cuts: int, seed: int = 0) -> tuple[TensorDataset, ...]:
@@ -94,3 +94,12 @@ def tiny_study(**overrides: Any) -> dict[str, Any]:
         "methods": ["full_noise_injection", "tsb"],
     }
     return base | copy.deepcopy(overrides)
+
+
+def program_chip(model: nn.Module, index: int, seed: int = 0) -> Any:
+    """Program an analog model as chip ``index`` of a study seeded ``seed`` (the one chip model)."""
+    from tsb_aihw.analog.chip import Chip
+
+    chip = Chip(model, None, seed, index)
+    chip.program()
+    return chip

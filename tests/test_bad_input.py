@@ -84,15 +84,19 @@ def _plain_file(tmp: Path) -> str:
 
 def _corrupt_cells(tmp: Path) -> list[str]:
     args = _run(tmp, "cells")
-    cells = tmp / "out-cells" / "nvcim-gaussian" / "cells.json"
+    from tsb_aihw.devices import load_preset
+
+    cells = tmp / "out-cells" / load_preset("nvcim-gaussian").folder_name / "store.json"
     cells.parent.mkdir(parents=True)
-    cells.write_text('{"fingerprint": "x", "cells": {')  # hand-edited / damaged
+    cells.write_text('{"schema": "tsb-aihw-store/1", "cells": {')  # hand-edited / damaged
     return args
 
 
 def _corrupt_checkpoint(tmp: Path) -> list[str]:
     args = _run(tmp, "ckpt")
-    ckpt = tmp / "out-ckpt" / "nvcim-gaussian" / "checkpoints" / "backbone_full.pt"
+    from tsb_aihw.devices import load_preset
+
+    ckpt = tmp / "out-ckpt" / load_preset("nvcim-gaussian").folder_name / "checkpoints" / "backbone_full.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"\x80\x02 damaged")
     return args
@@ -220,7 +224,7 @@ def _cases() -> list[Case]:
              lambda t: ["demo", "--dataset", "mnsit", "--quick", "--out", str(t / "o")],
              [r"unknown dataset 'mnsit' \(did you mean 'mnist'\?\); valid names: cifar10, digits, mnist, mnist5k"]),
         Case("unknown method", "config `methods: [tsb, magic]`", lambda t: _run(t, "me", "methods", ["tsb", "magic"]),
-             [r"methods\[1\] = 'magic': unknown method; allowed: one of backbone_early"]),
+             [r"methods\[1\] = 'magic': unknown method; allowed: one of 'backbone_early'"]),
         Case("unknown name (API)", "`load_preset('nope')`", _api(lambda: load_preset("nope")), [r"valid names"]),
         Case("unknown name (API)", "`get_model('resnet')`", _api(lambda: get_model("resnet")), [r"choose one of"]),
         Case("unknown name (API)", "`get_dataset('cifar', 'train')`", _api(lambda: get_dataset("cifar", "train")),
@@ -235,23 +239,23 @@ def _cases() -> list[Case]:
              lambda t: ["run", "--config", _config(t, "list", text="- 1\n"), "--out", str(t / "o")],
              [r"top level must be a mapping"]),
         Case("unknown / misspelt key", "config `chipz: 3`", lambda t: _run(t, "k", "chipz", 3),
-             [r"unknown key 'chipz' \(did you mean 'chips'\?\); valid keys:"]),
+             [r"unknown key 'chipz' in the config \(did you mean 'chips'\?\); valid keys:"]),
         Case("wrong type", "config `chips: many`", lambda t: _run(t, "ty", "chips", "many"),
-             [r"chips: expected int, got str 'many'"]),
+             [r"chips = 'many' has the wrong type \(str\); expected an integer"]),
         Case("out of range", "config `model: {width: 0}`", lambda t: _run(t, "w", "model.width", 0),
-             [r"model.width = 0.0 is out of range; allowed: > 0 and <= 64"]),
+             [r"model.width = 0.0 is out of range; allowed: 0 < width <= 64"]),
         Case("out of range", "config `backbone: {lr: -1}`", lambda t: _run(t, "lr", "backbone.lr", -1),
-             [r"backbone.lr = -1.0 is out of range; allowed: > 0 and <= 10"]),
+             [r"backbone.lr = -1.0 is out of range; allowed: 0 < lr <= 10"]),
         Case("out of range", "config `data: {eval_limit: 0}`", lambda t: _run(t, "el", "data.eval_limit", 0),
-             [r"data.eval_limit = 0 is out of range; allowed: >= 1"]),
+             [r"data.eval_limit = 0 is out of range; allowed: 1 <= eval_limit <= 1000000000"]),
         Case("out of range", "config `seed: -1`", lambda t: _run(t, "s", "seed", -1),
-             [r"seed = -1 is out of range; allowed: >= 0 and <= 4294967295"]),
+             [r"seed = -1 is out of range; allowed: 0 <= seed <= 4294967295"]),
         Case("zero chips", "config `chips: 0`", lambda t: _run(t, "c0", "chips", 0),
-             [r"chips = 0 is out of range; allowed: >= 2 \(need at least 2 chips"]),
+             [r"chips = 0 is out of range; allowed: 2 <= chips <= 100000 \(need at least 2 chips"]),
         Case("zero chips", "`tsb-aihw run --chips 0`", lambda t: _run(t, "c0b", None, None, "--chips", "0"),
              [r"chips = 0 is out of range"]),
         Case("zero chips", "`tsb-aihw drift --chips 0`",
-             lambda t: ["drift", "--chips", "0", "--dataset", "digits", "--out", str(t / "o")], [r"chips must be an integer >= 2"]),
+             lambda t: ["drift", "--chips", "0", "--dataset", "digits", "--out", str(t / "o")], [r"chips = 0 is out of range; allowed: 2 <= chips"]),
         Case("zero chips (API)", "`study_config_from_dict({'chips': 0})`",
              _api(lambda: study_config_from_dict({"chips": 0})), [r"chips = 0 is out of range"]),
         # times
@@ -270,7 +274,7 @@ def _cases() -> list[Case]:
         # presets
         Case("preset override out of range", "`tsb-aihw demo --sigma 5 --quick`",
              lambda t: ["demo", "--sigma", "5", "--quick", "--out", str(t / "o")],
-             [r"nvcim-gaussian.yaml \(with overrides noise.sigma\): noise.sigma = 5.0 is out of range \(allowed: 0 <= sigma <= 2\)"]),
+             [r"nvcim-gaussian.yaml \(with overrides noise.sigma\): noise.sigma = 5.0 is out of range; allowed: 0 <= sigma <= 2"]),
         Case("preset override: unknown key", "config `preset_overrides: {noise__sigmaa: 1}`",
              lambda t: _run(t, "po", "preset_overrides", {"noise__sigmaa": 1}), [r"did you mean 'noise.sigma'\?"]),
         Case("malformed preset YAML", "`tsb-aihw demo --preset bad.yaml` (`noise: {model: pcm`)",
@@ -279,7 +283,7 @@ def _cases() -> list[Case]:
         Case("preset value out of range", "preset YAML `g_max: -3`",
              lambda t: ["demo", "--preset", _preset_file(t, "rangep", good_preset.replace("g_max: 25.0", "g_max: -3")),
                         "--quick", "--out", str(t / "o")],
-             [r"noise.g_max = -3.0 is out of range \(allowed: 0 < g_max <= 10000\); fix: set noise.g_max"]),
+             [r"noise.g_max = -3.0 is out of range; allowed: 0 < g_max <= 10000"]),
         Case("preset value of the wrong type", "preset YAML `adc_bits: eight`",
              lambda t: ["demo", "--preset", _preset_file(t, "typep", re.sub(r"adc_bits: \d+", "adc_bits: eight", good_preset)),
                         "--quick", "--out", str(t / "o")], [r"periphery.adc_bits = 'eight' has the wrong type"]),
@@ -311,8 +315,8 @@ def _cases() -> list[Case]:
              [r"output directory .* is not writable \(Not a directory\); pass --out"]),
         Case("output directory not writable", "`--out /sys/tsb` (read-only file system)",
              lambda t: _run(t, "ow2", None, None)[:4] + ["/sys/tsb"], [r"is not writable .*; pass --out"]),
-        Case("finished-cells file damaged", "`out/.../cells.json` truncated by hand, then `tsb-aihw run`",
-             _corrupt_cells, [r"cells.json is not valid JSON .*delete it"]),
+        Case("finished-cells file damaged", "`out/<preset>/store.json` truncated by hand, then `tsb-aihw run`",
+             _corrupt_cells, [r"store.json is not valid JSON; it was edited or damaged; pass another --out, or add --move-aside"]),
         # checkpoints and weights
         Case("checkpoint of another architecture", "`tsb-aihw drift --checkpoint wide.pt --width 0.5`",
              _mismatched_checkpoint, [r"wide.pt does not match the .*shape mismatch.*conv1.weight \(32, 1, 5, 5\) vs model \(16, 1, 5, 5\)"]),

@@ -1,6 +1,6 @@
 """Checkpoints of trained backbones and blocks: digital weights + config, reloaded bit-identically elsewhere.
 
-AIHWKit's ``state_dict`` of an analog model does not keep its programming state (aihwkit-1.1-facts.md), so the
+AIHWKit's ``state_dict`` of an analog model does not keep its programming state (docs/notes/aihwkit-1.1-facts.md), so the
 study stores the DIGITAL weights and the config that produced them, and re-programs chips from those. These
 tests train a tiny study, then load its checkpoints in a fresh Python process (nothing re-trained) and compare
 logits bit for bit; a checkpoint of another architecture is refused with the keys that differ.
@@ -20,7 +20,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.models import get_model
 from tsb_aihw.models.pretrained import load_state_checked, read_state_dict
 from tsb_aihw.pipeline.config import study_config_from_dict
-from tsb_aihw.pipeline.study import Study
+from tsb_aihw.pipeline.tasks import StudyContext
 
 from helpers import tiny_study
 
@@ -32,16 +32,17 @@ MODELS = ("backbone_full", "backbone_early", "block_clean")
 # Runs in a fresh interpreter: same config and output directory, training forbidden, logits saved.
 CHILD = textwrap.dedent("""
     import json, sys, torch
-    import tsb_aihw.pipeline.study as S
+    import tsb_aihw.pipeline.trained as T
     from tsb_aihw.pipeline.config import study_config_from_dict
+    from tsb_aihw.pipeline.tasks import StudyContext
 
     def no_training(*a, **k):
         raise AssertionError("a checkpointed model was re-trained")
 
-    S.train_backbone = S.train_block = S.train_noise_injection = no_training
+    T.train_block = T.train_noise_injection = no_training
     torch.set_num_threads(1)
     cfg, out, inputs, dest = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    study = S.Study(study_config_from_dict(cfg), out, progress=False)
+    study = StudyContext(study_config_from_dict(cfg), out, progress=False).models
     models = {"backbone_full": study.backbone("full"), "backbone_early": study.backbone("early"),
               "block_clean": study.fixed_block("clean")}
     x = torch.load(inputs)
@@ -57,7 +58,7 @@ def _logits(models: dict[str, nn.Module], x: torch.Tensor) -> dict[str, torch.Te
 
 def test_trained_models_reload_bit_identically_in_a_fresh_process(tmp_path) -> None:
     out = tmp_path / "out"
-    study = Study(study_config_from_dict(TINY), out, progress=False)
+    study = StudyContext(study_config_from_dict(TINY), out, progress=False).models
     models = {"backbone_full": study.backbone("full"), "backbone_early": study.backbone("early"),
               "block_clean": study.fixed_block("clean")}
     x = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -114,16 +115,21 @@ def test_non_finite_or_corrupt_checkpoints_are_refused(tmp_path) -> None:
 
 def test_study_refuses_a_tampered_checkpoint_with_the_keys_that_differ(tmp_path) -> None:
     out = tmp_path / "out"
-    study = Study(study_config_from_dict(TINY | {"methods": ["full_noise_injection"]}), out, progress=False)
-    study.backbone("full")
+    cfg = study_config_from_dict(TINY | {"methods": ["full_noise_injection"]})
+    StudyContext(cfg, out, progress=False).models.backbone("full")
     path = out / "checkpoints" / "backbone_full.pt"
     blob = torch.load(path, weights_only=True)
     name = next(iter(blob["state_dict"]))
     blob["state_dict"][name] = torch.zeros(3, 3)  # same fingerprint, wrong architecture
     torch.save(blob, path)
-    fresh = Study(study_config_from_dict(TINY | {"methods": ["full_noise_injection"]}), out, progress=False)
+    fresh = StudyContext(cfg, out, progress=False).models
     with pytest.raises(ConfigError, match=f"does not match .*shape mismatch: {name}"):
         fresh.backbone("full")
+    blob["key"]["seed"] = 99  # a checkpoint of another configuration is refused, never silently re-trained over
+    blob["fingerprint"] = "0" * 16
+    torch.save(blob, path)
+    with pytest.raises(ConfigError, match="trained for another configuration"):
+        StudyContext(cfg, out, progress=False).models.backbone("full")
     path.write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="cannot read .*backbone_full.pt"):
-        Study(study_config_from_dict(TINY | {"methods": ["full_noise_injection"]}), out, progress=False).backbone("full")
+        StudyContext(cfg, out, progress=False).models.backbone("full")

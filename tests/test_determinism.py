@@ -124,7 +124,10 @@ def test_two_fresh_processes_give_identical_results(tmp_path) -> None:
         runs.append(cwd / "out")
     a, b = (json.loads((r / "results.json").read_text()) for r in runs)
     assert result_differences(a, b) == []
-    study = a["studies"]["pcm"]
+    from tsb_aihw.devices import load_preset
+
+    pcm = load_preset("pcm").folder_name
+    study = a["studies"][pcm]
     # the comparison is not vacuous: real per-chip accuracies, at two times, that differ between chips
     per_chip = study["methods"]["tsb"]["per_chip"]
     assert len(per_chip) == 3 and all(len(c) == 2 for c in per_chip) and len({tuple(c) for c in per_chip}) > 1
@@ -134,5 +137,5 @@ def test_two_fresh_processes_give_identical_results(tmp_path) -> None:
     assert study["config"]["model"] == TINY["model"] and a["provenance"]["versions"]["aihwkit"] == "1.1.0"
     assert a["provenance"]["runtime"]["torch_num_threads"] == 1
     # finished cells agree too (the files a resumed run reads)
-    cells = [json.loads((r / "pcm" / "cells.json").read_text()) for r in runs]
+    cells = [json.loads((r / pcm / "store.json").read_text()) for r in runs]
     assert result_differences(cells[0], cells[1]) == []

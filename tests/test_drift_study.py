@@ -10,7 +10,8 @@ import torch
 from tsb_aihw.cli.main import main
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.models import get_model
-from tsb_aihw.pipeline.drift_study import DriftStudyConfig, drift_study_from_config, load_model_checkpoint
+from tsb_aihw.pipeline.config import DriftConfig
+from tsb_aihw.pipeline.drift_study import load_model_checkpoint, run_drift_study
 
 BASE = ["--dataset", "digits", "--model", "lenet3", "--width", "0.25", "--epochs", "1", "--eval-limit", "100",
         "--no-progress"]
@@ -32,7 +33,7 @@ def test_drift_command_writes_results_and_resumes(tmp_path: Path, one_torch_thre
     assert first["provenance"]["versions"]["aihwkit"] == "1.1.0"
     assert first["config"]["chips"] == 2 and first["seed"] == 0
     assert (out / "accuracy_vs_time.png").stat().st_size > 0 and (out / "accuracy_vs_time.pdf").exists()
-    assert (out / "model.pt").exists() and (out / "pcm" / "monte_carlo.csv").exists()
+    assert (out / "checkpoints" / "model.pt").exists() and (out / "drift_chips.csv").exists()
 
     assert main(["drift", "--out", str(out), "--preset", "pcm", "--preset", "rram", *TINY]) == 0
     second = json.loads((out / "drift.json").read_text())
@@ -43,9 +44,9 @@ def test_drift_command_writes_results_and_resumes(tmp_path: Path, one_torch_thre
 
 
 def test_drift_presets_share_chip_seeds_and_drift_lowers_pcm_accuracy(tmp_path: Path, one_torch_thread) -> None:
-    cfg = DriftStudyConfig(model="lenet3", width=0.5, dataset="digits", presets=["pcm"], times=[0, "1y"],
-                           chips=3, train_epochs=3, eval_limit=200)
-    res = drift_study_from_config(cfg, tmp_path, progress=False)
+    cfg = DriftConfig(model="lenet3", width=0.5, dataset="digits", presets=["pcm"], times=[0, "1y"],
+                      chips=3, train_epochs=3, eval_limit=200)
+    res = run_drift_study(cfg, tmp_path, progress=False)
     pcm = res["presets"]["pcm"]
     assert pcm["chip_seeds"] == sorted(set(pcm["chip_seeds"]), key=pcm["chip_seeds"].index)  # distinct
     # one year of PCM drift (with global drift compensation) costs accuracy on average over chips
@@ -54,7 +55,7 @@ def test_drift_presets_share_chip_seeds_and_drift_lowers_pcm_accuracy(tmp_path: 
 
 def test_drift_bad_input_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["drift", "--out", str(tmp_path / "a"), "--chips", "1", *BASE]) == 2
-    assert "chips must be an integer >= 2" in capsys.readouterr().err
+    assert "chips = 1 is out of range; allowed: 2 <= chips" in capsys.readouterr().err
     assert main(["drift", "--out", str(tmp_path / "b"), "--checkpoint", str(tmp_path / "nope.pt"), *TINY]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["drift", "--out", str(tmp_path / "c"), "--times", "1h,-3s", *BASE]) == 2

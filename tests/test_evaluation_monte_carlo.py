@@ -46,7 +46,7 @@ def test_result_shape_statistics_and_files(trained, tmp_path):
     result = monte_carlo(to_chip(model), test, chips=3, times=TIMES, seed=1, progress=False)
     assert result.times == [0.0, 3600.0, 365 * 86400.0] and result.time_labels == ["0s", "1h", "1y"]
     assert len(result.accuracies) == 3 and all(len(row) == 3 for row in result.accuracies)
-    assert result.chip_seeds == [derive_seed(1, i) for i in range(3)]
+    assert result.chip_seeds == [derive_seed(1, "chip", i) for i in range(3)]  # analog.chip.Chip(seed, i)
     assert all(0.0 <= a <= 1.0 for row in result.accuracies for a in row)
     assert len({row[0] for row in result.accuracies}) > 1  # chips differ
     s = result.summaries[2]
@@ -126,30 +126,21 @@ def test_per_chip_hook_runs_on_each_chip_and_cannot_leak(trained):
     assert after.accuracies == baseline.accuracies  # ... but neither the next chip nor later studies
 
 
-def test_custom_program_and_drift_hooks(trained):
-    """Per-tile seeding (as the pipeline does for common random numbers across methods) plugs in."""
+def test_chip_i_is_the_one_chip_model(trained):
+    """monte_carlo's chip i is analog.chip.Chip(seed, i): the same programmed weights as a Chip built by hand
+    (so it is chip i of tsb-aihw run, sweep, drift and refresh too)."""
+    from tsb_aihw.analog.chip import Chip
+
     model, _, test, _ = trained
-    calls = []
+    seen = []
 
-    def program(m: nn.Module, chip_seed: int) -> None:
-        for j, tile in enumerate(m.analog_tiles()):
-            torch.manual_seed(derive_seed(chip_seed, "tile", j))
-            tile.program_weights()
-        calls.append(("program", chip_seed))
+    def record(m: nn.Module, index: int) -> None:
+        seen.append(Chip(m, None, 8, index).digest())
 
-    def drift(m: nn.Module, t: float, chip_seed: int) -> None:
-        torch.manual_seed(derive_seed(chip_seed, "drift", t))
-        m.drift_analog_weights(t)
-        calls.append(("drift", t))
-
-    a = monte_carlo(to_chip(model), test, chips=2, times=TIMES, seed=8, program=program, drift=drift,
-                    progress=False)
-    b = monte_carlo(to_chip(model), test, chips=2, times=TIMES, seed=8, program=program, drift=drift,
-                    progress=False)
-    assert a.accuracies == b.accuracies
-    seeds = [derive_seed(8, i) for i in range(2)]
-    assert [c for c in calls[:4]] == [("program", seeds[0]), ("drift", 3600.0), ("drift", 365 * 86400.0),
-                                      ("program", seeds[1])]
+    res = monte_carlo(to_chip(model), test, chips=2, times=TIMES, seed=8, per_chip=record, progress=False)
+    assert res.chip_digests == seen
+    by_hand = [Chip(to_chip(model), None, 8, i).program() for i in range(2)]
+    assert by_hand == res.chip_digests and by_hand[0] != by_hand[1]
 
 
 def test_killed_study_resumes_to_identical_results(trained, tmp_path):
@@ -160,25 +151,23 @@ def test_killed_study_resumes_to_identical_results(trained, tmp_path):
         if index == 2:
             raise KeyboardInterrupt("simulated kill")
 
-    ckpt = tmp_path / "mc.ckpt.json"
+    ckpt = tmp_path / "mc"
     with pytest.raises(KeyboardInterrupt):
         monte_carlo(to_chip(model), test, chips=4, times=TIMES, seed=9, per_chip=killed_at_chip_2,
-                    checkpoint_path=ckpt, progress=False)
-    assert [row["chip"] for row in json.loads(ckpt.read_text())["rows"]] == [0, 1]
-    resumed = monte_carlo(to_chip(model), test, chips=4, times=TIMES, seed=9, checkpoint_path=ckpt,
-                          progress=False)
+                    out=ckpt, progress=False)
+    assert sorted(json.loads((ckpt / "store.json").read_text())["cells"]) == ["chip#0", "chip#1"]
+    resumed = monte_carlo(to_chip(model), test, chips=4, times=TIMES, seed=9, out=ckpt, progress=False)
     assert resumed.resumed_chips == 2
     assert resumed.accuracies == reference.accuracies and resumed.chip_seeds == reference.chip_seeds
-    again = monte_carlo(to_chip(model), test, chips=4, times=TIMES, seed=9, checkpoint_path=ckpt,
-                        progress=False)
+    again = monte_carlo(to_chip(model), test, chips=4, times=TIMES, seed=9, out=ckpt, progress=False)
     assert again.resumed_chips == 4 and again.accuracies == reference.accuracies
-    with pytest.raises(ConfigError, match="another study"):
-        monte_carlo(to_chip(model), test, chips=4, times=TIMES, seed=10, checkpoint_path=ckpt, progress=False)
+    with pytest.raises(ConfigError, match=r"another monte-carlo configuration \(differs in: seed\)"):
+        monte_carlo(to_chip(model), test, chips=4, times=TIMES, seed=10, out=ckpt, progress=False)
     other = copy.deepcopy(model)
     with torch.no_grad():
         other[5].bias += 1e-3
-    with pytest.raises(ConfigError, match="another study"):  # same seed and times, different model
-        monte_carlo(to_chip(other), test, chips=4, times=TIMES, seed=9, checkpoint_path=ckpt, progress=False)
+    with pytest.raises(ConfigError, match=r"differs in: model"):  # same seed and times, different model
+        monte_carlo(to_chip(other), test, chips=4, times=TIMES, seed=9, out=ckpt, progress=False)
 
 
 def test_bad_inputs_are_config_errors(trained):
@@ -214,7 +203,7 @@ def test_evaluate_drift_converts_a_digital_model_with_the_preset(trained, monkey
     model, _, test, dataset = trained
     calls = []
 
-    def fake_to_analog(m, preset, verify="tsb"):  # tsb_aihw.analog is built in parallel; plumbing only
+    def fake_to_analog(m, preset, verify="tsb"):  # plumbing only
         calls.append((preset, verify))
         return to_chip(m)
 

@@ -1,4 +1,4 @@
-"""Backbone registry and the reference architectures (tsb-method.md §5)."""
+"""Backbone registry and the reference architectures (docs/notes/tsb-method.md §5)."""
 from __future__ import annotations
 
 import math

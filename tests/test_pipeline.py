@@ -10,10 +10,12 @@ import torch
 from tsb_aihw.analog import read_back, to_analog
 from tsb_aihw.devices import load_preset, tile_programming_stats
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.pipeline.chip import named_analog_tiles, program_chip
+from tsb_aihw.analog.chip import Chip, named_analog_tiles
 from tsb_aihw.pipeline.claims import compute_claims, gap_ratio
 from tsb_aihw.pipeline.config import load_study_config, study_config_from_dict
-from tsb_aihw.pipeline.study import Study, deploy_block, run_study, train_chip_block
+from tsb_aihw.pipeline.study import run_study
+from tsb_aihw.pipeline.tasks import StudyContext
+from tsb_aihw.pipeline.trained import train_chip_block
 
 from helpers import tiny_study
 
@@ -21,16 +23,31 @@ TINY = tiny_study(methods=["full_noise_injection", "full_verify", "selective_ver
                   selective={"methods": ["magnitude"], "fraction_multipliers": [1.0]})
 
 
+class _Study:
+    """The pieces of one tiny study the tests below poke at: config, data, trained models, preset."""
+
+    def __init__(self, ctx: StudyContext):
+        self.cfg, self.data, self.preset = ctx.cfg, ctx.data, ctx.preset
+        self.backbone, self.tsb_model = ctx.models.backbone, ctx.models.tsb_model
+
+
+def program_chip(model, chip_seed: int) -> Chip:
+    """Program ``model`` as chip ``chip_seed`` of a study seeded 0 (the one chip model)."""
+    chip = Chip(model, None, 0, chip_seed)
+    chip.program()
+    return chip
+
+
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Study:
-    return Study(study_config_from_dict(TINY), tmp_path_factory.mktemp("study"), progress=False)
+def study(tmp_path_factory) -> _Study:
+    return _Study(StudyContext(study_config_from_dict(TINY), tmp_path_factory.mktemp("study"), progress=False))
 
 
 def _tile_weights(model) -> dict[tuple[str, int], torch.Tensor]:
     return {(n, j): tile.tile.get_weights().clone() for n, j, _l, tile in named_analog_tiles(model)}
 
 
-def test_same_chip_seed_gives_same_one_shot_noise_across_methods(study: Study) -> None:
+def test_same_chip_seed_gives_same_one_shot_noise_across_methods(study: _Study) -> None:
     """Baselines share chips: cells left one-shot see identical noise whatever is verified elsewhere."""
     full = study.backbone("full")
     one_shot = to_analog(full, study.preset, verify="none").eval()
@@ -52,7 +69,7 @@ def test_same_chip_seed_gives_same_one_shot_noise_across_methods(study: Study) -
     assert any(not torch.equal(w, _tile_weights(one_shot)[k]) for k, w in a.items())  # another chip differs
 
 
-def test_read_back_equals_programmed_weights_without_read_noise(study: Study) -> None:
+def test_read_back_equals_programmed_weights_without_read_noise(study: _Study) -> None:
     """nvcim-gaussian has no read noise: the read-back is exactly the chip's programmed effective weights."""
     analog = to_analog(study.tsb_model(), study.preset, verify="tsb").eval()
     program_chip(analog, chip_seed=5)
@@ -65,7 +82,7 @@ def test_read_back_equals_programmed_weights_without_read_noise(study: Study) ->
             assert not torch.allclose(w, digital[name].weight)  # the chip is noisy
 
 
-def test_read_back_of_pcm_differs_only_by_read_noise(study: Study) -> None:
+def test_read_back_of_pcm_differs_only_by_read_noise(study: _Study) -> None:
     pcm = load_preset("pcm")
     analog = to_analog(study.backbone("full"), pcm, verify="none").eval()
     program_chip(analog, chip_seed=5)
@@ -75,17 +92,17 @@ def test_read_back_of_pcm_differs_only_by_read_noise(study: Study) -> None:
         assert 0 < rel < 0.3  # two reads differ (read noise), but only by a fraction of the weights
 
 
-def test_chip_block_trains_and_backbone_stays_bit_identical(study: Study) -> None:
+def test_chip_block_trains_and_backbone_stays_bit_identical(study: _Study) -> None:
     model = study.tsb_model()
     before = copy.deepcopy(model.state_dict())
     analog = to_analog(model, study.preset, verify="tsb").eval()
-    program_chip(analog, chip_seed=7)
+    chip = program_chip(analog, chip_seed=7)
     backbone_tiles = {k: v for k, v in _tile_weights(analog).items() if not k[0].startswith("tsb")}
-    weight, seconds = train_chip_block(model, read_back(analog), study.cfg, study.data, seed=1)
+    weight, seconds = train_chip_block(model, read_back(analog), study.cfg, study.data.train, seed=1)
     assert seconds > 0 and weight.abs().sum() > 0  # the block learned something
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k  # the shared digital model is untouched
-    deploy_block(analog, weight, chip_seed=7)
+    chip.write_block(weight)
     after = _tile_weights(analog)
     for k, v in backbone_tiles.items():
         assert torch.equal(after[k], v)  # deploying the block re-programs only its own tile
@@ -133,7 +150,7 @@ def test_claims_use_one_reference_and_pulse_ratio() -> None:
     ({"methods": ["tsb", "magic"]}, "unknown method"),
     ({"backbone": {"full_epochs": 2, "early_epochs": 5}}, "early convergence"),
     ({"blok": {}}, "did you mean 'block'"),
-    ({"chips": "many"}, "expected int"),
+    ({"chips": "many"}, "wrong type"),
 ])
 def test_bad_study_config_names_the_problem(bad, message) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -165,7 +182,7 @@ def test_study_writes_results_and_resumes_without_recomputing(tmp_path, monkeypa
     def boom(*a, **k):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(Study, "run_chip", boom)
+    monkeypatch.setattr("tsb_aihw.pipeline.tasks.deploy_cell", boom)
     again = run_study(cfg, tmp_path, progress=False)
     assert again["methods"]["tsb"]["per_chip"] == res["methods"]["tsb"]["per_chip"]
 
@@ -178,9 +195,10 @@ def test_demo_quick_writes_every_output(tmp_path) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert set(res["studies"]) == {"nvcim-gaussian", "pcm"}
-    for name in ("results.json", "methods.csv", "report.md", "nvcim-gaussian/accuracy_vs_verified_fraction.png",
-                 "pcm/accuracy_vs_time.png", "pcm/accuracy_vs_time.pdf"):
+    nvcim, pcm = (load_preset(n).folder_name for n in ("nvcim-gaussian", "pcm"))
+    assert set(res["studies"]) == {nvcim, pcm} and nvcim.startswith("nvcim-gaussian-")
+    for name in ("results.json", "methods.csv", "report.md", f"{nvcim}/accuracy_vs_verified_fraction.png",
+                 f"{pcm}/accuracy_vs_time.png", f"{pcm}/accuracy_vs_time.pdf"):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "> 20x" in report and "< 0.4%" in report and "> 5x" in report

@@ -52,7 +52,7 @@ def test_weight_error_histograms_from_an_analog_chip(tmp_path: Path, fast_cpu):
     from tsb_aihw.analog.weight_errors import weight_errors
     from tsb_aihw.devices import load_preset
     from tsb_aihw.models import get_model, get_tsb, insert_tsb
-    from tsb_aihw.pipeline.chip import program_chip
+    from helpers import program_chip
 
     torch.manual_seed(0)
     m = insert_tsb(get_model("lenet3", num_classes=10, in_channels=1, input_size=28)).eval()

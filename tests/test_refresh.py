@@ -12,26 +12,21 @@ from tsb_aihw.analog import to_analog
 from tsb_aihw.devices import load_preset
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.models import get_model, get_tsb, insert_tsb
-from tsb_aihw.pipeline.chip import drift_chip, program_chip
-from tsb_aihw.pipeline.config import study_config_from_dict
-from tsb_aihw.pipeline.refresh import (
-    _write_block,
-    drift_with_block_age,
-    parse_refresh_times,
-    run_refresh_study,
-)
+from tsb_aihw.analog.chip import Chip
+from tsb_aihw.pipeline.config import RefreshConfig, config_from
+from tsb_aihw.pipeline.refresh import _block_stats, run_refresh_study
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DAY, YEAR = 86400.0, 365 * 86400.0
 
 
-def _chip() -> nn.Module:
+def _chip() -> Chip:
     torch.manual_seed(0)
     m = insert_tsb(get_model("lenet3", num_classes=10, in_channels=1, input_size=28)).eval()
     nn.init.normal_(get_tsb(m).conv.weight, std=0.1)
-    a = to_analog(m, load_preset("pcm"), verify="tsb").eval()
-    program_chip(a, 5)
-    return a
+    chip = Chip(to_analog(m, load_preset("pcm"), verify="tsb").eval(), load_preset("pcm"), 0, 5)
+    chip.program()
+    return chip
 
 
 def _weights(a: nn.Module) -> dict[str, torch.Tensor]:
@@ -40,55 +35,64 @@ def _weights(a: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def test_block_has_its_own_clock_and_backbone_matches_drift_chip():
-    a = _chip()
-    drift_chip(a, YEAR, 5)
+def test_block_has_its_own_clock_and_backbone_matches_a_plain_drift():
+    chip = _chip()
+    a = chip.model
+    chip.drift(YEAR)
     reference = _weights(a)
     conv = get_tsb(a).conv
-    stats = _write_block(a, 0.05 * torch.randn(conv.out_channels, conv.in_channels, 1, 1), seed=11)
+    chip.write_block(0.05 * torch.randn(conv.out_channels, conv.in_channels, 1, 1), at=DAY)
+    stats = _block_stats(a)
     assert stats["verified_cells"] == stats["cells"] > 0 and stats["pulses"] >= stats["devices"]
+    assert (chip.block_writes, chip.block_written_at) == (1, DAY)
     block_tile = next(iter(conv.analog_tiles()))
     # right at the re-write the block holds its freshly programmed weights, the backbone its drift at t
-    drift_with_block_age(a, DAY, 5, block_written_at=DAY, write_index=1)
+    chip.drift(DAY)
     assert torch.equal(block_tile.tile.get_weights(), block_tile.programmed_weights)
     assert float(torch.as_tensor(block_tile.alpha).reshape(-1)[0]) == 1.0
     now = _weights(a)
-    drift_chip(a, DAY, 5)
-    same_time = _weights(a)
+    plain = _chip()  # the same chip without a re-written block
+    plain.drift(DAY)
+    same_time = _weights(plain.model)
     for name in ("conv1", "conv2", "fc"):
-        assert torch.equal(now[name], same_time[name])  # the same backbone draw as drift_chip at t
+        assert torch.equal(now[name], same_time[name])  # the same backbone draw as a plain drift at t
         assert not torch.equal(now[name], reference[name])
-    # a year later the block has drifted for (1 y - 1 d), not 1 y: compare with drifting it to that age
-    drift_with_block_age(a, YEAR, 5, block_written_at=DAY, write_index=1)
+    # a year later the block has drifted for (1 y - 1 d), not 1 y
+    chip.drift(YEAR)
     aged = block_tile.tile.get_weights().clone()
     assert not torch.equal(aged, block_tile.programmed_weights)
+    with pytest.raises(RuntimeError, match="before the block write"):
+        chip.drift(1.0)
 
 
 def test_refresh_times_are_checked():
-    assert parse_refresh_times(["1mo", "1d", "1d"], [1.0, YEAR]) == [DAY, 30 * DAY]
+    cfg = config_from(RefreshConfig, {"refresh_times": ["1mo", "1d"], "times": ["1s", "1y"]}, "t")
+    assert cfg.refresh_times == ["1mo", "1d"]
     with pytest.raises(ConfigError, match="> 0"):
-        parse_refresh_times([0], [1.0, YEAR])
+        config_from(RefreshConfig, {"refresh_times": [0], "times": ["1s", "1y"]}, "t")
     with pytest.raises(ConfigError, match="before the last evaluation time"):
-        parse_refresh_times(["1y"], [1.0, DAY])
-    with pytest.raises(ConfigError, match="no refresh times"):
-        parse_refresh_times([], [1.0])
+        config_from(RefreshConfig, {"refresh_times": ["1y"], "times": ["1s", "1d"]}, "t")
+    with pytest.raises(ConfigError, match="refresh_times is empty"):
+        config_from(RefreshConfig, {"refresh_times": []}, "t")
+    with pytest.raises(ConfigError, match="repeat 1d"):
+        config_from(RefreshConfig, {"refresh_times": ["1d", "1d"]}, "t")
 
 
 def _cfg(**extra):
     base = {"preset": "pcm", "chips": 2, "seed": 0, "times": ["1s", "1h", "1d", "1y"], "methods": ["tsb"],
             "model": {"name": "lenet3"}, "data": {"name": "digits", "eval_limit": 120, "eval_batch_size": 120},
-            "backbone": {"full_epochs": 1, "early_epochs": 1}, "block": {"epochs": 1}}
-    return study_config_from_dict({**base, **extra})
+            "backbone": {"full_epochs": 1, "early_epochs": 1}, "block": {"epochs": 1}, "refresh_times": ["1h"]}
+    return config_from(RefreshConfig, {**base, **extra}, "test")
 
 
 def test_non_drifting_preset_is_refused(tmp_path: Path):
     with pytest.raises(ConfigError, match="does not drift"):
-        run_refresh_study(_cfg(preset="nvcim-gaussian"), tmp_path, progress=False)
+        _cfg(preset="nvcim-gaussian")
 
 
 @pytest.mark.slow
 def test_refresh_study_end_to_end_pairs_arms_and_resumes(tmp_path: Path):
-    res = run_refresh_study(_cfg(), tmp_path, refresh_times=["1h"], progress=False)
+    res = run_refresh_study(_cfg(), tmp_path, progress=False)
     arms = res["arms"]
     assert set(arms) == {"tsb", "tsb_refresh", "tsb_rewrite", "reference"}
     for chip in range(2):  # before the first refresh every TSB arm holds the same chip: identical accuracies
@@ -106,8 +110,8 @@ def test_refresh_study_end_to_end_pairs_arms_and_resumes(tmp_path: Path):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["provenance"] and saved["config"]["chips"] == 2 and saved["refresh_labels"] == ["1h"]
-    # re-run: every chip comes from refresh_cells.json, same numbers
-    again = run_refresh_study(_cfg(), tmp_path, refresh_times=["1h"], progress=False)
+    # re-run: every chip comes from the result store, same numbers
+    again = run_refresh_study(_cfg(), tmp_path, progress=False)
     assert again["arms"]["tsb_refresh"]["per_chip"] == arms["tsb_refresh"]["per_chip"]
     assert again["wall_time_s"] < res["wall_time_s"]
 

@@ -2,7 +2,7 @@
 finished cells and ends with the same results as a run that was never interrupted.
 
 Real processes, real signals: ``tsb-aihw run`` starts in its own process group (as from a terminal), the test
-waits until ``cells.json`` holds finished cells, signals the whole group, checks the files left behind are
+waits until the study's ``store.json`` holds finished cells, signals the whole group, checks the files left behind are
 whole, and re-runs. Cells are written atomically (``tsb_aihw.utils.io``), so a kill can only lose the cell in
 flight; every random step of a cell is seeded from (seed, chip), so a resumed cell equals an uninterrupted one.
 """
@@ -19,13 +19,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tsb_aihw.devices import load_preset
 from tsb_aihw.utils.timing import result_differences
 
 from helpers import tiny_study
 
 TINY = tiny_study(preset="pcm", chips=4, seed=11, times=[0, "1h"], backbone={"full_epochs": 1, "early_epochs": 1})
 TOTAL = 2 * 4  # methods x chips
-CELLS = Path("out") / "pcm" / "cells.json"
+PCM = load_preset("pcm").folder_name  # the study's folder: the preset's name + content fingerprint
+CELLS = Path("out") / PCM / "store.json"
 
 
 def _start(cwd: Path, config: Path) -> subprocess.Popen:
@@ -98,5 +100,5 @@ def test_sigint_then_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path) -
     b = json.loads((run_dir / "out" / "results.json").read_text())
     assert result_differences(a, b) == []
     for method in TINY["methods"]:  # spelled out: the per-chip accuracies are identical
-        assert a["studies"]["pcm"]["methods"][method]["per_chip"] == b["studies"]["pcm"]["methods"][method]["per_chip"]
+        assert a["studies"][PCM]["methods"][method]["per_chip"] == b["studies"][PCM]["methods"][method]["per_chip"]
     assert len(_cells(run_dir)) == TOTAL

@@ -14,7 +14,7 @@ import yaml
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.pipeline.config import study_config_from_dict
-from tsb_aihw.pipeline.study import Study
+import tsb_aihw.pipeline.tasks as tasks_module
 from tsb_aihw.sweeps import SweepAxis, load_sweep, run_sweep
 
 from helpers import tiny_study
@@ -57,29 +57,31 @@ def test_fraction_sweep_writes_results_and_resumes_after_interruption(tmp_path, 
         assert (tmp_path / "clean" / f"accuracy_vs_verified_fraction.{ext}").stat().st_size > 1000
 
     out = tmp_path / "interrupted"
+    original = tasks_module.deploy_cell
     seen = []
 
-    def stop_after_three(pid, chip, result):
-        seen.append((pid, chip))
+    def stop_at_the_fourth(spec, chip, models, preset):
         if len(seen) == 3:
             raise Stop
+        seen.append((spec.key, chip))
+        return original(spec, chip, models, preset)
 
+    monkeypatch.setattr(tasks_module, "deploy_cell", stop_at_the_fourth)
     with pytest.raises(Stop):
-        run_sweep(_cfg(), "verified_fraction", FRACTIONS, out, progress=False, on_cell=stop_after_three)
-    assert len(json.loads((out / "sweep_cells.json").read_text())["cells"]) == 3
+        run_sweep(_cfg(), "verified_fraction", FRACTIONS, out, progress=False)
+    assert len(json.loads((out / "store.json").read_text())["cells"]) == 3
     assert not (out / "sweep.json").exists()
 
     calls = []
-    original = Study.run_chip
 
-    def counting(self, spec, analog, chip):
+    def counting(spec, chip, models, preset):
         calls.append((spec.key, chip))
-        return original(self, spec, analog, chip)
+        return original(spec, chip, models, preset)
 
-    monkeypatch.setattr(Study, "run_chip", counting)
+    monkeypatch.setattr(tasks_module, "deploy_cell", counting)
     resumed = run_sweep(_cfg(), "verified_fraction", FRACTIONS, out, progress=False)
     assert len(calls) == total - 3  # only the unfinished cells ran
-    assert not {(pid.split("|")[1], chip) for pid, chip in seen} & set(calls)
+    assert not set(seen) & set(calls)
     assert resumed.accuracies() == full.accuracies()  # equal to the uninterrupted run
     assert resumed.run_info["cells_reused"] == 3
     from tsb_aihw.utils.timing import without_timing
@@ -138,7 +140,7 @@ def test_sweep_yaml_section_and_cli(tmp_path, capsys) -> None:
     assert "not a number" in capsys.readouterr().err
     path.write_text(yaml.safe_dump(dict(TINY, sweep={"sigma": {"valeus": [1]}})))
     assert main(["sweep", "sigma", "--config", str(path), "--out", str(out)]) == 2
-    assert "did you mean 'values'" in capsys.readouterr().err
+    assert "did you mean 'sweep.sigma.values'" in capsys.readouterr().err
     assert main(["sweep", "presets", "--config", str(path).replace("s.yaml", "missing.yaml"), "--out", str(out),
                  "--presets", "pcm"]) == 2
 
@@ -153,7 +155,7 @@ def test_killed_sweep_process_resumes_to_identical_results(tmp_path) -> None:
     args = [sys.executable, "-m", "tsb_aihw.cli.main", "sweep", "sigma", "--config", str(path), "--out", str(out),
             "--values", "0.05,0.1,0.2,0.3,0.4", "--no-progress", "--no-plots"]
     proc = subprocess.Popen(args, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    cells_file = out / "sweep_cells.json"
+    cells_file = out / "store.json"
     n_killed = 0
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -169,14 +171,14 @@ def test_killed_sweep_process_resumes_to_identical_results(tmp_path) -> None:
     assert 3 <= len(kept) < 40  # 5 sigmas x 2 methods x 4 chips
 
     calls = []
-    original = Study.run_chip
+    original = tasks_module.deploy_cell
 
-    def counting(self, spec, analog, chip):
+    def counting(spec, chip, models, preset):
         calls.append(chip)
-        return original(self, spec, analog, chip)
+        return original(spec, chip, models, preset)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(Study, "run_chip", counting)
+    mp.setattr(tasks_module, "deploy_cell", counting)
     try:
         study_cfg = study_config_from_dict(cfg)
         resumed = run_sweep(study_cfg, "sigma", [0.05, 0.1, 0.2, 0.3, 0.4], out, progress=False, plot=False)

@@ -11,7 +11,9 @@ from tsb_aihw.analog.weight_errors import weight_errors
 from tsb_aihw.devices import load_preset
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.models import get_model, get_tsb, insert_tsb
-from tsb_aihw.pipeline.chip import program_chip
+
+from helpers import program_chip
+
 
 pytestmark = pytest.mark.usefixtures("fast_cpu")
 YEAR = 365 * 86400.0

@@ -9,7 +9,8 @@ in every other):
 - analog: ``to_analog``, ``weight_report``, ``read_back``, ``load_read_back``, ``weight_errors``
 - training / baselines: ``train_noise_injection``, ``train_block``, ``selection_masks``, ``recalibrate_bn``
 - evaluation: ``evaluate_accuracy``, ``monte_carlo``, ``evaluate_drift``, ``parse_time``
-- pipeline: ``run_study``, ``run_drift_study``, ``run_refresh_study``
+- analog chips: ``Chip`` (one seeded chip: program, drift, read back, write the block, evaluate)
+- pipeline: ``run_study``, ``run_studies``, ``run_drift_study``, ``run_refresh_study``
 - sweeps: ``run_sweep``, ``load_sweep``
 """
 from __future__ import annotations
@@ -46,7 +47,9 @@ _LAZY = {
     "evaluate_accuracy": "tsb_aihw.evaluation",
     "monte_carlo": "tsb_aihw.evaluation",
     "parse_time": "tsb_aihw.evaluation",
+    "Chip": "tsb_aihw.analog.chip",
     "run_study": "tsb_aihw.pipeline.study",
+    "run_studies": "tsb_aihw.pipeline.studies",
     "run_drift_study": "tsb_aihw.pipeline.drift_study",
     "run_refresh_study": "tsb_aihw.pipeline.refresh",
     "run_sweep": "tsb_aihw.sweeps",

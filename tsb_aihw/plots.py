@@ -16,7 +16,7 @@ from tsb_aihw.evaluation.times import format_time  # noqa: E402
 if TYPE_CHECKING:  # pragma: no cover
     from tsb_aihw.analog.weight_errors import WeightErrors
 
-STYLE = {
+STYLE: Any = {  # matplotlib rcParams (its stubs want literal keys)
     "figure.figsize": (6.4, 4.2),
     "figure.dpi": 110,
     "savefig.dpi": 200,
@@ -110,7 +110,8 @@ def plot_accuracy_vs_verified_fraction(
     ``points[name] = {"fraction": f, "mean": m, "ci_low": lo, "ci_high": hi}``. A fraction of 0 (one-shot) is
     drawn at the axis' left edge.
     """
-    fracs = [f for c in curves.values() for f in c["fraction"] if f > 0] + [p["fraction"] for p in points.values() if p["fraction"] > 0]
+    fracs = [f for c in curves.values() for f in c["fraction"] if f > 0]
+    fracs += [p["fraction"] for p in points.values() if p["fraction"] > 0]
     floor = min(fracs) / 3 if fracs else 1e-4
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
@@ -120,10 +121,12 @@ def plot_accuracy_vs_verified_fraction(
         for name, p in points.items():
             m = next(markers, "o")
             x = max(p["fraction"], floor)
-            ax.errorbar([x], [100 * p["mean"]], yerr=[[100 * (p["mean"] - p["ci_low"])], [100 * (p["ci_high"] - p["mean"])]],
+            yerr = [[100 * (p["mean"] - p["ci_low"])], [100 * (p["ci_high"] - p["mean"])]]
+            ax.errorbar([x], [100 * p["mean"]], yerr=yerr,
                         marker=m, ms=11 if m == "*" else 7, capsize=3, ls="none", label=name, zorder=5)
         ax.set_xscale("log")
-        if any(f <= 0 for c in curves.values() for f in c["fraction"]) or any(p["fraction"] <= 0 for p in points.values()):
+        at_zero = any(f <= 0 for c in curves.values() for f in c["fraction"])
+        if at_zero or any(p["fraction"] <= 0 for p in points.values()):
             ax.axvline(floor, color="0.6", lw=0.6, ls=":")
             ax.annotate("one-shot (0)", (floor, 0), xycoords=("data", "axes fraction"), xytext=(3, 3),
                         textcoords="offset points", ha="left", va="bottom", fontsize=7, color="0.35")
@@ -152,7 +155,7 @@ def plot_accuracy_vs_parameter(
 
 def _error_pools(panel: WeightErrors | Mapping[str, Any], split: str | None) -> dict[str, np.ndarray]:
     if hasattr(panel, "split"):
-        return panel.split(split)  # type: ignore[union-attr]
+        return panel.split(split)
     return {k: np.asarray(v, dtype=float).reshape(-1) for k, v in panel.items()}
 
 
@@ -185,7 +188,7 @@ def plot_weight_error_histograms(
     style = dict(STYLE, **{"figure.figsize": (min(3.8 * len(pooled) + 0.6, 14.0), 3.8)})
     with plt.rc_context(style):
         fig, axes = plt.subplots(1, len(pooled), sharex=True, sharey=True, squeeze=False)
-        colors = {}
+        colors: dict[str, Any] = {}
         cycle = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
         for ax, (name, pools) in zip(axes[0], pooled.items()):
             for label, e in pools.items():

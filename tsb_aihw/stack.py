@@ -11,7 +11,8 @@ from importlib import metadata
 from tsb_aihw.errors import StackError
 
 PINS = {"torch": "2.10.0", "torchvision": "0.25.0", "aihwkit": "1.1.0"}
-FIX = "reinstall the pinned stack: .venv/bin/pip install -e '.[test]' (torch==2.10.0, torchvision==0.25.0, aihwkit==1.1.0)"
+FIX = ("reinstall the pinned stack: .venv/bin/pip install -e '.[test]' (torch==2.10.0, torchvision==0.25.0, "
+       "aihwkit==1.1.0)")
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from tsb_aihw.analog.tiles import devices_fn, mask_to_matrix, not_convertible_reason, tile_grid
+from tsb_aihw.analog.tiles import mask_to_matrix, not_convertible_reason, tile_grid
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.models.counting import is_analog_layer, is_tsb_name, weight_layers
 from tsb_aihw.models.insertion import SITES_NAME, bind_sites
@@ -53,9 +53,8 @@ def _check_finite(model: nn.Module) -> None:
 
 def set_layer_mask(layer: nn.Module, mask: Tensor) -> None:
     """Split a digital-shaped mask over the layer's tile grid and set it on every tile (devices contract)."""
-    set_verify_mask = devices_fn("set_verify_mask")
-    if set_verify_mask is None:
-        raise ConfigError("per-weight verify masks need tsb_aihw.devices.set_verify_mask, which is not available")
+    from tsb_aihw.devices import set_verify_mask  # lazy: devices pulls in AIHWKit's noise models
+
     matrix = mask_to_matrix(mask, layer.out_features)
     for piece in tile_grid(layer):
         set_verify_mask(piece.tile, matrix[piece.rows, piece.cols].contiguous())

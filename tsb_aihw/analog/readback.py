@@ -1,6 +1,6 @@
 """Read programmed weights back as the hardware would, and load them into a digital twin.
 
-This is TSB's noise-data collection step (tsb-method.md §2): the backbone is programmed once, its device
+This is TSB's noise-data collection step (docs/notes/tsb-method.md §2): the backbone is programmed once, its device
 values are read, and the block is then trained on a digital copy carrying exactly those values.
 """
 from __future__ import annotations

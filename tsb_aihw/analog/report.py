@@ -1,6 +1,6 @@
 """``weight_report``: how many weights each layer has, which sit on tiles, and which are write-verified.
 
-``verified_fraction`` = verified weights / backbone weights, the SWIM convention (tsb-method.md §4): the
+``verified_fraction`` = verified weights / backbone weights, the SWIM convention (docs/notes/tsb-method.md §4): the
 numerator counts every write-verified weight (the TSB's included), the denominator every conv/linear
 weight outside the TSB (analog or digital). So ``verify="all"`` gives 1 + k²/backbone, not 1.
 """

@@ -7,8 +7,7 @@ matching ``F.unfold``'s channel-major patch order). A layer bigger than the pres
 """
 from __future__ import annotations
 
-import importlib
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -57,14 +56,6 @@ def not_convertible_reason(module: nn.Module) -> str | None:
     return None
 
 
-def devices_fn(name: str) -> Callable | None:
-    """A function of ``tsb_aihw.devices`` if that package provides it (it is developed alongside)."""
-    try:
-        return getattr(importlib.import_module("tsb_aihw.devices"), name, None)
-    except ImportError:
-        return None
-
-
 def mask_to_matrix(mask: Tensor, out_features: int) -> Tensor:
     """A digital-shaped mask (conv [out, in, kh, kw]) as the tile-layout matrix [out, in*kh*kw]."""
     return mask.reshape(out_features, -1)
@@ -76,11 +67,10 @@ def tile_verify_mask(tile: nn.Module) -> Tensor | None:
     ``get_verify_mask`` gives the explicit mask, or None when the tile follows its config default, which
     the write-verify noise model holds as ``default_verified`` (all cells or none).
     """
-    get_mask = devices_fn("get_verify_mask")
-    if get_mask is None:
-        return None
+    from tsb_aihw.devices import get_verify_mask  # lazy: devices pulls in AIHWKit's noise models
+
     try:
-        mask = get_mask(tile)
+        mask = get_verify_mask(tile)
     except Exception:  # noqa: BLE001 - not a write-verify tile (e.g. a hand-made rpu_config)
         return None
     if mask is not None:

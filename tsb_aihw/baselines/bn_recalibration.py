@@ -1,6 +1,6 @@
 """Per-chip batch-norm recalibration: re-estimate BN running statistics through the chip's weights.
 
-A cheap, digital baseline (tsb-method.md section 8): the noisy analog layers shift the activation
+A cheap, digital baseline (docs/notes/tsb-method.md section 8): the noisy analog layers shift the activation
 statistics, and re-measuring mean/var on a few unlabelled batches undoes part of the damage. Only BN
 buffers change. Only the BN modules are switched to train mode, so AIHWKit layers stay in eval mode and
 forward through the programmed (drift-compensated) tiles exactly as at inference.

@@ -10,7 +10,7 @@ the dataset labels (``fisher="empirical"``). Both are >= 0 and low-variance. Hut
 estimates the exact Hessian diagonal, but at 20 probes 38% of its entries were negative and its masks
 recovered clearly less accuracy than Fisher masks on a digits CNN (0.54 vs 0.62-0.65 at 5% verified).
 
-``E[dW_i^2]`` follows the noise convention: ``"layer_max"`` (tsb-method.md section 3, std proportional to
+``E[dW_i^2]`` follows the noise convention: ``"layer_max"`` (docs/notes/tsb-method.md section 3, std proportional to
 max|W_layer|, as in SWIM's per-layer normalisation) or ``"weight"`` (std proportional to |w_i|, relative
 noise; the OBD saliency H_ii * w_i^2).
 """

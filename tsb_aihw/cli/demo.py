@@ -2,42 +2,43 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
+
+from tsb_aihw.cli.common import add_out_arguments, command_line
 
 NAME = "demo"
 HELP = "TSB vs baselines on simulated chips: lenet3 on MNIST-5k, nvcim-gaussian and PCM with drift"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="output directory (results.json, CSVs, plots, report.md)")
+    add_out_arguments(p, default="runs/demo")
     p.add_argument("--model", default="lenet3", help="backbone name (see tsb_aihw.list_models())")
     p.add_argument("--dataset", default="mnist5k", help="dataset name, or imagefolder:PATH")
     p.add_argument("--preset", action="append", help="device preset name or YAML path (repeatable; default: "
                    "nvcim-gaussian and pcm)")
-    p.add_argument("--sigma", type=float, default=None, help="device variation sigma for nvcim-gaussian")
-    p.add_argument("--chips", type=int, default=None, help="Monte-Carlo chips per method (default 20; 8 for the PCM drift study)")
+    p.add_argument("--sigma", type=float, default=None, help="device variation sigma (noise.sigma) of the presets "
+                   "that have one (nvcim-gaussian); an error for a --preset without it")
+    p.add_argument("--chips", type=int, default=None, help="Monte-Carlo chips per method (default 20; 8 for the "
+                   "drift study of a drifting preset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--quick", action="store_true", help="1-minute smoke run (few chips, epochs, images)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tsb_aihw.pipeline.demo import config_summary, demo_configs, run_demo
+    from tsb_aihw.pipeline.claims import format_claim
+    from tsb_aihw.pipeline.demo import config_summary, demo_configs
+    from tsb_aihw.pipeline.studies import run_studies
 
     configs = demo_configs(model=args.model, dataset=args.dataset, presets=args.preset, chips=args.chips,
                            seed=args.seed, quick=args.quick, device=args.device, sigma=args.sigma)
     for c in configs:
         print(f"study: {config_summary(c)}", flush=True)
     t0 = time.perf_counter()
-    command = "tsb-aihw " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "tsb-aihw demo"
-    res = run_demo(args.out, configs, command=command, progress=not args.no_progress)
+    res = run_studies(args.out, configs, command=command_line("tsb-aihw demo"),
+                      progress=not args.no_progress, move_aside=args.move_aside)
     print(f"done in {time.perf_counter() - t0:.0f} s; see {args.out}/report.md")
     for name, claims in res["claims"].items():
-        from tsb_aihw.pipeline.claims import format_claim
-
         print(f"  {name}: " + "; ".join(f"{k} {format_claim(k, claims.get(k))}" for k in
                                         ("accuracy_gap_improvement", "training_speedup", "verified_fraction",
                                          "mapping_cost_reduction")))

@@ -2,31 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from types import ModuleType
 from typing import Sequence
 
+from tsb_aihw.cli import demo, doctor, drift, presets, refresh, run, sweep
 from tsb_aihw.errors import TSBError
 
 # Each module defines NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMAND_MODULES = ("doctor", "presets", "demo", "run", "sweep", "drift", "refresh")
-
-
-def _load_commands() -> list:
-    mods = []
-    for name in COMMAND_MODULES:
-        try:
-            mods.append(importlib.import_module(f"tsb_aihw.cli.{name}"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tsb_aihw.cli.{name}":
-                raise
-    return mods
+COMMANDS: tuple[ModuleType, ...] = (doctor, presets, demo, run, sweep, drift, refresh)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tsb-aihw", description="TSB deployment on simulated analog NVM chips (AIHWKit).")
+    parser = argparse.ArgumentParser(prog="tsb-aihw",
+                                     description="TSB deployment on simulated analog NVM chips (AIHWKit).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for mod in _load_commands():
+    for mod in COMMANDS:
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, csv_list
+
 NAME = "sweep"
 HELP = ("sweep one axis (verified-fraction, sigma, adc-bits, param, presets) over Monte-Carlo chips; every cell "
         "is saved as it finishes and a re-run resumes")
@@ -18,7 +20,7 @@ kinds:
   presets            one deployment per preset, accuracy vs time: --presets pcm,rram --times 1s,1d,1y
 
 Backbones and fixed blocks are trained once on the config's preset and reused at every axis value.
-Outputs in --out: sweep.json, sweep.csv, sweep_chips.csv, PNG+PDF plots, sweep_cells.json (finished cells),
+Outputs in --out: sweep.json, sweep.csv, sweep_chips.csv, PNG+PDF plots, store.json (finished cells),
 checkpoints/. Defaults for each kind may sit in the config's `sweep:` section. See docs/sweeps.md.
 
 examples:
@@ -30,12 +32,6 @@ examples:
 """
 
 
-def _list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
@@ -43,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what to sweep (see below)")
     p.add_argument("--config", required=True, help="base study YAML (schema of `tsb-aihw run --config`, plus an "
                    "optional sweep: section); see configs/sweeps/")
-    p.add_argument("--out", required=True, help="output directory (must be readable by every worker)")
+    add_out_arguments(p)
     p.add_argument("--values", default=None, help="comma-separated axis values: fractions in [0, 1], sigmas, bits, "
                    "values of --key, or preset names")
     p.add_argument("--presets", default=None, help="presets kind: comma-separated preset names or YAML paths "
@@ -63,54 +59,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chips", type=int, default=None, help="override the config's chip count")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, help="local worker processes (default 1: in this "
-                       "process)")
-    where.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:port: run cells on "
-                       "that cluster (needs pip install 'tsb-aihw[dask]')")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per cell (default 1 on every executor, "
-                   "so results do not depend on the executor)")
+    add_executor_arguments(p, "(axis value, method, chip) cells")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF plots")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     from tsb_aihw.errors import ConfigError
+    from tsb_aihw.pipeline.config import load_sweep_config
     from tsb_aihw.sweeps import SweepAxis, run_sweep
     from tsb_aihw.sweeps.axes import canonical_kind
-    from tsb_aihw.sweeps.config import load_sweep_config
 
     kind = canonical_kind(args.kind)
-    cfg, sections = load_sweep_config(args.config)
-    opts = dict(sections.get(kind, {}))
-    for attr in ("seed", "device"):
-        if getattr(args, attr) is not None:
-            setattr(cfg, attr, getattr(args, attr))
-    values = _list(args.presets) if args.presets is not None else _list(args.values)
     if args.presets is not None and args.values is not None:
         raise ConfigError("give the presets with --presets or --values, not both")
-    if values is not None:
-        opts["values"] = values
-    for flag, key in (("key", "key"),):
-        if getattr(args, flag) is not None:
-            opts[key] = getattr(args, flag)
-    for flag in ("io", "rules", "points", "methods", "times"):
-        if getattr(args, flag) is not None:
-            opts[flag] = _list(getattr(args, flag))
-    if args.no_tsb_fraction:
-        opts["add_tsb_fraction"] = False
-    if args.chips is not None:
-        opts["chips"] = args.chips
-    if "values" not in opts:
+    if args.presets is not None and kind != "presets":
+        raise ConfigError(f"--presets applies to the presets kind only; for {args.kind} pass --values")
+    for flag, kinds in (("key", ("param",)), ("io", ("adc_bits",)), ("rules", ("verified_fraction",)),
+                        ("points", ("verified_fraction",)), ("no_tsb_fraction", ("verified_fraction",))):
+        if getattr(args, flag) not in (None, False) and kind not in kinds:
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to the {' / '.join(kinds)} kind only, not "
+                              f"{args.kind}; drop it")
+    cfg, sections = load_sweep_config(args.config, {"seed": args.seed, "device": args.device})
+    opts = sections.get(kind)
+    flags = {"values": csv_list(args.presets) if args.presets is not None else csv_list(args.values),
+             "key": args.key, "io": csv_list(args.io), "rules": csv_list(args.rules), "points": csv_list(args.points),
+             "methods": csv_list(args.methods), "times": csv_list(args.times), "chips": args.chips}
+    values = flags["values"] if flags["values"] is not None else (opts.values if opts else None)
+    if values is None:
         raise ConfigError(f"sweep {args.kind}: no values; pass --values (or --presets), or put them under "
                           f"sweep: {args.kind}: values: in {args.config}")
-    axis_opts = {k: opts[k] for k in ("key", "io", "rules", "points", "add_tsb_fraction") if k in opts}
-    axis = SweepAxis(kind, opts["values"], **axis_opts)
-    result = run_sweep(cfg, axis, out=args.out, methods=opts.get("methods"), chips=opts.get("chips"),
-                       times=opts.get("times"), workers=args.workers, scheduler=args.scheduler,
-                       threads=args.threads, progress=not args.no_progress, plot=not args.no_plots)
+
+    def pick(name: str) -> object:
+        return flags[name] if flags[name] is not None else (getattr(opts, name) if opts else None)
+
+    axis_opts = {k: pick(k) for k in ("key", "io", "rules", "points") if pick(k) is not None}
+    add_tsb = not args.no_tsb_fraction and (opts.add_tsb_fraction if opts else True)
+    axis = SweepAxis(kind, values, add_tsb_fraction=add_tsb, **axis_opts)  # type: ignore[arg-type]
+    result = run_sweep(cfg, axis, out=args.out, methods=pick("methods"), chips=pick("chips"),  # type: ignore[arg-type]
+                       times=pick("times"), workers=args.workers, scheduler=args.scheduler,  # type: ignore[arg-type]
+                       threads=args.threads if args.threads is not None else 1, progress=not args.no_progress,
+                       plot=not args.no_plots, move_aside=args.move_aside)
     n = len(result.points)
+    pngs = [p for p in result.data.get("plots", []) if p.endswith(".png")]
     print(f"sweep {args.kind}: {n} points x {result.data['chips']} chips; see {args.out}/sweep.json, sweep.csv"
-          + (f" and {', '.join(p for p in result.data.get('plots', []) if p.endswith('.png'))}"
-             if result.data.get("plots") else ""))
+          + (f" and {', '.join(pngs)}" if pngs else ""))
     return 0

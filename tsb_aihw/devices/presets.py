@@ -25,6 +25,7 @@ from tsb_aihw.devices.schema import (
     nvcim_std_factor,
 )
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.schema import set_dotted
 from tsb_aihw.utils.yamlfile import load_yaml_file
 
 #: ``ReRamCMONoiseModel`` drift/read fits use ln(t) (t in s): below 1 s they extrapolate (and are NaN
@@ -87,7 +88,7 @@ class DevicePreset:
         if isinstance(n, PCMNoise):
             from aihwkit.inference import PCMLikeNoiseModel
 
-            # pass no prog_coeff_g_max_reference: with prog_coeff it raises (aihwkit notes section 3)
+            # pass no prog_coeff_g_max_reference: with prog_coeff it raises (docs/notes/aihwkit-1.1-facts.md section 3)
             return PCMLikeNoiseModel(g_max=n.g_max, t_0=n.t_0, t_read=n.t_read,
                                      prog_noise_scale=n.prog_noise_scale,
                                      read_noise_scale=n.read_noise_scale, drift_scale=n.drift_scale)
@@ -141,11 +142,36 @@ class DevicePreset:
         m.max_output_size = self.mapping.max_output_size
         m.weight_scaling_omega = self.mapping.weight_scaling_omega
         m.weight_scaling_columnwise = self.mapping.weight_scaling_columnwise
-        min_t = CMO_MIN_DRIFT_TIME if isinstance(self.noise, ReRamCMONoise) else 0.0
         cfg.noise_model = WriteVerifyNoiseModel(self.noise_model(), copy.deepcopy(self.write_verify),
-                                                default_verified=verified, min_drift_time=min_t)
+                                                default_verified=verified, min_drift_time=self.min_drift_time)
         cfg.drift_compensation = _drift_compensation(self.drift_compensation)
         return cfg
+
+    @property
+    def min_drift_time(self) -> float:
+        """Smallest drift time > 0 the device model is fitted for (s); 0 = any."""
+        return CMO_MIN_DRIFT_TIME if isinstance(self.noise, ReRamCMONoise) else 0.0
+
+    def check_times(self, seconds: list[float], what: str = "times") -> None:
+        """Refuse drift times the device model is not fitted for, before anything is trained."""
+        short = [t for t in seconds if 0 < t < self.min_drift_time]
+        if short:
+            raise ConfigError(f"{what} {short} are below {self.min_drift_time:g} s, where the {self.noise.model} "
+                              f"model of preset {self.name!r} is not fitted; use 0 or times >= "
+                              f"{self.min_drift_time:g}s")
+
+    @property
+    def identity(self) -> str:
+        """Fingerprint of the preset's content (not its file name): what a chip's physics depends on."""
+        from tsb_aihw.utils.io import json_fingerprint
+
+        return json_fingerprint(dataclasses.asdict(self) | {"source": None})
+
+    @property
+    def folder_name(self) -> str:
+        """Output folder of this preset: its name plus its content fingerprint, so two files with the same
+        stem (or the same preset with other overrides) never share a folder."""
+        return f"{self.name}-{self.identity[:8]}"
 
     # -- reporting -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -208,23 +234,6 @@ def _resolve(name_or_path: str | Path) -> Path:
                       f"(a path to a preset YAML file also works)")
 
 
-def _set_dotted(raw: dict, dotted: str, value: Any, src: str) -> None:
-    parts = dotted.split(".")
-    if any(not p for p in parts):
-        raise ConfigError(f"{src}: override key {dotted!r} is malformed; use section.key, e.g. noise.sigma "
-                          f"(or noise__sigma as a keyword)")
-    node = raw
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"{src}: override {dotted!r}: {part!r} is a value, not a section; "
-                              f"override {part!r} itself")
-        node = child
-    node[parts[-1]] = value
-
-
 def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
                 **kw_overrides: Any) -> DevicePreset:
     """Load and validate a device preset.
@@ -250,6 +259,6 @@ def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, Any]]
         if "noise.model" in all_over:
             raw["noise"] = {"model": all_over["noise.model"]}
         for key, value in all_over.items():
-            _set_dotted(raw, key, value, src)
+            set_dotted(raw, key, value, src)
     spec: PresetSpec = build_preset(raw, src)
     return DevicePreset(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(PresetSpec)}, source=src)

@@ -1,37 +1,18 @@
 """The device-preset schema: nested dataclasses whose field metadata is the one range/choice table.
 
 Every key a preset YAML may hold is a dataclass field below; its type hint gives the type, its metadata the
-allowed range or choices and, for write-verify numbers, whether it must be given. ``build_preset`` turns a
-raw (YAML) mapping into the validated tree and raises :class:`ConfigError` naming file, key, value, allowed
-range and the fix.
+allowed range or choices and, for write-verify numbers, whether it must be given. The mechanism is the
+project's one config schema (:mod:`tsb_aihw.utils.schema`); ``build_preset`` adds the cross-field checks.
 """
 from __future__ import annotations
 
-import difflib
 import math
-import re
-import types
-import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from tsb_aihw.errors import ConfigError
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-def _f(default: Any = MISSING, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-       hi_open: bool = False, choices: tuple | None = None, required: bool = False, doc: str = "") -> Any:
-    """A schema field: default plus the range/choices metadata that validation reads."""
-    meta = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices, required=required, doc=doc)
-    if required:
-        return field(default=None, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _section(cls: type) -> Any:
-    return field(default_factory=cls, metadata=dict(section=True))
-
+from tsb_aihw.utils.schema import build, leaf_fields, section, variant
+from tsb_aihw.utils.schema import spec as _f
 
 # ---------------------------------------------------------------------------------------------- noise
 
@@ -148,150 +129,21 @@ class PresetSpec:
 
     name: str = _f(required=True)
     description: str = _f("")
-    noise: Any = _f(required=True)  # one of NOISE_MODELS, chosen by noise.model
-    periphery: PeripherySpec = _section(PeripherySpec)
-    mapping: MappingSpec = _section(MappingSpec)
-    tile: TileSpec = _section(TileSpec)
+    noise: NoiseSpec = variant(NOISE_MODELS, tag="model", default="ideal", required=True)
+    periphery: PeripherySpec = section(PeripherySpec)
+    mapping: MappingSpec = section(MappingSpec)
+    tile: TileSpec = section(TileSpec)
     drift_compensation: str = _f("none", choices=("none", "global", "global_exact", "per_column"))
-    training: TrainingSpec = _section(TrainingSpec)
-    write_verify: WriteVerifySpec = _section(WriteVerifySpec)
+    training: TrainingSpec = section(TrainingSpec)
+    write_verify: WriteVerifySpec = section(WriteVerifySpec)
 
 
 # ---------------------------------------------------------------------------------------------- validation
 
 
-def _range_text(meta: dict, key: str) -> str:
-    if meta.get("choices"):
-        return "one of " + ", ".join(repr(c) for c in meta["choices"])
-    lo, hi = meta.get("lo"), meta.get("hi")
-    parts = []
-    if lo is not None:
-        parts.append(f"{lo:g} {'<' if meta.get('lo_open') else '<='} ")
-    parts.append(key.rsplit(".", 1)[-1])
-    if hi is not None:
-        parts.append(f" {'<' if meta.get('hi_open') else '<='} {hi:g}")
-    return "".join(parts)
-
-
-def _type_name(tp: Any) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return names.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-_YAML11_EXP = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")
-
-
-def _check_value(value: Any, tp: Any, meta: dict, key: str, src: str) -> Any:
-    base, optional = _unwrap_optional(tp)
-    rng = _range_text(meta, key)
-    constrained = meta.get("choices") or meta.get("lo") is not None or meta.get("hi") is not None
-    allowed = f" (allowed: {rng})" if constrained else ""
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{src}: {key} is null but must be {_type_name(base)}{allowed}; fix: give it a value")
-    if base is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{src}: {key} = {value!r} has the wrong type ({type(value).__name__}); "
-                              f"fix: write true or false (no quotes)")
-        return value
-    if base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{src}: {key} = {value!r} has the wrong type ({type(value).__name__}); "
-                              f"fix: write an integer without quotes{allowed}")
-    elif base is float:
-        if isinstance(value, str) and _YAML11_EXP.match(value):  # PyYAML reads 1e-9 (no dot) as a string
-            value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{src}: {key} = {value!r} has the wrong type ({type(value).__name__}); "
-                              f"fix: write a number{allowed}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{src}: {key} = {value!r} is not finite; fix: write a finite number{allowed}")
-    elif base is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{src}: {key} = {value!r} has the wrong type ({type(value).__name__}); "
-                              f"fix: write a string{allowed}")
-    choices = meta.get("choices")
-    if choices:
-        norm = value.lower() if isinstance(value, str) else value
-        if norm not in choices:
-            raise ConfigError(f"{src}: {key} = {value!r} is not allowed (allowed: {rng}); fix: use one of those")
-        return norm
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)) or \
-            hi is not None and (value > hi or (meta.get("hi_open") and value == hi)):
-        raise ConfigError(f"{src}: {key} = {value!r} is out of range (allowed: {rng}); "
-                          f"fix: set {key} to a value in that range")
-    return value
-
-
-def _unknown_key(key: str, valid: list[str], prefix: str, src: str, where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
-    if prefix == "noise.":
-        owners = [m for m, cls in NOISE_MODELS.items() if key in {f.name for f in fields(cls)}]
-        if owners:
-            hint = f"it belongs to noise.model {' / '.join(repr(o) for o in owners)}; "
-    return ConfigError(f"{src}: unknown key {prefix + key!r} in {where}; {hint}"
-                       f"valid keys: {', '.join(sorted(valid))}")
-
-
-def _build(cls: type, data: Any, src: str, prefix: str) -> Any:
-    where = f"section {prefix[:-1]!r}" if prefix else "the preset"
-    if cls in NOISE_MODELS.values():
-        where += f" for noise.model {cls.model!r}"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{src}: {prefix[:-1] or 'preset'} must be a mapping (key: value lines), "
-                          f"got {type(data).__name__}; fix the YAML structure")
-    hints = typing.get_type_hints(cls)
-    flds = {f.name: f for f in fields(cls) if f.init}
-    for key in data:
-        if key not in flds:
-            raise _unknown_key(str(key), list(flds), prefix, src, where)
-    kwargs: dict[str, Any] = {}
-    for name, f in flds.items():
-        key = prefix + name
-        if name not in data:
-            if f.metadata.get("required"):
-                raise ConfigError(f"{src}: missing key {key!r} ({f.metadata.get('doc') or 'required'}); add it "
-                                  f"(allowed: {_range_text(dict(f.metadata), key)})")
-            continue
-        value = data[name]
-        if name == "noise" and cls is PresetSpec:
-            kwargs[name] = _build_noise(value, src)
-        elif f.metadata.get("section"):
-            kwargs[name] = _build(hints[name], value if value is not None else {}, src, key + ".")
-        else:
-            kwargs[name] = _check_value(value, hints[name], dict(f.metadata), key, src)
-    return cls(**kwargs)
-
-
-def _build_noise(data: Any, src: str) -> NoiseSpec:
-    if not isinstance(data, dict) or "model" not in data:
-        raise ConfigError(f"{src}: section 'noise' needs a key 'model' (one of {', '.join(NOISE_MODELS)}); add it")
-    model = data["model"]
-    if not isinstance(model, str) or model not in NOISE_MODELS:
-        close = difflib.get_close_matches(str(model), list(NOISE_MODELS), n=1, cutoff=0.4)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"{src}: noise.model = {model!r} is not a known device model; {hint}"
-                          f"allowed: one of {', '.join(NOISE_MODELS)}")
-    cls = NOISE_MODELS[model]
-    return _build(cls, data, src, "noise.")
-
-
 def build_preset(data: Any, src: str) -> PresetSpec:
     """Validate a raw mapping (from YAML plus overrides) into a :class:`PresetSpec`."""
-    spec = _build(PresetSpec, data, src, "")
+    spec = build(PresetSpec, data, src)
     _cross_checks(spec, src)
     return spec
 
@@ -353,21 +205,7 @@ def model_devices_per_weight(noise: NoiseSpec) -> int | None:
 
 def spec_fields() -> list[tuple[str, Any, Any]]:
     """(dotted key, type hint, dataclass field) of every leaf a preset may set, noise fields of all models."""
-    out: list[tuple[str, Any, Any]] = []
-
-    def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            if f.metadata.get("section"):
-                walk(hints[f.name], prefix + f.name + ".")
-            elif f.name == "noise" and cls is PresetSpec:
-                for m in NOISE_MODELS.values():
-                    walk(m, "noise.")
-            else:
-                out.append((prefix + f.name, hints[f.name], f))
-
-    walk(PresetSpec, "")
-    return out
+    return leaf_fields(PresetSpec)
 
 
 def valid_keys() -> list[str]:

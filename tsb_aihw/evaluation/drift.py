@@ -10,9 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.monte_carlo import MonteCarloResult, PerChip, monte_carlo
-from tsb_aihw.evaluation.times import parse_times
-
-DEFAULT_TIMES = ("0s", "1s", "1h", "1d", "1mo", "1y")
+from tsb_aihw.evaluation.times import DRIFT_TIMES, parse_times
 
 
 def as_loader(data: DataLoader | Dataset, batch_size: int = 256) -> DataLoader:
@@ -32,7 +30,7 @@ def evaluate_drift(
     model: nn.Module,
     data: DataLoader | Dataset,
     preset: Any = None,
-    times: Sequence[float | str] | str = DEFAULT_TIMES,
+    times: Sequence[float | str] | str = DRIFT_TIMES,
     chips: int = 10,
     seed: int = 0,
     *,
@@ -40,14 +38,16 @@ def evaluate_drift(
     per_chip: PerChip | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
-    checkpoint_path: str | Path | None = None,
+    out: str | Path | None = None,
     progress: bool = True,
+    fast: bool | None = None,
 ) -> MonteCarloResult:
     """Monte-Carlo accuracy over ``chips`` chips at each drift time (seconds or "1h", "1d", "1y", ...).
 
     A digital ``model`` is converted with ``tsb_aihw.analog.to_analog(model, preset, verify=verify)``
     (``preset``: a ``DevicePreset`` or a preset name); an analog model is used as it is and ``preset`` is
-    ignored. See :func:`monte_carlo` for the chip and t = 0 conventions.
+    ignored. ``out`` (a directory) makes the study resumable. See :func:`monte_carlo` for the chip and t = 0
+    conventions: chip ``i`` is the same chip as in ``tsb-aihw run`` for the same model, preset and seed.
     """
     seconds = parse_times(times)
     if not seconds:
@@ -66,5 +66,5 @@ def evaluate_drift(
 
             preset = load_preset(preset)
         model = to_analog(model.eval(), preset, verify=verify)
-    return monte_carlo(model.eval(), loader, chips=chips, times=seconds, seed=seed, per_chip=per_chip,
-                       progress=progress, checkpoint_path=checkpoint_path, device=device)
+    return monte_carlo(model.eval(), loader, chips=chips, times=seconds, seed=seed, preset=preset,
+                       per_chip=per_chip, progress=progress, out=out, device=device, fast=fast)

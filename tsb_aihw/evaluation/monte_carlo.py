@@ -1,18 +1,21 @@
 """Monte-Carlo over chips: program a fresh chip, optionally adapt to it, drift, evaluate; resumable.
 
 Conventions
-- Chip ``i`` is seeded with ``derive_seed(seed, i)`` right before it is programmed, so every chip's
-  result is independent of run order, of other chips and of resuming.
+- Chip ``i`` is :class:`tsb_aihw.analog.chip.Chip` ``(model, preset, seed, i)``: programmed tile by tile,
+  drifted and evaluated with every random step seeded by the chip, so chip ``i`` here is chip ``i`` of
+  ``tsb-aihw run``, ``sweep``, ``drift`` and ``refresh`` for the same model, preset and seed, and every
+  chip's result is independent of run order, of other chips and of resuming.
 - Every chip starts from the same model state: digital parameters/buffers (BN statistics, digital
   layers, tile alphas and scales) and each tile's programming reference are restored before programming,
   so a ``per_chip`` hook (TSB training, BN recalibration, re-programming a tile) cannot leak into the
   next chip.
-- ``t == 0``: the freshly programmed weights as they are (no drift call, so no read noise; drift
-  compensation alpha = 1). ``t > 0``: ``drift_analog_weights(t)``, which always starts from the
-  programmed state. Times are evaluated in ascending order and reported in the order given.
+- ``t == 0``: the freshly programmed weights as they are (no read noise; drift compensation alpha = 1).
+  ``t > 0``: every tile drifted to ``t`` from its programmed state. Times are evaluated in ascending order
+  and reported in the order given.
 - Afterwards the model holds its starting state with each tile at its target weights, unprogrammed.
-- Reproducibility: programming and drift noise come from torch's RNG (seeded per chip). Torch tiles are
-  bit-reproducible; AIHWKit 1.1's C++ tiles draw per-MVM IO noise (out_noise, ...) from their own unseeded
+- Reproducibility: programming, drift and output noise come from torch's RNG (seeded per chip and step).
+  Torch tiles are bit-reproducible; AIHWKit 1.1's C++ tiles draw per-MVM IO noise (out_noise, ...) from their own
+  unseeded
   RNG, so with noisy IO they reproduce only statistically (with ``is_perfect`` IO they are exact).
 """
 from __future__ import annotations
@@ -28,17 +31,13 @@ import torch
 from torch import nn
 
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.evaluation.accuracy import evaluate_accuracy
-from tsb_aihw.evaluation.stats import Summary, summarize
+from tsb_aihw.evaluation.stats import Summary, check_accuracies, summarize
 from tsb_aihw.evaluation.times import format_time, parse_times
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, ensure_writable_dir, read_json
-from tsb_aihw.utils.seeding import derive_seed, seed_everything
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, ensure_writable_dir
 
 PerChip = Callable[[nn.Module, int], Any]
 Evaluate = Callable[[nn.Module, Iterable], float]
-Program = Callable[[nn.Module, int], None]
-Drift = Callable[[nn.Module, float, int], None]
-CHECKPOINT_VERSION = 1
+CELL_VERSION = 2
 
 
 @dataclass
@@ -52,6 +51,7 @@ class MonteCarloResult:
     chip_seconds: list[float] = field(default_factory=list)
     chip_extras: list[Any] = field(default_factory=list)
     resumed_chips: int = 0
+    chip_digests: list[str] = field(default_factory=list)  # programmed backbone of each chip (analog.chip)
 
     @property
     def chips(self) -> int:
@@ -85,6 +85,7 @@ class MonteCarloResult:
             "chip_seconds": self.chip_seconds,
             "chip_extras": self.chip_extras,
             "resumed_chips": self.resumed_chips,
+            "chip_digests": self.chip_digests,
             "summary": {label: s.to_dict() for label, s in zip(self.time_labels, self.summaries)},
         }
 
@@ -167,15 +168,6 @@ def _tiles(model: nn.Module) -> list[Any]:
     return list(seen.values())
 
 
-@torch.no_grad()
-def _reset_alpha(model: nn.Module) -> None:
-    """Drift compensation factor 1: right after programming the programmed weights are the baseline."""
-    from tsb_aihw.analog.tiles import reset_drift_compensation  # lazy: the analog package pulls in AIHWKit
-
-    for tile in _tiles(model):
-        reset_drift_compensation(tile)
-
-
 def _check_inputs(model: nn.Module, chips: int, times: Sequence[float]) -> None:
     if not (hasattr(model, "program_analog_weights") and hasattr(model, "drift_analog_weights")):
         raise ConfigError("monte_carlo needs an AIHWKit analog model; convert it with tsb_aihw.analog."
@@ -186,17 +178,6 @@ def _check_inputs(model: nn.Module, chips: int, times: Sequence[float]) -> None:
         raise ConfigError("no drift times given; pass e.g. times=['0', '1h', '1d', '1y']")
     if len(set(times)) != len(times):
         raise ConfigError(f"drift times contain duplicates: {[format_time(t) for t in times]}")
-
-
-def _load_checkpoint(path: Path, key: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    data = read_json(path)
-    found = {k: data.get(k) for k in key}
-    if found != key:
-        raise ConfigError(f"checkpoint {path} belongs to another study ({found}; now {key}); delete it or "
-                          "choose another checkpoint_path")
-    return {int(row["chip"]): row for row in data["rows"]}
 
 
 def _jsonable(extra: Any) -> Any:
@@ -215,73 +196,93 @@ def monte_carlo(
     chips: int,
     times: Sequence[float | str],
     seed: int,
+    preset: Any = None,
     per_chip: PerChip | None = None,
     evaluate: Evaluate | None = None,
     progress: bool = True,
-    checkpoint_path: str | Path | None = None,
+    out: str | Path | None = None,
     device: str | torch.device = "cpu",
-    program: Program | None = None,
-    drift: Drift | None = None,
+    fast: bool | None = None,
 ) -> MonteCarloResult:
     """Accuracy over ``chips`` simulated chips at each drift time (see the module docstring).
 
     ``per_chip(model, chip_index)`` runs after programming and before drift, e.g. TSB training against that
     chip or BN recalibration; whatever it returns (None, a dict, or an object with ``to_dict``) is stored per
-    chip. ``evaluate(model, loader) -> float`` defaults to top-1 accuracy. With ``checkpoint_path`` each
-    finished chip is written atomically and a re-run with the same seed, times and starting model state
-    skips finished chips (the hook and ``evaluate`` cannot be checked: use one checkpoint per study arm).
-    ``per_chip`` runs with torch's RNG seeded for the chip, so anything random it does is reproducible.
-    ``program(model, chip_seed)`` / ``drift(model, t, chip_seed)`` replace ``program_analog_weights()`` /
-    ``drift_analog_weights(t)``, e.g. to seed each tile separately so that methods share chip noise.
+    chip. ``evaluate(model, loader) -> float`` defaults to top-1 accuracy (periphery noise seeded per chip and
+    time). With ``out`` (a directory) each finished chip is saved in a result store
+    (:class:`tsb_aihw.utils.store.ResultStore`) and a re-run with the same seed, times and starting model state
+    skips finished chips; another configuration there is refused (the hook and ``evaluate`` cannot be checked:
+    use one directory per study arm). ``per_chip`` runs with torch's RNG seeded for the chip, so anything
+    random it does is reproducible. ``preset`` is recorded with the chip (programming cost).
     """
-    from tqdm.auto import tqdm
+    from tsb_aihw.analog.chip import Chip
+    from tsb_aihw.parallel.cells import run_cells
+    from tsb_aihw.parallel.executor import SerialExecutor
+    from tsb_aihw.utils.store import ResultStore
 
     seconds = parse_times(times)
     _check_inputs(analog_model, chips, seconds)
-    if evaluate is None:
-        def evaluate(m: nn.Module, data: Iterable) -> float:
-            return evaluate_accuracy(m, data, device)
-    order = sorted(range(len(seconds)), key=lambda j: seconds[j])
     state = _ModelState(analog_model)
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    key = {"version": CHECKPOINT_VERSION, "seed": seed, "times": seconds}
-    if ckpt is not None:
-        key["model"] = state.fingerprint()
-    done = _load_checkpoint(ckpt, key) if ckpt is not None else {}
-    rows: dict[int, dict[str, Any]] = {c: r for c, r in done.items()}
-    resumed = sum(1 for c in done if c < chips)
+    identity = {"version": CELL_VERSION, "seed": seed, "times": seconds, "model": state.fingerprint()}
+    store: Any = ResultStore(out, "monte-carlo", identity) if out is not None else _MemoryStore()
+
+    def run_chip(task: _ChipTask) -> dict[str, Any]:
+        start = time.perf_counter()
+        chip = Chip(analog_model, preset, seed, task.index)
+        state.restore(analog_model)
+        digest = chip.program()
+        with chip.rng("per-chip"):
+            extra = _jsonable(per_chip(analog_model, task.index)) if per_chip is not None else None
+        analog_model.eval()
+        accs = evaluate_chip(chip, loader, seconds, device=device, fast=fast, evaluate=evaluate)
+        return {"chip": task.index, "seed": chip.chip_seed, "accuracies": accs, "digest": digest,
+                "seconds": time.perf_counter() - start, "extra": extra}
+
+    tasks = [_ChipTask(f"chip#{c}", c) for c in range(chips)]
     try:
-        for chip in tqdm(range(chips), desc="chips", disable=not progress, leave=False):
-            if chip in rows:
-                continue
-            start = time.perf_counter()
-            chip_seed = derive_seed(seed, chip)
-            state.restore(analog_model)
-            analog_model.eval()
-            seed_everything(chip_seed)
-            if program is None:
-                analog_model.program_analog_weights()
-            else:
-                program(analog_model, chip_seed)
-            _reset_alpha(analog_model)
-            extra = _jsonable(per_chip(analog_model, chip)) if per_chip is not None else None
-            analog_model.eval()
-            accs = [math.nan] * len(seconds)
-            for j in order:
-                if seconds[j] > 0 and drift is None:
-                    analog_model.drift_analog_weights(seconds[j])
-                elif seconds[j] > 0:
-                    drift(analog_model, seconds[j], chip_seed)
-                accs[j] = float(evaluate(analog_model, loader))
-            rows[chip] = {"chip": chip, "seed": chip_seed, "accuracies": accs,
-                          "seconds": time.perf_counter() - start, "extra": extra}
-            if ckpt is not None:
-                atomic_write_json(ckpt, {**key, "rows": [rows[c] for c in sorted(rows)]})
+        resumed = run_cells(run_chip, tasks, store, SerialExecutor(), desc="chips", progress=progress)
     finally:
         state.reset(analog_model)
-    kept = [rows[c] for c in range(chips)]
+    kept = [check_chip_row(store.get(t.key), str(getattr(store, "path", "monte_carlo"))) for t in tasks]
     return MonteCarloResult(
         times=seconds, seed=seed, chip_seeds=[r["seed"] for r in kept],
         accuracies=[r["accuracies"] for r in kept], chip_seconds=[r["seconds"] for r in kept],
-        chip_extras=[r["extra"] for r in kept], resumed_chips=resumed,
+        chip_extras=[r["extra"] for r in kept], resumed_chips=resumed, chip_digests=[r["digest"] for r in kept],
     )
+
+
+def evaluate_chip(chip: Any, loader: Iterable, seconds: Sequence[float], device: str | torch.device = "cpu",
+                  fast: bool | None = None, evaluate: Evaluate | None = None) -> list[float]:
+    """Accuracy of a programmed :class:`~tsb_aihw.analog.chip.Chip` at each time (drifted in ascending order,
+    reported in the order given), periphery noise seeded per chip and time."""
+    accs = [math.nan] * len(seconds)
+    for j in sorted(range(len(seconds)), key=lambda i: seconds[i]):
+        if evaluate is None:
+            accs[j] = chip.evaluate(loader, seconds[j], device=device, fast=fast)
+        else:
+            chip.drift(seconds[j])
+            with chip.rng("eval", repr(float(seconds[j]))):
+                accs[j] = float(evaluate(chip.model, loader))
+    return accs
+
+
+@dataclass(frozen=True)
+class _ChipTask:
+    key: str
+    index: int
+
+
+class _MemoryStore(dict):
+    """A store that keeps cells in memory (no ``out`` directory)."""
+
+    def put(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
+def check_chip_row(row: Any, where: str) -> dict[str, Any]:
+    """A stored chip row is type-checked before use (an edited store is an error, never used)."""
+    if not isinstance(row, dict) or not {"seed", "accuracies", "seconds", "digest"} <= set(row):
+        raise ConfigError(f"{where}: a stored chip is mis-shaped; the store was edited or damaged (move it aside "
+                          "with --move-aside to recompute)")
+    check_accuracies(row["accuracies"], where)
+    return row

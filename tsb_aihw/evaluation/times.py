@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from typing import Sequence
 
 from tsb_aihw.errors import ConfigError
 
@@ -27,6 +28,8 @@ _LABEL_UNITS: tuple[tuple[str, float], ...] = (
     ("y", YEAR), ("mo", MONTH), ("d", DAY), ("h", HOUR), ("min", MINUTE), ("s", 1.0),
 )
 _PATTERN = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zA-Z]*)\s*$")
+#: the one default drift-time grid (drift studies, ``evaluate_drift``); 1 s ... 1 y on a log axis
+DRIFT_TIMES: tuple[str, ...] = ("0s", "1s", "1h", "1d", "1mo", "1y")
 _HINT = "use a number of seconds or a number with a unit s, min, h, d, w, mo (30 d) or y (365 d), e.g. '1h'"
 
 
@@ -58,12 +61,12 @@ def parse_time(value: str | float | int) -> float:
     return seconds
 
 
-def parse_times(values: str | float | int | list | tuple) -> list[float]:
+def parse_times(values: str | float | int | Sequence[str | float]) -> list[float]:
     """A list of times (a single value or a comma-separated string also works), order kept."""
     if isinstance(values, str):
-        values = [v for v in values.split(",") if v.strip()]
-    elif isinstance(values, numbers.Real):
-        values = [values]
+        return [parse_time(v) for v in values.split(",") if v.strip()]
+    if isinstance(values, numbers.Real):
+        return [parse_time(float(values))]
     return [parse_time(v) for v in values]
 
 
@@ -79,3 +82,19 @@ def format_time(seconds: float) -> str:
             if math.isclose(float(text) * scale, seconds, rel_tol=1e-9, abs_tol=1e-12):
                 return f"{text}{unit}"
     return f"{seconds:.17g}s"
+
+
+def check_times(values: list | tuple, what: str = "times") -> list[float]:
+    """Parsed times, refusing an empty list and duplicates (two labels for one time: '1h' and 3600)."""
+    seconds = []
+    for i, v in enumerate(values):
+        try:
+            seconds.append(parse_time(v))
+        except ConfigError as exc:
+            raise ConfigError(f"{what}[{i}]: {exc}") from None
+    if not seconds:
+        raise ConfigError(f"{what} is empty: give at least one time, e.g. [0] or ['1s', '1d']")
+    dup = sorted({format_time(t) for t in seconds if seconds.count(t) > 1})
+    if dup:
+        raise ConfigError(f"{what} repeat {', '.join(dup)} (each time once; '1h' and 3600 are the same time)")
+    return seconds

@@ -1,6 +1,6 @@
 """LeNet-3: the paper's three-weight-layer MNIST net (two 5x5 convs + one classifier), sized for one k=16 TSB.
 
-The paper does not describe LeNet-3 (tsb-method.md §5), so this is our reading: conv 1->32 5x5, BN, ReLU,
+The paper does not describe LeNet-3 (docs/notes/tsb-method.md §5), so this is our reading: conv 1->32 5x5, BN, ReLU,
 2x2 max-pool; conv 32->64 5x5, BN, ReLU, 2x2 max-pool; FC (64*s*s)->classes. On 1x32x32 MNIST this is
 800 + 51,200 + 16,000 = 68,000 weights, and one shared 16x16 block (256 weights) is 0.376% of them: just
 inside the paper's 0.4% verify budget. Smaller inputs (8x8 sklearn digits) use 'same' padding and a

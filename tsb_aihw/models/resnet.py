@@ -1,4 +1,6 @@
-"""ResNet-18 for CIFAR as in the TSB authors' NF_Training code (tsb-method.md §5): 11.16 M weights at width 1."""
+"""ResNet-18 for CIFAR as in the TSB authors' NF_Training code (docs/notes/tsb-method.md §5).
+
+11.16 M weights at width 1."""
 from __future__ import annotations
 
 from torch import Tensor, nn

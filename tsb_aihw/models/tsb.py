@@ -58,7 +58,7 @@ class TSBSite(nn.Module):
     """Parameter-free marker that applies the shared block to the output of the module named ``target``.
 
     The block is held *unregistered* (``object.__setattr__``): a module registered under two names stays
-    digital after AIHWKit conversion (aihwkit-1.1-facts.md §4), so only ``model.tsb`` owns it and
+    digital after AIHWKit conversion (docs/notes/aihwkit-1.1-facts.md §4), so only ``model.tsb`` owns it and
     ``bind_sites`` re-attaches every site (and its forward hook) after conversion or deepcopy.
     """
 

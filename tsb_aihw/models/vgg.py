@@ -1,4 +1,4 @@
-"""VGG-8 for CIFAR as in the TSB authors' NF_Training code (tsb-method.md §5): 12.90 M weights at width 1."""
+"""VGG-8 for CIFAR as in the TSB authors' NF_Training code (docs/notes/tsb-method.md §5): 12.90 M weights at width 1."""
 from __future__ import annotations
 
 from torch import Tensor, nn

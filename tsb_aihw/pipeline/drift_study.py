@@ -1,64 +1,33 @@
 """Drift study of one trained model on several device presets: accuracy vs time over N chips, one call.
 
-``run_drift_study`` converts the same digital model once per preset (``to_analog(model, preset, verify)``),
-runs :func:`tsb_aihw.evaluation.evaluate_drift` with a per-preset chip checkpoint (so an interrupted study
-resumes from its finished chips), and writes one ``drift.json`` (config, seed, provenance, per-chip accuracies
-and mean/std/95% CI per preset and time), ``drift_summary.csv`` and an accuracy-vs-time plot (PNG + PDF).
-
-It is what ``tsb-aihw drift`` runs; a model without a checkpoint is first trained with noise injection
-(:func:`prepare_model`), and that digital checkpoint is kept in the output directory for re-runs.
+``run_drift_study`` puts the same digital model on every preset (``to_analog(model, preset, verify)``) and
+runs one cell per (preset, chip) through :func:`tsb_aihw.parallel.run_cells` (in-process, a process pool or
+Dask), each saved in the output directory's result store, keyed by the preset's *content* (two presets with
+the same file stem, or the same preset with other overrides, never share a cell). Chip ``i`` is the same chip
+as in ``tsb-aihw run`` for the same model, preset and seed. It writes ``drift.json`` (config, seed,
+provenance, per-chip accuracies and mean/std/95% CI per preset and time), ``drift_summary.csv``,
+``drift_chips.csv`` and an accuracy-vs-time plot. A model without a checkpoint is first trained with noise injection
+(:func:`prepare_model`) and kept as ``OUT/checkpoints/model.pt``.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import format_time, parse_times
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, ensure_writable_dir
+from tsb_aihw.parallel.executor import Executor
+from tsb_aihw.pipeline.config import DriftConfig
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
+from tsb_aihw.utils.store import ResultStore
 
-DEFAULT_DRIFT_TIMES = ("0s", "1s", "1h", "1d", "1mo", "1y")
-
-
-@dataclass
-class DriftStudyConfig:
-    """What ``tsb-aihw drift`` needs; recorded verbatim in ``drift.json``."""
-
-    model: str = "lenet3"
-    width: float = 1.0
-    dataset: str = "mnist5k"
-    presets: list[str] = field(default_factory=lambda: ["pcm"])
-    times: list[float | str] = field(default_factory=lambda: list(DEFAULT_DRIFT_TIMES))
-    chips: int = 20
-    seed: int = 0
-    verify: str = "none"  # none | all | tsb (tsb only makes sense for a model holding a trained block)
-    checkpoint: str | None = None  # digital state dict of the registry model; None: train one
-    train_epochs: int = 10  # noise-injection epochs when no checkpoint is given
-    train_noise_std: float | None = None  # None: the first preset's training_noise_std
-    eval_limit: int | None = None  # first N test images (None = the whole test split)
-    batch_size: int = 500
-    device: str = "cpu"
-
-    def validate(self) -> "DriftStudyConfig":
-        if not self.presets:
-            raise ConfigError("no device presets given; pass e.g. --preset pcm --preset rram")
-        if not isinstance(self.chips, int) or isinstance(self.chips, bool) or self.chips < 2:
-            raise ConfigError(f"chips must be an integer >= 2 (mean ± std over chips needs two), got {self.chips!r}")
-        if self.verify not in ("none", "all", "tsb"):
-            raise ConfigError(f"verify must be 'none', 'all' or 'tsb', got {self.verify!r}")
-        if self.eval_limit is not None and self.eval_limit < 1:
-            raise ConfigError(f"eval_limit must be a positive number of images or None, got {self.eval_limit!r}")
-        if self.checkpoint is None and self.train_epochs < 1:
-            raise ConfigError("no --checkpoint given and train_epochs < 1: give a checkpoint or train >= 1 epoch")
-        if not parse_times(self.times):
-            raise ConfigError("no drift times given; pass e.g. --times 0,1s,1h,1d,1mo,1y")
-        return self
+CELL_VERSION = 1
 
 
 def load_model_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
@@ -73,20 +42,25 @@ def load_model_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     return model.eval()
 
 
-def prepare_model(cfg: DriftStudyConfig, out: Path, progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
-    """The digital model: loaded from ``cfg.checkpoint``, or trained with noise injection (kept in ``out``)."""
-    from tsb_aihw.data import get_dataset, make_loader
-    from tsb_aihw.devices import load_preset
+def build_model(cfg: DriftConfig) -> nn.Module:
+    from tsb_aihw.data import get_dataset
     from tsb_aihw.models import get_model
-    from tsb_aihw.models.pretrained import load_state_checked
-    from tsb_aihw.pipeline.study import Checkpoints
-    from tsb_aihw.training import train_noise_injection
 
     info = get_dataset(cfg.dataset, "test", seed=cfg.seed).info
     # the initial weights come from torch's global generator, which torch seeds randomly in every new process
     seed_everything(derive_seed(cfg.seed, "drift-study", "init"))
-    model = get_model(cfg.model, num_classes=info.num_classes, in_channels=info.in_channels, width=cfg.width,
-                      input_size=info.image_size[0])
+    return get_model(cfg.model, num_classes=info.num_classes, in_channels=info.in_channels, width=cfg.width,
+                     input_size=info.image_size[0])
+
+
+def prepare_model(cfg: DriftConfig, store: ResultStore, progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """The digital model: loaded from ``cfg.checkpoint``, or trained with noise injection (kept in the store)."""
+    from tsb_aihw.data import get_dataset, make_loader
+    from tsb_aihw.devices import load_preset
+    from tsb_aihw.models.pretrained import load_state_checked
+    from tsb_aihw.training import train_noise_injection
+
+    model = build_model(cfg)
     if cfg.checkpoint is not None:
         return load_model_checkpoint(model, cfg.checkpoint), {"source": str(cfg.checkpoint)}
     noise = cfg.train_noise_std
@@ -94,7 +68,7 @@ def prepare_model(cfg: DriftStudyConfig, out: Path, progress: bool = True) -> tu
         noise = load_preset(cfg.presets[0]).training_noise_std
     key = {"model": cfg.model, "width": cfg.width, "dataset": cfg.dataset, "epochs": cfg.train_epochs,
            "noise_std": noise, "seed": cfg.seed}
-    ckpt = Checkpoints(out, folder="")  # OUT/model.pt, kept for re-runs with the same training key
+    ckpt = store.checkpoints
     hit = ckpt.load("model", key)
     if hit is not None:
         state, meta = hit
@@ -110,71 +84,134 @@ def prepare_model(cfg: DriftStudyConfig, out: Path, progress: bool = True) -> tu
     return model.eval(), meta
 
 
-def _series(result: Any) -> dict[str, list[float]]:
-    """Plot series of one Monte-Carlo result (None CI for n = 1 drawn as the mean)."""
-    sums = [s.to_dict() for s in result.summaries]
-    return {"times": list(result.times), "mean": [s["mean"] for s in sums],
-            "ci_low": [s["ci95_low"] if s["ci95_low"] is not None else s["mean"] for s in sums],
-            "ci_high": [s["ci95_high"] if s["ci95_high"] is not None else s["mean"] for s in sums]}
+@dataclass(frozen=True)
+class DriftChipTask:
+    """One (preset, chip) cell of a drift study: the config, where the model is, the preset and the chip."""
+
+    key: str
+    config: dict[str, Any]
+    model_path: str
+    preset: str
+    chip: int
+    threads: int | None = None
 
 
-def run_drift_study(model: nn.Module, test_data: Any, presets: Sequence[str], times: Sequence[float | str],
-                    chips: int, seed: int, out: str | Path, *, verify: str = "none", device: str = "cpu",
-                    config: dict[str, Any] | None = None, model_source: dict[str, Any] | None = None,
-                    progress: bool = True) -> dict[str, Any]:
-    """Accuracy vs drift time of ``model`` on each preset over ``chips`` chips; writes and returns ``drift.json``.
+class _DriftContext:
+    """A drift study's model and test loader in one process, and its analog model per preset."""
 
-    Every preset uses the same chip seeds (``seed``), so presets differ only by their device physics. A re-run
-    with the same arguments resumes from ``<out>/<preset>/chips.ckpt.json``.
-    """
-    from tsb_aihw.evaluation import evaluate_accuracy, evaluate_drift
-    from tsb_aihw.evaluation.drift import as_loader
+    def __init__(self, cfg: DriftConfig, model: nn.Module):
+        from torch.utils.data import DataLoader
+
+        from tsb_aihw.data import get_dataset
+
+        self.cfg, self.model = cfg, model.eval()
+        test: Any = get_dataset(cfg.dataset, "test", seed=cfg.seed)
+        if cfg.eval_limit is not None and cfg.eval_limit < len(test):
+            test = torch.utils.data.Subset(test, range(cfg.eval_limit))
+        self.loader = DataLoader(test, batch_size=cfg.batch_size, shuffle=False)
+        self.analog: dict[str, tuple[Any, nn.Module]] = {}
+
+    def chip_model(self, preset_name: str) -> tuple[Any, nn.Module]:
+        from tsb_aihw.analog import to_analog
+        from tsb_aihw.devices import load_preset
+
+        if preset_name not in self.analog:
+            preset = load_preset(preset_name)
+            self.analog[preset_name] = (preset, to_analog(self.model, preset, verify=self.cfg.verify).eval())
+        return self.analog[preset_name]
+
+
+_CONTEXTS: dict[str, _DriftContext] = {}
+
+
+def run_drift_chip(task: DriftChipTask) -> dict[str, Any]:
+    """Program chip ``task.chip`` on the task's preset and evaluate it at every time (any executor)."""
+    from tsb_aihw.analog.chip import Chip
+    from tsb_aihw.evaluation.monte_carlo import evaluate_chip
+
+    threads = torch.get_num_threads()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    try:
+        ck = f"{task.model_path}|{json_fingerprint(task.config)}"
+        if ck not in _CONTEXTS:
+            cfg = DriftConfig(**task.config)
+            _CONTEXTS[ck] = _DriftContext(cfg, load_model_checkpoint(build_model(cfg), task.model_path))
+        ctx = _CONTEXTS[ck]
+        preset, analog = ctx.chip_model(task.preset)
+        chip = Chip(analog, preset, ctx.cfg.seed, task.chip)
+        digest = chip.program()  # from the stored target: a re-used analog model starts every chip afresh
+        accs = evaluate_chip(chip, ctx.loader, parse_times(ctx.cfg.times), device=ctx.cfg.device)
+        return {"accuracies": accs, "seed": chip.chip_seed, "digest": digest}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def drift_identity(cfg: DriftConfig) -> dict[str, Any]:
+    c = asdict(cfg)
+    for k in ("chips", "presets"):  # more chips or presets extend a study
+        c.pop(k)
+    return {"kind": "drift", "config": c}
+
+
+def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, executor: Executor | None = None,
+                    threads: int | None = None, move_aside: bool = False) -> dict[str, Any]:
+    """``tsb-aihw drift``: accuracy vs drift time of one model on each preset over ``cfg.chips`` chips; writes
+    and returns ``drift.json``. Every preset uses the same chip seeds, so presets differ only in device physics."""
+    from tsb_aihw.devices import load_preset
+    from tsb_aihw.evaluation import evaluate_accuracy, summarize
+    from tsb_aihw.evaluation.stats import check_accuracies, time_series
+    from tsb_aihw.parallel.cells import run_cells
     from tsb_aihw.plots import plot_accuracy_vs_time
     from tsb_aihw.utils.provenance import provenance
 
-    out_dir = ensure_writable_dir(out)
-    seconds = parse_times(times)
-    loader = as_loader(test_data)
-    reference = evaluate_accuracy(model.eval(), loader, device=device)
-    entries: dict[str, Any] = {}
-    for name in presets:
-        sub = ensure_writable_dir(out_dir / Path(str(name)).stem)
-        res = evaluate_drift(model, loader, name, seconds, chips=chips, seed=seed, verify=verify, device=device,
-                             checkpoint_path=sub / "chips.ckpt.json", progress=progress)
-        res.save(sub)
-        entries[str(name)] = {**res.to_dict(), "series": _series(res)}
-    labels = [format_time(t) for t in seconds]
-    rows = [{"preset": p, "time_s": t, "time_label": lab, **{k: v for k, v in s.items()}}
-            for p, e in entries.items() for t, lab, s in zip(seconds, labels, e["summary"].values())]
-    plots = plot_accuracy_vs_time({p: e["series"] for p, e in entries.items()}, out_dir / "accuracy_vs_time",
-                                  reference=reference,
-                                  title=f"{chips} chips per preset, verify={verify}")
-    result = {"config": config or {}, "seed": seed, "chips": chips, "times": seconds, "time_labels": labels,
-              "verify": verify, "reference_accuracy": reference,
-              "reference_definition": "digital test accuracy of the same model (no device effects)",
-              "presets": {p: {k: v for k, v in e.items() if k != "series"} for p, e in entries.items()},
-              "plots": [p.name for p in plots], "model_source": model_source or {}, "provenance": provenance()}
-    atomic_write_csv(out_dir / "drift_summary.csv", rows)
-    atomic_write_json(out_dir / "drift.json", result)
-    return result
-
-
-def drift_study_from_config(cfg: DriftStudyConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
-    """``tsb-aihw drift``: prepare (load or train) the model, load the test split, run the study."""
-    from tsb_aihw.data import get_dataset
-
     cfg.validate()
-    out_dir = ensure_writable_dir(out)
-    model, meta = prepare_model(cfg, out_dir, progress=progress)
-    test = get_dataset(cfg.dataset, "test", seed=cfg.seed)
-    if cfg.eval_limit is not None and cfg.eval_limit < len(test):
-        test = torch.utils.data.Subset(test, range(cfg.eval_limit))
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(test, batch_size=cfg.batch_size, shuffle=False)
-    result = run_drift_study(model, loader, cfg.presets, cfg.times, cfg.chips, cfg.seed, out_dir,
-                             verify=cfg.verify, device=cfg.device, config=asdict(cfg), model_source=meta,
-                             progress=progress)
+    presets = {name: load_preset(name) for name in cfg.presets}
+    folders = [p.folder_name for p in presets.values()]
+    if len(set(folders)) != len(folders):
+        raise ConfigError(f"the presets {cfg.presets} include the same device twice; give each once")
+    store = ResultStore(out, "drift", drift_identity(cfg), move_aside=move_aside)
+    model, meta = prepare_model(cfg, store, progress=progress)
+    model_path = cfg.checkpoint or str(store.checkpoints.path("model"))
+    ctx = _DriftContext(cfg, model)
+    config = asdict(cfg)
+    ck = f"{model_path}|{json_fingerprint(config)}"
+    _CONTEXTS[ck] = ctx
+    tasks = [DriftChipTask(key=f"{p.folder_name}#chip{c}@{json_fingerprint([p.identity, CELL_VERSION])}",
+                           config=config, model_path=model_path, preset=name, chip=c, threads=threads)
+             for name, p in presets.items() for c in range(cfg.chips)]
+    resumed = {name: sum(t.key in store for t in tasks if t.preset == name) for name in presets}
+    try:
+        run_cells(run_drift_chip, tasks, store, executor, desc="drift: presets x chips", progress=progress)
+    finally:
+        _CONTEXTS.pop(ck, None)
+    seconds = parse_times(cfg.times)
+    labels = [format_time(t) for t in seconds]
+    reference = evaluate_accuracy(model, ctx.loader, device=cfg.device)
+    entries: dict[str, Any] = {}
+    for name, p in presets.items():
+        rows = [store.get(t.key) for t in tasks if t.preset == name]
+        per_chip = [check_accuracies(r.get("accuracies") if isinstance(r, dict) else None, str(store.path))
+                    for r in rows]
+        sums = {lab: summarize([c[i] for c in per_chip]).to_dict() for i, lab in enumerate(labels)}
+        entries[name] = {"identity": p.identity, "folder": p.folder_name, "accuracies": per_chip,
+                         "chip_seeds": [r["seed"] for r in rows], "chip_digests": [r["digest"] for r in rows],
+                         "summary": sums, "series": time_series(per_chip, seconds), "resumed_chips": resumed[name]}
+    rows_csv = [{"preset": name, "time_s": t, "time_label": lab, **e["summary"][lab]}
+                for name, e in entries.items() for t, lab in zip(seconds, labels)]
+    chip_csv = [{"preset": name, "chip": c, "chip_seed": e["chip_seeds"][c], "time_s": t, "time_label": lab,
+                 "accuracy": acc} for name, e in entries.items() for c, row in enumerate(e["accuracies"])
+                for t, lab, acc in zip(seconds, labels, row)]
+    plots = plot_accuracy_vs_time({name: e["series"] for name, e in entries.items()}, store.out / "accuracy_vs_time",
+                                  reference=reference, title=f"{cfg.chips} chips per preset, verify={cfg.verify}")
+    result = {"config": config, "seed": cfg.seed, "chips": cfg.chips, "times": seconds, "time_labels": labels,
+              "verify": cfg.verify, "reference_accuracy": reference,
+              "reference_definition": "digital test accuracy of the same model (no device effects)",
+              "presets": {name: {k: v for k, v in e.items() if k != "series"} for name, e in entries.items()},
+              "plots": [p.name for p in plots], "model_source": meta, "provenance": provenance()}
+    atomic_write_csv(store.out / "drift_summary.csv", rows_csv)
+    atomic_write_csv(store.out / "drift_chips.csv", chip_csv)
+    atomic_write_json(store.out / "drift.json", result)
     return result
 
 

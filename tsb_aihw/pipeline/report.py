@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from tsb_aihw.evaluation.stats import time_series
 from tsb_aihw.pipeline.claims import PAPER, format_claim
 from tsb_aihw.plots import plot_accuracy_vs_time, plot_accuracy_vs_verified_fraction
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_text
@@ -34,7 +35,8 @@ def chip_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     for key, m in results["methods"].items():
         for chip, accs in enumerate(m["per_chip"]):
             for t, a in zip(m["accuracy"], accs):
-                rows.append({"preset": results["preset"]["name"], "method": key, "chip": chip, "time": t, "accuracy": a})
+                rows.append({"preset": results["preset"]["name"], "method": key, "chip": chip, "time": t,
+                             "accuracy": a})
     return rows
 
 
@@ -51,9 +53,7 @@ def write_plots(results: Mapping[str, Any], out: Path) -> list[Path]:
     preset = results["preset"]["name"]
     files: list[Path] = []
     if len(times) > 1:
-        series = {m["label"]: {"times": results["times"], "mean": [m["accuracy"][t]["mean"] for t in times],
-                               "ci_low": [m["accuracy"][t]["ci95_low"] for t in times],
-                               "ci_high": [m["accuracy"][t]["ci95_high"] for t in times]}
+        series = {m["label"]: time_series(m["per_chip"], results["times"])
                   for m in methods.values() if not m.get("curve")}
         files += plot_accuracy_vs_time(series, out / "accuracy_vs_time", reference=ref,
                                        title=f"{results['model']} on {preset}: accuracy over time")
@@ -67,7 +67,7 @@ def write_plots(results: Mapping[str, Any], out: Path) -> list[Path]:
                 c[k].append(p[k])
     base = methods.get("full_noise_injection")
     for c in curves.values():  # anchor every selective curve at one-shot (0) and full verify (1)
-        pts = sorted(zip(c["fraction"], c["mean"], c["ci_low"], c["ci_high"]))
+        pts: list[tuple[float, ...]] = sorted(zip(c["fraction"], c["mean"], c["ci_low"], c["ci_high"]))
         if base:
             pts.insert(0, tuple(_summary_point(base, t0).values()))
         if "full_verify" in methods:
@@ -85,7 +85,7 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
 
-def report_markdown(studies: list[Mapping[str, Any]], command: str) -> str:
+def report_markdown(studies: Sequence[Mapping[str, Any]], command: str) -> str:
     """The study report: setup, per-method table per preset, and the claims beside the paper's."""
     lines = ["# TSB study report", "", f"Command: `{command}`", ""]
     for r in studies:
@@ -130,5 +130,5 @@ def write_tables(results: Mapping[str, Any], out: Path) -> None:
     atomic_write_csv(out / "chips.csv", chip_rows(results))
 
 
-def write_report(studies: list[Mapping[str, Any]], out: Path, command: str) -> Path:
+def write_report(studies: Sequence[Mapping[str, Any]], out: Path, command: str) -> Path:
     return atomic_write_text(out / "report.md", report_markdown(studies, command))

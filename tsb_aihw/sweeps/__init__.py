@@ -30,8 +30,7 @@ second_derivative from 0 to 1, plus TSB and other fixed points at their own veri
 ``presets`` (one deployment per preset; accuracy vs time). CLI: ``tsb-aihw sweep --help``; docs: docs/sweeps.md.
 """
 from tsb_aihw.sweeps.axes import KINDS, SweepAxis
-from tsb_aihw.sweeps.config import load_sweep_config
 from tsb_aihw.sweeps.result import SweepResult, load_sweep
 from tsb_aihw.sweeps.runner import run_sweep
 
-__all__ = ["KINDS", "SweepAxis", "SweepResult", "load_sweep", "load_sweep_config", "run_sweep"]
+__all__ = ["KINDS", "SweepAxis", "SweepResult", "load_sweep", "run_sweep"]

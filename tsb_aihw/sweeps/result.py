@@ -5,57 +5,55 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tsb_aihw.evaluation import evaluate_accuracy, summarize
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint, read_json
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, read_json
 from tsb_aihw.utils.provenance import provenance
 
 SCHEMA = "tsb-aihw-sweep/1"
 
 
-def _mean_cost(rows: list[dict[str, Any]]) -> dict[str, float]:
-    keys = rows[0]["cost"].keys()
-    return {k: sum(r["cost"][k] for r in rows) / len(rows) for k in keys
-            if isinstance(rows[0]["cost"][k], (int, float))}
-
-
-def assemble_sweep(study: Any, axis: Any, points: list[Any], cells: Mapping[str, list[dict[str, Any]]],
+def assemble_sweep(ctx: Any, axis: Any, points: list[Any], cells: Mapping[str, list[Any]],
                    presets: Mapping[str, Any], *, note: str, executor: dict[str, Any], resumed: int) -> "SweepResult":
-    """Summaries (mean, std, Student-t 95% CI over chips) of every point at every time."""
+    """Summaries (mean, std, Student-t 95% CI over chips) of every point at every time.
+
+    ``ctx`` is the sweep's :class:`~tsb_aihw.pipeline.tasks.StudyContext`, ``cells[point id]`` its
+    :class:`~tsb_aihw.pipeline.deploy.CellResult` per chip and ``presets[point id]`` the device it ran on."""
     from tsb_aihw.analog import weight_report
     from tsb_aihw.models import get_tsb
 
-    cfg, labels = study.cfg, study.labels
+    cfg, labels, models = ctx.cfg, ctx.labels, ctx.models
     rows_out = []
     for p in points:
         rows = cells[p.id]
-        per_chip = [r["acc"] for r in rows]
-        preset = presets[json_fingerprint(p.deploy)]
+        per_chip = [r.acc for r in rows]
+        preset = presets[p.id]
         rows_out.append({
             "id": p.id, "axis_value": p.axis_value, "role": p.role, "method": p.spec.key, "label": p.spec.label,
             "curve": p.spec.curve, "selection": list(p.spec.selection) if p.spec.selection else None,
-            "preset": preset.name, "preset_source": p.deploy["preset"], "overrides": p.deploy["overrides"],
-            "verified_fraction": rows[0]["verified_fraction"], "cost": _mean_cost(rows),
+            "preset": preset.name, "preset_source": p.deploy.preset, "overrides": p.deploy.overrides,
+            "preset_identity": preset.identity, "verified_fraction": rows[0].verified_fraction,
+            "cost": {k: sum(r.cost[k] for r in rows) / len(rows) for k in rows[0].cost},
             "accuracy": {t: summarize([c[i] for c in per_chip]).to_dict() for i, t in enumerate(labels)},
-            "per_chip": per_chip,
+            "per_chip": per_chip, "chips": [r.chip for r in rows],
         })
         if p.spec.block == "chip":  # wall time: a timing key (tsb_aihw.utils.timing), ignored by comparisons
-            rows_out[-1]["block_time_s"] = sum(r["block_time_s"] for r in rows) / len(rows)
-    tsb = study.tsb_model()
+            rows_out[-1]["block_time_s"] = sum(r.block_time_s for r in rows) / len(rows)
+    tsb = models.tsb_model()
     data = {
         "schema": SCHEMA, "kind": axis.kind, "axis": axis.to_dict(), "config": cfg.to_dict(), "seed": cfg.seed,
         "chips": cfg.chips, "provenance": provenance(), "training_note": note,
-        "base_preset": study.train_preset.to_dict() | {"name": study.train_preset.name},
+        "base_preset": ctx.preset.to_dict() | {"name": ctx.preset.name},
         "model": cfg.model.name, "width": cfg.model.width,
-        "dataset": {"name": cfg.data.name, "split_note": study.data.test_info.split_note,
-                    "eval_size": len(study.data.test.dataset)},
-        "times": study.times, "time_labels": labels,
-        "reference_accuracy": evaluate_accuracy(study.backbone("full"), study.data.test, device=cfg.device),
+        "dataset": {"name": cfg.data.name, "split_note": ctx.data.test_info.split_note,
+                    "eval_size": len(ctx.data.test.dataset)},
+        "times": ctx.times, "time_labels": labels,
+        "reference_accuracy": evaluate_accuracy(models.backbone("full"), ctx.data.test, device=cfg.device),
         "reference_definition": "clean digital test accuracy of the fully trained noise-injection backbone (b)",
         "tsb": {"k": get_tsb(tsb).k, "weights": get_tsb(tsb).conv.weight.numel(),
                 "verified_fraction": weight_report(tsb).verified_fraction},
         "points": rows_out,
-        "training": {k: {"train_time_s": v.get("train_time_s")} for k, v in study.meta.items()},
+        "training": {k: {"train_time_s": v.get("train_time_s")} for k, v in models.meta.items()},
     }
-    return SweepResult(data, study.out, run_info={"executor": executor, "cells_reused": resumed})
+    return SweepResult(data, ctx.out, run_info={"executor": executor, "cells_reused": resumed})
 
 
 class SweepResult:

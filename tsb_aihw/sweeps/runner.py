@@ -1,8 +1,9 @@
 """``run_sweep``: train once on the base preset, then run every (axis value, method, chip) cell on an executor.
 
-Cells are saved one by one into ``sweep_cells.json`` (atomic rewrite) as they finish. A cell's id holds a
-fingerprint of everything it depends on (training config, seed, times, device preset, method, chip), so a
-re-run skips finished cells, and adding axis values or chips later reuses the ones already computed.
+Cells go through the one cell runner (:func:`tsb_aihw.parallel.run_cells`) into the output directory's result
+store. A cell's key holds a fingerprint of everything it depends on (training config, seed, times, the device
+preset's content, method, chip), so a re-run skips finished cells, and adding axis values or chips later
+reuses the ones already computed; another base config or axis kind in the same directory is refused.
 """
 from __future__ import annotations
 
@@ -10,25 +11,20 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from tqdm.auto import tqdm
-
+from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.evaluation.times import parse_times
+from tsb_aihw.parallel.cells import run_cells
 from tsb_aihw.pipeline.config import METHODS, StudyConfig
+from tsb_aihw.pipeline.deploy import CellResult, DeploySpec
 from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
-from tsb_aihw.pipeline.study import (
-    CELL_VERSION,
-    CellStore,
-    Study,
-    method_specs,
-    register_study,
-    run_cell_task,
-    unregister_study,
-)
+from tsb_aihw.pipeline.study import method_specs, study_identity
+from tsb_aihw.pipeline.tasks import StudyContext, register, run_cell_task, unregister
 from tsb_aihw.sweeps.axes import POINT_METHODS, SweepAxis, value_label
 from tsb_aihw.sweeps.result import SweepResult, assemble_sweep
-from tsb_aihw.utils.io import json_fingerprint
+from tsb_aihw.utils.store import ResultStore
 
 TRAINING_NOTE = ("backbones and fixed blocks are trained once, on the base config's preset ({preset}), and the "
                  "same digital models are deployed at every axis value; per-chip blocks (tsb) are trained per "
@@ -41,7 +37,7 @@ class Point:
 
     axis_value: Any
     spec: MethodSpec
-    deploy: dict[str, Any]  # {"preset": name or path, "overrides": {dotted key: value}}
+    deploy: DeploySpec
     role: str = "curve"  # "curve" (varies with the axis) or "point" (fixed method drawn at its own fraction)
 
     @property
@@ -49,32 +45,18 @@ class Point:
         return f"{value_label(self.axis_value)}|{self.spec.key}"
 
 
-def _dotted(overrides: dict[str, Any]) -> dict[str, Any]:
-    return {str(k).replace("__", "."): v for k, v in overrides.items()}
-
-
-def _load_deploy(deploy: dict[str, Any]) -> Any:
-    from tsb_aihw.devices import load_preset
-
-    return load_preset(deploy["preset"], overrides=deploy["overrides"])
-
-
-def deploy_for(cfg: StudyConfig, axis: SweepAxis, value: Any) -> dict[str, Any]:
+def deploy_for(cfg: StudyConfig, axis: SweepAxis, value: Any) -> DeploySpec:
     """The device preset (name + dotted overrides) that cells at ``value`` are programmed on."""
-    base = _dotted(cfg.preset_overrides)
+    base = {str(k).replace("__", "."): v for k, v in cfg.preset_overrides.items()}
     if axis.kind == "presets":
-        same = str(value) == str(cfg.preset)
-        return {"preset": str(value), "overrides": base if same else {}}
-    over = dict(base)
-    for key in axis.override_keys():
-        over[key] = value
-    return {"preset": cfg.preset, "overrides": over}
+        return DeploySpec(str(value), base if str(value) == str(cfg.preset) else {})
+    return DeploySpec(cfg.preset, base | {key: value for key in axis.override_keys()})
 
 
-def check_axis(cfg: StudyConfig, axis: SweepAxis) -> dict[Any, Any]:
+def check_axis(cfg: StudyConfig, axis: SweepAxis) -> dict[Any, DevicePreset]:
     """Load the device preset of every axis value now (fail before training) and refuse sweeps that cannot
     change anything. Returns {value: DevicePreset}."""
-    base = _load_deploy({"preset": cfg.preset, "overrides": _dotted(cfg.preset_overrides)})
+    base = deploy_for(cfg, SweepAxis("verified_fraction", [0.0]), None).load()
     if axis.kind == "sigma" and base.noise.model != "nvcim-gaussian":
         raise ConfigError(f"a sigma sweep sets noise.sigma, which only the nvcim-gaussian device model has; preset "
                           f"{cfg.preset!r} is {base.noise.model!r}. Use preset: nvcim-gaussian, or sweep another "
@@ -86,23 +68,19 @@ def check_axis(cfg: StudyConfig, axis: SweepAxis) -> dict[Any, Any]:
     presets = {}
     for v in (axis.values if axis.kind != "verified_fraction" else [None]):
         try:
-            presets[v] = _load_deploy(deploy_for(cfg, axis, v))
+            presets[v] = deploy_for(cfg, axis, v).load()
+            presets[v].check_times(parse_times(cfg.times))
         except ConfigError as exc:
             raise ConfigError(f"sweep {axis.kind} value {v!r}: {exc}") from None
-    from tsb_aihw.devices.presets import CMO_MIN_DRIFT_TIME
-    from tsb_aihw.evaluation import parse_time
-
-    short = [t for t in cfg.times if 0 < parse_time(t) < CMO_MIN_DRIFT_TIME]
-    cmo = [p.name for p in presets.values() if p.noise.model == "reram-cmo"]
-    if short and cmo:
-        raise ConfigError(f"times {short} are below {CMO_MIN_DRIFT_TIME:g} s, where the reram-cmo model of preset(s) "
-                          f"{cmo} is not fitted; use 0 or times >= 1s")
+    folders = [p.folder_name for p in presets.values()]
+    if axis.kind == "presets" and len(set(folders)) != len(folders):
+        raise ConfigError(f"sweep presets {axis.values}: two values are the same device; give each once")
     return presets
 
 
-def build_points(study: Study, axis: SweepAxis, methods: Sequence[str]) -> list[Point]:
+def build_points(ctx: StudyContext, axis: SweepAxis, methods: Sequence[str]) -> list[Point]:
     """Every (axis value, method) point of the sweep, in plotting order."""
-    cfg = study.cfg
+    cfg = ctx.cfg
     if axis.kind == "verified_fraction":
         deploy = deploy_for(cfg, axis, None)
         rules = list(axis.rules or cfg.selective.methods)
@@ -112,7 +90,7 @@ def build_points(study: Study, axis: SweepAxis, methods: Sequence[str]) -> list[
             raise ConfigError(f"points {bad} are not methods; choose from {', '.join(BASE_METHODS)}")
         from tsb_aihw.analog import weight_report
 
-        tsb_fraction = weight_report(study.tsb_model()).verified_fraction
+        tsb_fraction = weight_report(ctx.models.tsb_model()).verified_fraction
         fractions = set(axis.values)
         if axis.add_tsb_fraction and not any(abs(f - tsb_fraction) <= 0.02 * tsb_fraction for f in fractions):
             fractions.add(round(tsb_fraction, 10))  # the curves at TSB's budget (unless a value is within 2%)
@@ -126,29 +104,18 @@ def build_points(study: Study, axis: SweepAxis, methods: Sequence[str]) -> list[
                 pts += [Point(f, s, deploy) for s in selective_specs(rules, [f])]
         for m in wanted:
             spec = BASE_METHODS[m]
-            frac = weight_report(study.digital_model(spec), verify=spec.verify)
+            frac = weight_report(ctx.models.digital_model(spec), verify=spec.verify)
             pts.append(Point(round(frac.verified_fraction, 10), spec, deploy, role="point"))
         return pts
-    specs = method_specs(study)
+    specs = method_specs(ctx)
     return [Point(v, s, deploy_for(cfg, axis, v)) for v in axis.values for s in specs]
-
-
-def point_fingerprint(study: Study, point: Point, preset: Any) -> str:
-    """Everything a point's cells depend on (chips count and method list excluded: they only select cells)."""
-    c = study.cfg.to_dict()
-    for k in ("chips", "methods", "selective"):
-        c.pop(k)
-    s = point.spec
-    return json_fingerprint({"config": c, "preset": preset.to_dict(), "version": CELL_VERSION,
-                         "spec": [s.backbone, s.block, s.verify, s.selection, s.bn_recalibration]})
 
 
 def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | None = None,
               out: str | Path | None = None, *, methods: Sequence[str] | None = None, chips: int | None = None,
               times: Sequence[Any] | None = None, executor: Any = None, workers: int | None = None,
               scheduler: str | None = None, threads: int | None = 1, progress: bool = True,
-              on_cell: Callable[[str, int, dict[str, Any]], None] | None = None, plot: bool = True,
-              **axis_options: Any) -> SweepResult:
+              plot: bool = True, move_aside: bool = False, **axis_options: Any) -> SweepResult:
     """Run (or resume) a sweep and write ``sweep.json``, ``sweep.csv``, ``sweep_chips.csv`` and plots to ``out``.
 
     Args:
@@ -162,7 +129,7 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
             local process pool), else in-process.
         threads: torch threads inside every cell (1 by default on every executor, so results are identical
             across executors; None leaves the thread count alone).
-        on_cell: called as ``on_cell(point_id, chip, result)`` after each new cell is saved (progress hooks).
+        move_aside: rename an ``out`` that holds another sweep to ``out.moved-<time>`` instead of refusing.
     """
     from tsb_aihw.parallel import make_executor
 
@@ -184,50 +151,38 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
             raise ConfigError(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
         cfg.methods = list(methods)
     cfg.validate()
-    presets_by_value = check_axis(cfg, axis)
+    check_axis(cfg, axis)  # every value loads and can change something: checked before training
 
     own = executor is None
     ex = executor if executor is not None else make_executor(workers, scheduler, threads)  # a bad --scheduler fails
     try:                                                                                   # here, before training
-        study = Study(cfg, Path(out), progress=progress)
-        points = build_points(study, axis, cfg.methods)
-        study.prepare([p.spec for p in points])
+        identity = study_identity(cfg, "sweep") | {"axis": {"kind": axis.kind, "key": axis.key, "io": axis.io}}
+        store = ResultStore(out, "sweep", identity, move_aside=move_aside)
+        ctx = StudyContext(cfg, store.out, progress=progress)
+        ctx.models.check_block()
+        points = build_points(ctx, axis, cfg.methods)
+        ctx.models.prepare([p.spec for p in points])
     except BaseException:
         if own:
             ex.close()
         raise
-    registered = register_study(study)
-    deploy_presets = {}
-    for p in points:
-        k = json_fingerprint(p.deploy)
-        if k not in deploy_presets:
-            deploy_presets[k] = presets_by_value.get(p.axis_value) or _load_deploy(p.deploy)
-    ids = {p.id: f"{p.id}@{point_fingerprint(study, p, deploy_presets[json_fingerprint(p.deploy)])}" for p in points}
-
-    store = CellStore(study.out / "sweep_cells.json", f"sweep-cells-v{CELL_VERSION}")
-    todo = [(p, chip) for p in points for chip in range(cfg.chips) if store.get(ids[p.id], chip) is None]
-    total = len(points) * cfg.chips
     threads = threads if threads is not None else ex.threads
+    tasks = {(p.id, chip): ctx.task(p.spec, chip, threads, deploy=p.deploy)
+             for p in points for chip in range(cfg.chips)}
+    key = register(ctx)
     try:
-        bar = tqdm(total=total, initial=total - len(todo), desc=f"sweep {axis.kind}: cells", disable=not progress)
-        tasks = [study.cell_task(p.spec, chip, threads, deploy=p.deploy) for p, chip in todo]
-        for i, result in ex.run(run_cell_task, tasks):
-            p, chip = todo[i]
-            store.put(ids[p.id], chip, result)
-            bar.set_postfix_str(f"{p.id} chip {chip}")
-            bar.update(1)
-            if on_cell is not None:
-                on_cell(p.id, chip, result)
-        bar.close()
+        resumed = run_cells(run_cell_task, list(dict.fromkeys(tasks.values())), store, ex,
+                            desc=f"sweep {axis.kind}: cells", progress=progress)
         where = ex.describe()
     finally:
-        unregister_study(registered)
+        unregister(key)
         if own:
             ex.close()
-    cells = {p.id: [store.get(ids[p.id], chip) for chip in range(cfg.chips)] for p in points}
-    result = assemble_sweep(study, axis, points, cells, deploy_presets,
-                            note=TRAINING_NOTE.format(preset=cfg.preset), executor=where,
-                            resumed=total - len(todo))
+    cells = {p.id: [CellResult.from_dict(store.get(tasks[p.id, chip].key), str(store.path))
+                    for chip in range(cfg.chips)] for p in points}
+    presets = {p.id: ctx.deploy_preset(p.deploy) for p in points}
+    result = assemble_sweep(ctx, axis, points, cells, presets, note=TRAINING_NOTE.format(preset=cfg.preset),
+                            executor=where, resumed=resumed)
     result.data["wall_time_s"] = time.perf_counter() - t0
     result.save()
     if plot:

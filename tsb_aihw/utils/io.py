@@ -84,7 +84,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def atomic_write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fields: Sequence[str] | None = None) -> Path:
+def atomic_write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
+                     fields: Sequence[str] | None = None) -> Path:
     import io
 
     rows = list(rows)

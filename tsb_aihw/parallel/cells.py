@@ -1,0 +1,49 @@
+"""The one cell runner: every command's independent cells go through ``run_cells``.
+
+A task is a small picklable value with a ``key`` (its full fingerprint); ``fn(task)`` computes it anywhere
+(in-process, a process pool, Dask). Finished cells are skipped, each new one is saved in the store the
+moment it finishes, so a killed run keeps everything that finished and a re-run resumes.
+"""
+from __future__ import annotations
+
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Protocol, Sequence
+
+from tqdm.auto import tqdm
+
+from tsb_aihw.errors import TSBError
+from tsb_aihw.parallel.executor import Executor, SerialExecutor, current_executor
+from tsb_aihw.utils.store import ResultStore
+
+
+class Task(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+def _plain(result: Any) -> Any:
+    return result.to_dict() if hasattr(result, "to_dict") else result
+
+
+def run_cells(fn: Callable[[Any], Any], tasks: Sequence[Task], store: ResultStore, executor: Executor | None = None,
+              *, desc: str = "cells", progress: bool = True) -> int:
+    """Run every task whose key is not in ``store`` on ``executor`` (default: the one set by
+    ``use_executor``, else in-process); returns how many cells were already finished."""
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError("run_cells got two tasks with the same key")
+    todo = [t for t in tasks if t.key not in store]
+    done = len(tasks) - len(todo)
+    ex = executor or current_executor() or SerialExecutor()
+    bar = tqdm(total=len(tasks), initial=done, desc=desc, disable=not progress)
+    try:
+        for i, result in ex.run(fn, todo):
+            store.put(todo[i].key, _plain(result))
+            bar.update(1)
+    except BrokenProcessPool as exc:
+        kept = sum(1 for k in keys if k in store)
+        raise TSBError(f"a worker process died ({exc or 'killed'}); the {kept} finished cells are kept in "
+                       f"{store.path}: re-run the same command to resume") from None
+    finally:
+        bar.close()
+    return done

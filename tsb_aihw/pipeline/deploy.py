@@ -1,0 +1,83 @@
+"""Per-chip deployment: one method on one chip, from the trained models to the accuracies at every time.
+
+``deploy_cell(spec, chip, models, preset)`` builds a fresh analog model of the method's digital model,
+programs it as chip ``chip`` (:class:`tsb_aihw.analog.chip.Chip`), adapts it if the method does (the
+chip-specific block, BN recalibration) and evaluates it at every drift time. It depends on nothing but its
+arguments, so it gives the same numbers in-process, in a process pool or on a Dask worker.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tsb_aihw.analog import to_analog, weight_report
+from tsb_aihw.analog.chip import Chip
+from tsb_aihw.baselines import recalibrate_bn
+from tsb_aihw.devices import DevicePreset, programming_cost
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.evaluation.stats import check_accuracies
+from tsb_aihw.evaluation.times import parse_times
+from tsb_aihw.pipeline.methods import MethodSpec
+from tsb_aihw.pipeline.trained import TrainedModels, train_block_for_chip
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """The device a cell's chips are programmed on: a preset name or path plus dotted overrides."""
+
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def load(self) -> DevicePreset:
+        from tsb_aihw.devices import load_preset
+
+        return load_preset(self.preset, overrides=self.overrides)
+
+
+@dataclass
+class CellResult:
+    """One (method, chip) cell: accuracy at each time, programming cost, per-chip block time, and the chip."""
+
+    acc: list[float]
+    cost: dict[str, float]
+    block_time_s: float
+    verified_fraction: float
+    chip: str  # digest of the programmed backbone (equal digests = the same chip)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> "CellResult":
+        """A stored cell, type-checked (a hand-edited or damaged store is an error, not used)."""
+        names = ("acc", "cost", "block_time_s", "verified_fraction", "chip")
+        if not isinstance(d, dict) or any(k not in d for k in names):
+            missing = [k for k in names if not isinstance(d, dict) or k not in d]
+            raise ConfigError(f"{where}: a stored cell lacks {missing}"
+                              "; the store was edited or damaged (move it aside with --move-aside to recompute)")
+        if not isinstance(d["cost"], dict):
+            raise ConfigError(f"{where}: a stored cell's cost is not a mapping; the store was edited or damaged")
+        return cls(acc=check_accuracies(d["acc"], where), cost=dict(d["cost"]), block_time_s=float(d["block_time_s"]),
+                   verified_fraction=float(d["verified_fraction"]), chip=str(d["chip"]))
+
+
+def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: DevicePreset) -> CellResult:
+    """Program ``spec``'s model as chip ``chip`` on ``preset``, adapt it if the method does, evaluate at every
+    time. Every random step is seeded by the chip (:class:`Chip`): the result depends on nothing else."""
+    cfg = models.cfg
+    verify: Any = models.selection(*spec.selection) if spec.verify == "masks" and spec.selection else spec.verify
+    analog = to_analog(models.digital_model(spec), preset, verify=verify).eval()
+    c = Chip(analog, preset, cfg.seed, chip)
+    digest = c.program()
+    block_time = 0.0
+    if spec.block == "chip":
+        w, block_time = train_block_for_chip(models, c, cfg.block.read_time)
+        c.write_block(w)
+    if spec.bn_recalibration:
+        with c.rng("bn-recalibration"):
+            recalibrate_bn(analog, models.train_loader("bn", chip), batches=cfg.bn_recalibration_batches,
+                           device=cfg.device)
+    cost = {k: v for k, v in programming_cost(analog, preset).to_dict().items() if isinstance(v, (int, float))}
+    fraction = weight_report(analog).verified_fraction
+    accs = [c.evaluate(models.data.test, t, device=cfg.device, fast=cfg.fast_eval) for t in parse_times(cfg.times)]
+    return CellResult(acc=accs, cost=cost, block_time_s=block_time, verified_fraction=fraction, chip=digest)

@@ -1,0 +1,114 @@
+"""What travels to a worker: a (method, chip) cell as a small picklable task, and where it is computed.
+
+A task names its config, the output directory (checkpoints), the device it deploys on, the method and the
+chip; ``run_cell_task`` computes it anywhere. In the process that trained the models, the live
+:class:`StudyContext` is reused (registered by the orchestrator); elsewhere it is rebuilt once per process
+from the config and the checkpoints (never trained there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tsb_aihw.devices import DevicePreset, load_preset
+from tsb_aihw.evaluation.times import format_time, parse_times
+from tsb_aihw.pipeline.config import StudyConfig, study_config_from_dict
+from tsb_aihw.pipeline.deploy import CellResult, DeploySpec, deploy_cell
+from tsb_aihw.pipeline.methods import MethodSpec
+from tsb_aihw.pipeline.trained import StudyData, TrainedModels, load_study_data
+from tsb_aihw.utils.io import json_fingerprint
+from tsb_aihw.utils.store import Checkpoints
+
+CELL_VERSION = 3  # bump when a cell's computation changes, so stored cells are not mixed with new ones
+
+
+class StudyContext:
+    """One study's live state in a process: config, data, trained models and the presets it deploys on."""
+
+    def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, can_train: bool = True):
+        self.cfg = cfg
+        self.out = Path(out)
+        self.preset = load_preset(cfg.preset, overrides=cfg.preset_overrides)
+        self.times = parse_times(cfg.times)
+        self.labels = [format_time(t) for t in self.times]
+        self.data: StudyData = load_study_data(cfg)
+        self.models = TrainedModels(cfg, self.data, self.preset, Checkpoints(self.out / "checkpoints"),
+                                    progress=progress, can_train=can_train)
+        self._presets: dict[str, DevicePreset] = {}
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (str(self.out.resolve()), json_fingerprint(self.cfg.to_dict()))
+
+    def deploy_preset(self, deploy: DeploySpec | None) -> DevicePreset:
+        """The device a cell is programmed on (the config's preset unless the task names another)."""
+        if deploy is None:
+            return self.preset
+        k = json_fingerprint([deploy.preset, deploy.overrides])
+        if k not in self._presets:
+            self._presets[k] = deploy.load()
+        return self._presets[k]
+
+    def cell_key(self, spec: MethodSpec, chip: int, preset: DevicePreset) -> str:
+        """A cell's full fingerprint: everything it depends on (config minus what only selects cells, the
+        preset's content, the method and the chip)."""
+        c = self.cfg.to_dict()
+        for k in ("chips", "methods", "selective"):
+            c.pop(k)
+        deps = {"config": c, "preset": preset.identity, "version": CELL_VERSION,
+                "spec": [spec.backbone, spec.block, spec.verify, spec.selection, spec.bn_recalibration]}
+        return f"{spec.key}#{chip}@{json_fingerprint(deps)}"
+
+    def task(self, spec: MethodSpec, chip: int, threads: int | None = None,
+             deploy: DeploySpec | None = None) -> "CellTask":
+        return CellTask(key=self.cell_key(spec, chip, self.deploy_preset(deploy)), config=self.cfg.to_dict(),
+                        out=str(self.out.resolve()), spec=spec, chip=chip, deploy=deploy, threads=threads)
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """One (method, chip) cell: what a worker needs to compute it, and its key in the result store."""
+
+    key: str
+    config: dict[str, Any] = field(hash=False)
+    out: str
+    spec: MethodSpec
+    chip: int
+    deploy: DeploySpec | None = None  # None: the config's preset
+    threads: int | None = None  # torch threads while the cell runs (None: leave as is)
+
+
+_CONTEXTS: dict[tuple[str, str], StudyContext] = {}
+
+
+def register(ctx: StudyContext) -> tuple[str, str]:
+    """Let tasks run in this process reuse ``ctx`` (its in-memory data and models) instead of reloading."""
+    _CONTEXTS[ctx.key] = ctx
+    return ctx.key
+
+
+def unregister(key: tuple[str, str]) -> None:
+    _CONTEXTS.pop(key, None)
+
+
+def _context(task: CellTask) -> StudyContext:
+    key = (task.out, json_fingerprint(task.config))
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = StudyContext(study_config_from_dict(task.config, "cell task"), Path(task.out),
+                                      progress=False, can_train=False)
+    return _CONTEXTS[key]
+
+
+def run_cell_task(task: CellTask) -> CellResult:
+    """Compute one cell wherever this is called (any executor): the result depends only on the task."""
+    threads = torch.get_num_threads()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    try:
+        ctx = _context(task)
+        return deploy_cell(task.spec, task.chip, ctx.models, ctx.deploy_preset(task.deploy))
+    finally:
+        torch.set_num_threads(threads)

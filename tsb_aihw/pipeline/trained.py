@@ -1,0 +1,224 @@
+"""The digital models a study deploys, trained on demand and checkpointed: backbones, blocks, masks.
+
+- ``backbone("early")``: noise-injection training to TSB's "early convergence" budget;
+  ``backbone("full")``: baseline (b), trained to the full budget (the reference of every gap);
+- ``tsb_model()``: the early backbone with the zero-initialised shared block inserted;
+- ``fixed_block("clean"|"generic")``: a block trained once for all chips (controls);
+- ``selection(rule, fraction)``: selective write-verify masks on (b).
+
+Training happens in the process that owns the output directory; workers (``can_train=False``) only load
+checkpoints, so a missing one is an error there.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from tsb_aihw.analog import load_read_back
+from tsb_aihw.baselines import selection_masks
+from tsb_aihw.data import get_dataset, make_loader
+from tsb_aihw.devices import DevicePreset
+from tsb_aihw.errors import ConfigError, TSBError
+from tsb_aihw.models import get_model, get_tsb, insert_tsb
+from tsb_aihw.models.pretrained import load_state_checked
+from tsb_aihw.pipeline.config import StudyConfig
+from tsb_aihw.pipeline.methods import MethodSpec
+from tsb_aihw.training import train_block, train_noise_injection
+from tsb_aihw.utils.seeding import derive_seed, seed_everything
+from tsb_aihw.utils.store import Checkpoints
+
+
+@dataclass
+class StudyData:
+    """Loaders of one study: shuffled train, val, test (optionally cut to ``data.eval_limit`` images)."""
+
+    train: Any
+    val: Any
+    test: Any
+    info: Any
+    test_info: Any
+
+
+def load_study_data(cfg: StudyConfig) -> StudyData:
+    d = cfg.data
+    train, val, full_test = (get_dataset(d.name, split, root=d.root, download=d.download, seed=cfg.seed)
+                             for split in ("train", "val", "test"))
+    test: Any = full_test
+    if d.eval_limit is not None and d.eval_limit < len(full_test):
+        test = torch.utils.data.Subset(full_test, range(d.eval_limit))
+    return StudyData(train=make_loader(train, d.batch_size, shuffle=True, seed=cfg.seed),
+                     val=make_loader(val, d.eval_batch_size), test=make_loader(test, d.eval_batch_size),
+                     info=train.info, test_info=full_test.info)
+
+
+def build_backbone(cfg: StudyConfig, info: Any) -> nn.Module:
+    """A fresh backbone of the configured architecture, sized for the dataset."""
+    return get_model(cfg.model.name, num_classes=info.num_classes, in_channels=info.in_channels,
+                     width=cfg.model.width, input_size=info.image_size[0])
+
+
+def train_chip_block(model_tsb: nn.Module, weights: dict[str, torch.Tensor], cfg: StudyConfig, train_loader: Any,
+                     seed: int, progress: bool = False) -> tuple[torch.Tensor, float]:
+    """Train a fresh zero-initialised block on a digital twin holding one chip's read-back backbone weights.
+
+    Returns the trained block weight and the wall time."""
+    twin = copy.deepcopy(model_tsb)
+    load_read_back(twin, {k: v for k, v in weights.items() if not k.startswith("tsb")})
+    block = get_tsb(twin)
+    block.reset_parameters()
+    seed_everything(seed)
+    res = train_block(twin, train_loader, block_params=list(block.parameters()), epochs=cfg.block.epochs,
+                      lr=cfg.block.lr, device=cfg.device, seed=seed, progress=progress)
+    return block.conv.weight.detach().clone(), res.wall_time_s
+
+
+def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: int = 0) -> tuple[torch.Tensor, float]:
+    """Block write ``write`` of a :class:`~tsb_aihw.analog.chip.Chip`: read its backbone at chip time ``at``
+    and train a fresh block on it (read-back, batches and initialisation seeded by chip and write)."""
+    b = models.cfg.block
+    weights = chip.read_back(at, b.n_reads, write=write)
+    return train_chip_block(models.tsb_model(), weights, models.cfg, models.train_loader("block-train", chip.index,
+                                                                                         write),
+                            chip.step_seed("block-train", write))
+
+
+class TrainedModels:
+    """Every digital model of one study (see the module docstring), cached in memory and on disk."""
+
+    def __init__(self, cfg: StudyConfig, data: StudyData, preset: DevicePreset, checkpoints: Checkpoints,
+                 progress: bool = True, can_train: bool = True):
+        self.cfg, self.data, self.preset, self.ckpt = cfg, data, preset, checkpoints
+        self.progress, self.can_train = progress, can_train
+        self.models: dict[str, nn.Module] = {}
+        self.meta: dict[str, dict[str, Any]] = {}
+        self.masks: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
+
+    @property
+    def noise_std(self) -> float:
+        """Noise-injection std (relative to each layer's abs-max): the config's, else the preset's."""
+        b = self.cfg.backbone
+        return b.noise_std if b.noise_std is not None else self.preset.training_noise_std
+
+    def train_loader(self, *keys: Any) -> Any:
+        """The training loader with its shuffle generator reset from (seed, keys): the batches a step sees
+        do not depend on what ran before it in this process."""
+        gen = getattr(self.data.train, "generator", None)
+        if gen is not None:
+            gen.manual_seed(derive_seed(self.cfg.seed, "loader", *[str(k) for k in keys]))
+        return self.data.train
+
+    def _key(self, what: str, **extra: Any) -> dict[str, Any]:
+        c = self.cfg.to_dict()
+        data = {k: c["data"][k] for k in ("name", "root", "batch_size")}  # what training depends on
+        return {"what": what, "model": c["model"], "data": data, "backbone": c["backbone"], "seed": c["seed"],
+                "preset": self.preset.identity, **extra}
+
+    def _need_training(self, name: str) -> None:
+        if not self.can_train:
+            raise TSBError(f"worker: no checkpoint {self.ckpt.path(name)}; training runs in the parent before cells "
+                           "are dispatched, so the worker must see the parent's output directory (a shared "
+                           "filesystem) and the same config")
+
+    def check_block(self) -> None:
+        """Insert the configured block into an untrained backbone: a k that fits no site fails now, not after
+        the backbones were trained."""
+        try:
+            insert_tsb(build_backbone(self.cfg, self.data.info), k=self.cfg.block.k, where=self.cfg.block.where,
+                       residual=self.cfg.block.residual)
+        except (ConfigError, ValueError) as exc:
+            raise ConfigError(f"block: {exc}") from None
+
+    # -- models -------------------------------------------------------------------------------------------
+    def backbone(self, which: str) -> nn.Module:
+        if which in self.models:
+            return self.models[which]
+        name = f"backbone_{which}"
+        epochs = self.cfg.backbone.full_epochs if which == "full" else self.cfg.backbone.early_epochs
+        key = self._key(name, epochs=epochs)
+        hit = self.ckpt.load(name, key)
+        if hit:
+            state, meta = hit
+            model = build_backbone(self.cfg, self.data.info)
+            load_state_checked(model, state, str(self.ckpt.path(name)))
+        else:
+            self._need_training(name)
+            seed = derive_seed(self.cfg.seed, "backbone", which)
+            seed_everything(seed)  # before building: the initial weights come from torch's global generator
+            model = build_backbone(self.cfg, self.data.info)
+            res = train_noise_injection(model, self.train_loader("backbone", which), self.data.val,
+                                        noise_std=self.noise_std, epochs=epochs, lr=self.cfg.backbone.lr,
+                                        device=self.cfg.device, seed=seed, progress=self.progress)
+            meta = {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": self.noise_std,
+                    "history": res.to_dict().get("history")}
+            self.ckpt.save(name, key, model.state_dict(), meta)
+        self.models[which], self.meta[name] = model.eval(), meta
+        return model
+
+    def tsb_model(self) -> nn.Module:
+        """The early backbone with the (zero-initialised) shared block inserted."""
+        if "early_tsb" not in self.models:
+            b = self.cfg.block
+            self.models["early_tsb"] = insert_tsb(copy.deepcopy(self.backbone("early")), k=b.k, where=b.where,
+                                                  residual=b.residual).eval()
+        return self.models["early_tsb"]
+
+    def fixed_block(self, kind: str) -> nn.Module:
+        """A block trained once for all chips: on the clean backbone, or on freshly drawn backbone noise."""
+        name = f"block_{kind}"
+        if name in self.models:
+            return self.models[name]
+        model = copy.deepcopy(self.tsb_model())
+        b = self.cfg.block
+        noise = 0.0 if kind == "clean" else self.noise_std
+        key = self._key(name, block=self.cfg.to_dict()["block"], noise=noise)
+        hit = self.ckpt.load(name, key)
+        if hit:
+            state, meta = hit
+            load_state_checked(model, state, str(self.ckpt.path(name)))
+        else:
+            self._need_training(name)
+            seed = derive_seed(self.cfg.seed, name)
+            seed_everything(seed)
+            res = train_block(model, self.train_loader(name), block_params=list(get_tsb(model).parameters()),
+                              epochs=b.epochs, lr=b.lr, device=self.cfg.device, seed=seed, progress=self.progress,
+                              backbone_noise_std=noise)
+            meta = {"train_time_s": res.wall_time_s, "noise_std": noise}
+            self.ckpt.save(name, key, model.state_dict(), meta)
+        self.models[name], self.meta[name] = model.eval(), meta
+        return self.models[name]
+
+    def digital_model(self, spec: MethodSpec) -> nn.Module:
+        if spec.block is None:
+            return self.backbone(spec.backbone)
+        if spec.block in ("clean", "generic"):
+            return self.fixed_block(spec.block)
+        return self.tsb_model()
+
+    def selection(self, rule: str, fraction: float) -> dict[str, torch.Tensor]:
+        """Selective write-verify masks on (b)'s digital backbone (computed once per process, seeded)."""
+        key = (rule, float(fraction))
+        if key not in self.masks:
+            self.masks[key] = selection_masks(self.backbone("full"), self.train_loader("select", rule), fraction,
+                                              rule, seed=derive_seed(self.cfg.seed, "select", rule))
+        return self.masks[key]
+
+    def prepare(self, specs: list[MethodSpec]) -> None:
+        """Train (or load) every digital model the methods need, before any cell is dispatched."""
+        self.backbone("full")
+        for spec in specs:
+            self.digital_model(spec)
+
+    def train_time(self, spec: MethodSpec, block_time_per_chip: float) -> float:
+        """Training wall time of a method: (b)'s, or the early backbone's plus its block's."""
+        if spec.backbone == "full":
+            return float(self.meta["backbone_full"]["train_time_s"])
+        t = float(self.meta["backbone_early"]["train_time_s"])
+        if spec.block in ("clean", "generic"):
+            t += self.meta[f"block_{spec.block}"]["train_time_s"]
+        elif spec.block == "chip":
+            t += block_time_per_chip
+        return t
