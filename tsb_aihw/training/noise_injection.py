@@ -3,7 +3,8 @@
 Why not AIHWKit's HWA training: the same additive-Gaussian weight modifier through analog tiles costs
 5-15x more per step on CPU (docs/notes/aihwkit-1.1-facts.md section 6), while the noise model of
 docs/notes/tsb-method.md section 3 needs nothing but ``W + N(0, (std * max|W_layer|)^2)``. A
-``torch.nn.utils.parametrize`` parametrization adds it, so the model stays a plain ``nn.Module`` and the noise is removed afterwards.
+``torch.nn.utils.parametrize`` parametrization adds it, so the model stays a plain ``nn.Module`` and the noise is
+removed afterwards.
 """
 from __future__ import annotations
 
