@@ -13,6 +13,7 @@ DEMO_PRESETS = ("nvcim-gaussian", "pcm")
 # answer "does the block hold up over time" so the demo stays near 10 minutes on 2 cores.
 DRIFT_METHODS = ["full_noise_injection", "full_verify", "bn_recalibration", "tsb"]
 DRIFT_EVAL_LIMIT = 400  # test images per (chip, time) in drift studies: 8-bit periphery tiles are ~4x digital
+DRIFT_CHIPS = 8  # chips of the demo's drift study (5 times per chip)
 
 
 def demo_configs(model: str = "lenet3", dataset: str = "mnist5k", presets: list[str] | None = None,
@@ -22,13 +23,12 @@ def demo_configs(model: str = "lenet3", dataset: str = "mnist5k", presets: list[
 
     ``sigma`` sets ``noise.sigma`` of every preset that has one; a preset named explicitly without it (e.g.
     ``--preset pcm --sigma 0.3``) is an error, not a silently ignored flag."""
-    base: dict[str, Any] = {
-        "seed": seed, "device": device, "chips": chips if chips is not None else (3 if quick else 20),
-        "model": {"name": model},
-        "data": {"name": dataset, "eval_limit": 300 if quick else None},
-        "backbone": {"full_epochs": 3 if quick else 30, "early_epochs": 1 if quick else 6},
-        "block": {"epochs": 1 if quick else 8},
-    }
+    base: dict[str, Any] = {"seed": seed, "device": device, "model": {"name": model}, "data": {"name": dataset}}
+    if chips is not None:
+        base["chips"] = chips
+    if quick:  # the 1-minute smoke run; otherwise every budget is StudyConfig's default
+        base |= {"chips": chips if chips is not None else 3, "data": {"name": dataset, "eval_limit": 300},
+                 "backbone": {"full_epochs": 3, "early_epochs": 1}, "block": {"epochs": 1}}
     out = []
     for name in presets or DEMO_PRESETS:
         preset = load_preset(name)
@@ -41,8 +41,8 @@ def demo_configs(model: str = "lenet3", dataset: str = "mnist5k", presets: list[
         if preset.drifts:
             cfg["times"] = list(DRIFT_TIMES[1::2] if quick else DRIFT_TIMES[1:])
             cfg["methods"] = DRIFT_METHODS
-            cfg["chips"] = chips if chips is not None else (2 if quick else 8)
-            cfg["data"] = dict(base["data"], eval_limit=base["data"]["eval_limit"] or DRIFT_EVAL_LIMIT)
+            cfg["chips"] = chips if chips is not None else (2 if quick else DRIFT_CHIPS)
+            cfg["data"] = dict(base["data"], eval_limit=base["data"].get("eval_limit") or DRIFT_EVAL_LIMIT)
         else:
             cfg["times"] = [0.0]
             cfg["methods"] = list(METHODS)
