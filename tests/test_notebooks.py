@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-EXPECTED = ["01_quickstart", "02_convert_pretrained", "03_drift_over_time", "04_accuracy_vs_verified_fraction"]
+EXPECTED = ["01_quickstart", "02_convert_pretrained", "03_drift_over_time", "04_accuracy_vs_verified_fraction",
+            "05_frontier"]
 
 
 def _images(nb) -> int:
@@ -19,7 +20,7 @@ def _images(nb) -> int:
                if "image/png" in o.get("data", {}))
 
 
-def test_the_four_notebooks_exist_with_committed_outputs():
+def test_the_notebooks_exist_with_committed_outputs():
     import nbformat
 
     assert [p.stem for p in NOTEBOOKS] == EXPECTED

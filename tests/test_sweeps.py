@@ -103,7 +103,7 @@ def test_sigma_sweep_accuracy_falls_with_sigma_and_reuses_training(tmp_path) -> 
     assert acc[(0.6, "full_noise_injection")] < acc[(0.02, "full_noise_injection")] - 0.1  # the device matters
     assert acc[(0.6, "full_verify")] > acc[(0.6, "full_noise_injection")]  # write-verify repairs it
     assert {p["overrides"]["noise.sigma"] for p in res.points} == {0.02, 0.6}
-    assert sorted(f.name for f in (tmp_path / "checkpoints").iterdir()) == ["backbone_early.pt", "backbone_full.pt"]
+    assert sorted(f.name for f in (tmp_path / "checkpoints").iterdir()) == ["backbone_early-1ep.pt", "backbone_full.pt"]
     assert (tmp_path / "accuracy_vs_sigma.png").is_file()
 
 

@@ -210,3 +210,50 @@ def plot_weight_error_histograms(
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         return _save(fig, path)
+
+
+def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Path]:
+    """Training speed-up (x) vs accuracy-gap improvement (y), both log: one curve per TSB variant over the early
+    backbone's budget, the baselines as points, the paper's claimed region (>5x, >20x) shaded.
+
+    Points whose ratio is only a lower bound (TSB's gap within Monte-Carlo error of 0) are drawn hollow; points
+    without a defined ratio (the baseline's gap is ~0) are left out and listed in frontier.json."""
+    region = result["paper_region"]
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots()
+        ys: list[float] = [1.0, region["gap_improvement"]]
+        xs: list[float] = [1.0, region["speedup"]]
+        for pts in result["curves"].values():
+            good = [p for p in pts if p["gap_improvement"] is not None]
+            if not good:
+                continue
+            x, y = [p["speedup"] for p in good], [p["gap_improvement"] for p in good]
+            (line,) = ax.plot(x, y, marker="o", label=good[0]["label"])
+            for p in good:
+                if p["gap_improvement_kind"] == "lower_bound":
+                    ax.plot([p["speedup"]], [p["gap_improvement"]], "o", mfc="white", color=line.get_color())
+                ax.annotate(f"{p['budget']:g}", (p["speedup"], p["gap_improvement"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+            xs += x
+            ys += y
+        markers = iter("sD^vPX*")
+        for p in result["baselines"]:
+            if p["gap_improvement"] is None:
+                continue
+            ax.plot([p["speedup"]], [p["gap_improvement"]], next(markers, "o"), ls="none", label=p["label"])
+            xs.append(p["speedup"])
+            ys.append(p["gap_improvement"])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        lo_x, hi_x = min(xs) / 1.5, max(xs) * 1.5
+        lo_y, hi_y = min(ys) / 1.5, max(ys) * 1.5
+        ax.fill_between([region["speedup"], hi_x], region["gap_improvement"], hi_y, color="0.85", zorder=0,
+                        label=f"paper's claim (>{region['speedup']:g}x, >{region['gap_improvement']:g}x)")
+        ax.axhline(1.0, color="k", ls=":", lw=1)
+        ax.set_xlim(lo_x, hi_x)
+        ax.set_ylim(lo_y, hi_y)
+        ax.set_xlabel("training speed-up over (b)  (labels: early-backbone budget)")
+        ax.set_ylabel("accuracy-gap improvement over (b)")
+        ax.set_title(f"{result['model']} on {result['preset']}: {result['chips']} chips")
+        ax.legend(loc="best", fontsize=7)
+        return _save(fig, path)

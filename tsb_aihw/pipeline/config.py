@@ -27,6 +27,11 @@ METHODS = (
     "tsb",  # the TSB flow: early backbone, chip-specific block, only the block verified
     "tsb_generic",  # ablation: block trained on freshly drawn noise (no chip read-back)
 )
+VARIANTS = (
+    "tsb_full",  # the chip-specific block on the fully trained backbone (b): no training speed-up
+    "tsb_bn",  # per-chip BN re-estimation through the chip, then the chip-specific block
+)
+ALL_METHODS = METHODS + VARIANTS
 SELECTION_METHODS = ("random", "magnitude", "second_derivative")  # tsb_aihw.baselines.selective_verify.METHODS
 BLOCK_SITES = ("conv", "stage", "all")  # insert_tsb(where=...) choices a config can name
 SEED_MAX = 2**32 - 1  # numpy and the data splits take seeds in [0, 2**32)
@@ -87,7 +92,7 @@ class StudyConfig:
     chips: int = spec(20, lo=2, hi=MAX_CHIPS, why=CHIPS_WHY)
     seed: int = spec(0, lo=0, hi=SEED_MAX)
     device: str = "cpu"
-    methods: list[str] = spec(choices=METHODS, what="method", factory=lambda: list(METHODS))
+    methods: list[str] = spec(choices=ALL_METHODS, what="method", factory=lambda: list(METHODS))
     bn_recalibration_batches: int = spec(20, lo=1, hi=100_000)  # training batches streamed through each chip
     fast_eval: Union[bool, None] = None  # chip evaluation on tsb_aihw.analog.fast_eval; None: TSB_AIHW_FAST_EVAL
     data: DataConfig = section(DataConfig)
@@ -153,7 +158,7 @@ class RefreshConfig(StudyConfig):
     preset: str = "pcm"
     chips: int = spec(8, lo=2, hi=MAX_CHIPS, why=CHIPS_WHY)
     times: list[Union[float, str]] = spec(factory=lambda: ["1s", "1h", "1d", "1w", "1mo", "1y"])
-    methods: list[str] = spec(choices=METHODS, what="method", factory=lambda: ["tsb"])
+    methods: list[str] = spec(choices=ALL_METHODS, what="method", factory=lambda: ["tsb"])
     refresh_times: list[Union[float, str]] = spec(factory=lambda: ["1d", "1mo"])
     controls: bool = True  # the re-write-without-re-training arm
     reference: bool = True  # the one-shot baseline (b) arm
@@ -217,7 +222,7 @@ class SweepOptions:
     rules: Union[list[str], None] = None
     points: Union[list[str], None] = None
     add_tsb_fraction: bool = True
-    methods: Union[list[str], None] = spec(None, choices=METHODS, what="method")
+    methods: Union[list[str], None] = spec(None, choices=ALL_METHODS, what="method")
     times: Union[list[Union[float, str]], None] = None
     chips: Union[int, None] = spec(None, lo=2, hi=MAX_CHIPS, why=CHIPS_WHY)
 

@@ -70,13 +70,14 @@ def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: Devi
     c = Chip(analog, preset, cfg.seed, chip)
     digest = c.program()
     block_time = 0.0
-    if spec.block == "chip":
-        w, block_time = train_block_for_chip(models, c, cfg.block.read_time)
-        c.write_block(w)
-    if spec.bn_recalibration:
+    if spec.bn_recalibration:  # before the block: a TSB variant trains its block on the re-estimated BN
         with c.rng("bn-recalibration"):
             recalibrate_bn(analog, models.train_loader("bn", chip), batches=cfg.bn_recalibration_batches,
                            device=cfg.device)
+    if spec.block == "chip":
+        w, block_time = train_block_for_chip(models, c, cfg.block.read_time, backbone=spec.backbone,
+                                             with_bn=spec.bn_recalibration)
+        c.write_block(w)
     cost = {k: v for k, v in programming_cost(analog, preset).to_dict().items() if isinstance(v, (int, float))}
     fraction = weight_report(analog).verified_fraction
     accs = [c.evaluate(models.data.test, t, device=cfg.device, fast=cfg.fast_eval) for t in parse_times(cfg.times)]

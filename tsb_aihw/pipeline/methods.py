@@ -42,6 +42,11 @@ BASE_METHODS: dict[str, MethodSpec] = {
     "tsb": MethodSpec("tsb", "TSB (chip-specific block)", "early", block="chip", verify="tsb"),
     "tsb_generic": MethodSpec("tsb_generic", "TSB ablation: generic block (fresh noise)", "early", block="generic",
                               verify="tsb"),
+    # TSB variants (the frontier study): the same chip-specific block on (b)'s backbone, or after BN re-estimation
+    "tsb_full": MethodSpec("tsb_full", "TSB variant: block on the fully trained backbone", "full", block="chip",
+                           verify="tsb"),
+    "tsb_bn": MethodSpec("tsb_bn", "TSB variant: BN re-estimated through the chip, then the block", "early",
+                         block="chip", verify="tsb", bn_recalibration=True),
 }
 
 SELECTION_LABELS = {"random": "random", "magnitude": "magnitude", "second_derivative": "2nd-derivative (SWIM)"}

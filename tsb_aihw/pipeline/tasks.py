@@ -58,6 +58,8 @@ class StudyContext:
         c = self.cfg.to_dict()
         for k in ("chips", "methods", "selective"):
             c.pop(k)
+        # a cell depends on its own backbone's budget only, so budgets of the other backbone reuse it (frontier)
+        c["backbone"].pop("early_epochs" if spec.backbone == "full" else "full_epochs")
         deps = {"config": c, "preset": preset.identity, "version": CELL_VERSION,
                 "spec": [spec.backbone, spec.block, spec.verify, spec.selection, spec.bn_recalibration]}
         return f"{spec.key}#{chip}@{json_fingerprint(deps)}"

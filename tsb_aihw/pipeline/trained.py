@@ -2,7 +2,8 @@
 
 - ``backbone("early")``: noise-injection training to TSB's "early convergence" budget;
   ``backbone("full")``: baseline (b), trained to the full budget (the reference of every gap);
-- ``tsb_model()``: the early backbone with the zero-initialised shared block inserted;
+- ``tsb_model(backbone)``: the early (TSB's flow) or fully trained backbone with the zero-initialised shared
+  block inserted;
 - ``fixed_block("clean"|"generic")``: a block trained once for all chips (controls);
 - ``selection(rule, fraction)``: selective write-verify masks on (b).
 
@@ -62,12 +63,16 @@ def build_backbone(cfg: StudyConfig, info: Any) -> nn.Module:
 
 
 def train_chip_block(model_tsb: nn.Module, weights: dict[str, torch.Tensor], cfg: StudyConfig, train_loader: Any,
-                     seed: int, progress: bool = False) -> tuple[torch.Tensor, float]:
-    """Train a fresh zero-initialised block on a digital twin holding one chip's read-back backbone weights.
+                     seed: int, progress: bool = False,
+                     bn_state: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
+    """Train a fresh zero-initialised block on a digital twin holding one chip's read-back backbone weights
+    (and, with ``bn_state``, the BN statistics re-estimated through that chip).
 
     Returns the trained block weight and the wall time."""
     twin = copy.deepcopy(model_tsb)
     load_read_back(twin, {k: v for k, v in weights.items() if not k.startswith("tsb")})
+    if bn_state:
+        load_bn_state(twin, bn_state)
     block = get_tsb(twin)
     block.reset_parameters()
     seed_everything(seed)
@@ -76,14 +81,36 @@ def train_chip_block(model_tsb: nn.Module, weights: dict[str, torch.Tensor], cfg
     return block.conv.weight.detach().clone(), res.wall_time_s
 
 
-def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: int = 0) -> tuple[torch.Tensor, float]:
+def bn_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Running statistics of every BatchNorm layer, by module name (digital in an analog model too)."""
+    return {f"{name}.{k}": v.detach().clone() for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) for k, v in m.named_buffers()}
+
+
+@torch.no_grad()
+def load_bn_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy BN statistics into a model of the same architecture (wrapper names of an analog model stripped)."""
+    from tsb_aihw.analog.chip import canonical_name
+
+    own = {canonical_name(f"{n}.{k}"): v for n, m in model.named_modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) for k, v in m.named_buffers()}
+    for key, value in state.items():
+        target = own.get(canonical_name(key))
+        if target is None:
+            raise RuntimeError(f"BN buffer {key} has no counterpart in the twin")
+        target.copy_(value.to(target.device, target.dtype))
+
+
+def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: int = 0, backbone: str = "early",
+                         with_bn: bool = False) -> tuple[torch.Tensor, float]:
     """Block write ``write`` of a :class:`~tsb_aihw.analog.chip.Chip`: read its backbone at chip time ``at``
-    and train a fresh block on it (read-back, batches and initialisation seeded by chip and write)."""
+    and train a fresh block on it (read-back, batches and initialisation seeded by chip and write). ``with_bn``:
+    the twin takes the chip's current BN statistics (re-estimated through the chip before this call)."""
     b = models.cfg.block
     weights = chip.read_back(at, b.n_reads, write=write)
-    return train_chip_block(models.tsb_model(), weights, models.cfg, models.train_loader("block-train", chip.index,
-                                                                                         write),
-                            chip.step_seed("block-train", write))
+    return train_chip_block(models.tsb_model(backbone), weights, models.cfg,
+                            models.train_loader("block-train", chip.index, write), chip.step_seed("block-train", write),
+                            bn_state=bn_state(chip.model) if with_bn else None)
 
 
 class TrainedModels:
@@ -112,9 +139,12 @@ class TrainedModels:
         return self.data.train
 
     def _key(self, what: str, **extra: Any) -> dict[str, Any]:
+        """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
+        full backbones of studies with other budgets share checkpoints)."""
         c = self.cfg.to_dict()
-        data = {k: c["data"][k] for k in ("name", "root", "batch_size")}  # what training depends on
-        return {"what": what, "model": c["model"], "data": data, "backbone": c["backbone"], "seed": c["seed"],
+        data = {k: c["data"][k] for k in ("name", "root", "batch_size")}
+        backbone = {k: v for k, v in c["backbone"].items() if k not in ("full_epochs", "early_epochs")}
+        return {"what": what, "model": c["model"], "data": data, "backbone": backbone, "seed": c["seed"],
                 "preset": self.preset.identity, **extra}
 
     def _need_training(self, name: str) -> None:
@@ -139,13 +169,14 @@ class TrainedModels:
         name = f"backbone_{which}"
         epochs = self.cfg.backbone.full_epochs if which == "full" else self.cfg.backbone.early_epochs
         key = self._key(name, epochs=epochs)
-        hit = self.ckpt.load(name, key)
+        file = name if which == "full" else f"{name}-{epochs}ep"  # one early backbone per budget (frontier)
+        hit = self.ckpt.load(file, key)
         if hit:
             state, meta = hit
             model = build_backbone(self.cfg, self.data.info)
-            load_state_checked(model, state, str(self.ckpt.path(name)))
+            load_state_checked(model, state, str(self.ckpt.path(file)))
         else:
-            self._need_training(name)
+            self._need_training(file)
             seed = derive_seed(self.cfg.seed, "backbone", which)
             seed_everything(seed)  # before building: the initial weights come from torch's global generator
             model = build_backbone(self.cfg, self.data.info)
@@ -154,17 +185,18 @@ class TrainedModels:
                                         device=self.cfg.device, seed=seed, progress=self.progress)
             meta = {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": self.noise_std,
                     "history": res.to_dict().get("history")}
-            self.ckpt.save(name, key, model.state_dict(), meta)
+            self.ckpt.save(file, key, model.state_dict(), meta)
         self.models[which], self.meta[name] = model.eval(), meta
         return model
 
-    def tsb_model(self) -> nn.Module:
-        """The early backbone with the (zero-initialised) shared block inserted."""
-        if "early_tsb" not in self.models:
+    def tsb_model(self, backbone: str = "early") -> nn.Module:
+        """The early (default) or fully trained backbone with the (zero-initialised) shared block inserted."""
+        name = f"{backbone}_tsb"
+        if name not in self.models:
             b = self.cfg.block
-            self.models["early_tsb"] = insert_tsb(copy.deepcopy(self.backbone("early")), k=b.k, where=b.where,
-                                                  residual=b.residual).eval()
-        return self.models["early_tsb"]
+            self.models[name] = insert_tsb(copy.deepcopy(self.backbone(backbone)), k=b.k, where=b.where,
+                                           residual=b.residual).eval()
+        return self.models[name]
 
     def fixed_block(self, kind: str) -> nn.Module:
         """A block trained once for all chips: on the clean backbone, or on freshly drawn backbone noise."""
@@ -174,20 +206,22 @@ class TrainedModels:
         model = copy.deepcopy(self.tsb_model())
         b = self.cfg.block
         noise = 0.0 if kind == "clean" else self.noise_std
-        key = self._key(name, block=self.cfg.to_dict()["block"], noise=noise)
-        hit = self.ckpt.load(name, key)
+        epochs = self.cfg.backbone.early_epochs
+        key = self._key(name, block=self.cfg.to_dict()["block"], noise=noise, epochs=epochs)
+        file = f"{name}-{epochs}ep"
+        hit = self.ckpt.load(file, key)
         if hit:
             state, meta = hit
-            load_state_checked(model, state, str(self.ckpt.path(name)))
+            load_state_checked(model, state, str(self.ckpt.path(file)))
         else:
-            self._need_training(name)
+            self._need_training(file)
             seed = derive_seed(self.cfg.seed, name)
             seed_everything(seed)
             res = train_block(model, self.train_loader(name), block_params=list(get_tsb(model).parameters()),
                               epochs=b.epochs, lr=b.lr, device=self.cfg.device, seed=seed, progress=self.progress,
                               backbone_noise_std=noise)
             meta = {"train_time_s": res.wall_time_s, "noise_std": noise}
-            self.ckpt.save(name, key, model.state_dict(), meta)
+            self.ckpt.save(file, key, model.state_dict(), meta)
         self.models[name], self.meta[name] = model.eval(), meta
         return self.models[name]
 
@@ -196,7 +230,7 @@ class TrainedModels:
             return self.backbone(spec.backbone)
         if spec.block in ("clean", "generic"):
             return self.fixed_block(spec.block)
-        return self.tsb_model()
+        return self.tsb_model(spec.backbone)
 
     def selection(self, rule: str, fraction: float) -> dict[str, torch.Tensor]:
         """Selective write-verify masks on (b)'s digital backbone (computed once per process, seeded)."""
@@ -213,10 +247,8 @@ class TrainedModels:
             self.digital_model(spec)
 
     def train_time(self, spec: MethodSpec, block_time_per_chip: float) -> float:
-        """Training wall time of a method: (b)'s, or the early backbone's plus its block's."""
-        if spec.backbone == "full":
-            return float(self.meta["backbone_full"]["train_time_s"])
-        t = float(self.meta["backbone_early"]["train_time_s"])
+        """Training wall time of a method: its backbone's, plus its block's (fixed, or the mean per chip)."""
+        t = float(self.meta[f"backbone_{spec.backbone}"]["train_time_s"])
         if spec.block in ("clean", "generic"):
             t += self.meta[f"block_{spec.block}"]["train_time_s"]
         elif spec.block == "chip":

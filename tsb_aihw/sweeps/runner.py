@@ -17,7 +17,7 @@ from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.parallel.cells import run_cells
-from tsb_aihw.pipeline.config import METHODS, StudyConfig
+from tsb_aihw.pipeline.config import ALL_METHODS, StudyConfig
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec
 from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
 from tsb_aihw.pipeline.study import method_specs, study_identity
@@ -146,9 +146,9 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
     if times is not None:
         cfg.times = list(times)
     if methods is not None:
-        bad = [m for m in methods if m not in METHODS]
+        bad = [m for m in methods if m not in ALL_METHODS]
         if bad:
-            raise ConfigError(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
+            raise ConfigError(f"unknown method(s) {bad}; valid: {', '.join(ALL_METHODS)}")
         cfg.methods = list(methods)
     cfg.validate()
     check_axis(cfg, axis)  # every value loads and can change something: checked before training

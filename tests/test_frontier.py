@@ -1,0 +1,83 @@
+"""The speed-up vs gap-improvement frontier and the TSB variants it compares (issue: where TSB's claims hold)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tsb_aihw.cli.main import main
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.pipeline.config import config_from
+from tsb_aihw.pipeline.frontier import FrontierConfig, budget_config, early_epochs
+
+from helpers import tiny_study
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_budgets_set_the_early_backbone_and_are_checked() -> None:
+    cfg = config_from(FrontierConfig, tiny_study(backbone={"full_epochs": 10}) | {"budgets": [0.05, 0.5, 1.0]}, "t")
+    assert [early_epochs(cfg, b) for b in cfg.budgets] == [1, 5, 10]
+    sub = budget_config(cfg, 0.5)
+    assert sub.backbone.early_epochs == 5 and sub.backbone.full_epochs == 10
+    assert sub.methods[-3:] == ["tsb", "tsb_full", "tsb_bn"] and "full_noise_injection" in sub.methods
+    assert sub.selective.fraction_multipliers == [1.0, 10.0]  # SWIM-style selection at TSB's fraction and 10x
+    with pytest.raises(ConfigError, match="repeated early epochs"):
+        config_from(FrontierConfig, tiny_study(backbone={"full_epochs": 10}) | {"budgets": [0.5, 0.51]}, "t")
+    with pytest.raises(ConfigError, match="budgets\\[0\\] = 0.0 is out of range"):
+        config_from(FrontierConfig, tiny_study() | {"budgets": [0.0]}, "t")
+    with pytest.raises(ConfigError, match="unknown TSB variant"):
+        config_from(FrontierConfig, tiny_study() | {"variants": ["tsb_magic"]}, "t")
+
+
+def test_bn_variant_re_estimates_bn_through_the_chip_before_the_block(monkeypatch, tmp_path: Path) -> None:
+    """tsb_bn: BN statistics are re-estimated through the programmed chip first, and the block is then trained on a
+    twin that carries them; tsb_full trains its block on (b)'s backbone."""
+    import tsb_aihw.pipeline.deploy as deploy
+    from tsb_aihw.pipeline.config import study_config_from_dict
+    from tsb_aihw.pipeline.methods import BASE_METHODS
+    from tsb_aihw.pipeline.tasks import StudyContext
+
+    calls: list[tuple] = []
+    real_bn, real_block = deploy.recalibrate_bn, deploy.train_block_for_chip
+
+    def bn(model, *a, **k):
+        calls.append(("bn",))
+        return real_bn(model, *a, **k)
+
+    def block(models, chip, at, write=0, backbone="early", with_bn=False):
+        calls.append(("block", backbone, with_bn))
+        return real_block(models, chip, at, write, backbone, with_bn)
+
+    monkeypatch.setattr(deploy, "recalibrate_bn", bn)
+    monkeypatch.setattr(deploy, "train_block_for_chip", block)
+    ctx = StudyContext(study_config_from_dict(tiny_study(methods=["tsb_bn", "tsb_full"])), tmp_path, progress=False)
+    bn_cell = deploy.deploy_cell(BASE_METHODS["tsb_bn"], 0, ctx.models, ctx.preset)
+    assert calls == [("bn",), ("block", "early", True)]
+    calls.clear()
+    full_cell = deploy.deploy_cell(BASE_METHODS["tsb_full"], 0, ctx.models, ctx.preset)
+    assert calls == [("block", "full", False)]
+    assert bn_cell.block_time_s > 0 and full_cell.block_time_s > 0 and bn_cell.chip != full_cell.chip
+
+
+@pytest.mark.slow
+def test_frontier_quick_writes_the_frontier_and_reuses_budget_free_cells(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "frontier"
+    assert main(["frontier", "--quick", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "frontier.json").read_text())
+    assert set(res["curves"]) == {"tsb", "tsb_full"}
+    for pts in res["curves"].values():
+        assert [p["budget"] for p in pts] == [0.34, 1.0] and [p["early_epochs"] for p in pts] == [1, 3]
+    full = res["curves"]["tsb_full"]
+    assert all(p["speedup"] < 1 for p in full)  # the block on (b)'s backbone only adds training time
+    assert res["curves"]["tsb"][0]["speedup"] > res["curves"]["tsb"][1]["speedup"]  # a smaller budget is faster
+    assert {p["method"] for p in res["baselines"]} >= {"full_verify", "bn_recalibration"}
+    assert set(res["verdict"]) == {"both_claims_hold_at", "best_gap_improvement_at_5x", "max_speedup_with_20x"}
+    for name in ("frontier.png", "frontier.pdf", "frontier.csv"):
+        assert (out / name).stat().st_size > 0
+    cells = json.loads((out / "store.json").read_text())["cells"]
+    # (b)'s cells do not depend on the early budget: one per chip, reused by the second budget
+    assert sum(k.startswith("full_noise_injection#") for k in cells) == 2
+    assert sum(k.startswith("tsb#") for k in cells) == 4  # one per (budget, chip)
+    assert ">5x and >20x together:" in capsys.readouterr().out
