@@ -145,7 +145,7 @@ class TrainedModels:
         data = {k: c["data"][k] for k in ("name", "root", "batch_size")}
         backbone = {k: v for k, v in c["backbone"].items() if k not in ("full_epochs", "early_epochs")}
         return {"what": what, "model": c["model"], "data": data, "backbone": backbone, "seed": c["seed"],
-                "preset": self.preset.identity, **extra}
+                "noise_std": self.noise_std, **extra}  # training sees the device only through its noise std
 
     def _need_training(self, name: str) -> None:
         if not self.can_train:
