@@ -143,9 +143,10 @@ def coerce(value: Any, hint: Any, key: str, src: str = "") -> Any:
             if type(None) in args:
                 return None
             raise ConfigError(f"{where} is null but must be {_type_text(hint)}; fix: give it a value")
-        for arg in args:
-            if arg is type(None):
-                continue
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1:  # Optional[X]: X's own message (a range, a section's key) is the helpful one
+            return coerce(value, real[0], key, src)
+        for arg in real:
             try:
                 return coerce(value, arg, key, src)
             except ConfigError:
