@@ -162,10 +162,13 @@ class DevicePreset:
 
     @property
     def identity(self) -> str:
-        """Fingerprint of the preset's content (not its file name): what a chip's physics depends on."""
+        """Fingerprint of the preset's content (not its file name or description): every value that differs
+        from the schema's default, so a schema that gains a field with a neutral default keeps identities."""
         from tsb_aihw.utils.io import json_fingerprint
+        from tsb_aihw.utils.schema import non_default_leaves
 
-        return json_fingerprint(dataclasses.asdict(self) | {"source": None})
+        spec = PresetSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(PresetSpec)})
+        return json_fingerprint({k: v for k, v in non_default_leaves(spec).items() if k != "description"})
 
     @property
     def folder_name(self) -> str:

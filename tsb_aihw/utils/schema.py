@@ -275,6 +275,26 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+def non_default_leaves(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """``{dotted key: value}`` of every leaf that differs from its field default (a variant's tag always
+    counts): what a tree says beyond its schema, stable when a schema gains a field with a neutral default."""
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            if f.metadata.get("variants"):
+                out[f"{key}.{f.metadata['tag']}"] = getattr(value, f.metadata["tag"])
+            out.update(non_default_leaves(value, key + "."))
+        elif f.default is not MISSING and value == f.default:
+            continue
+        elif f.default_factory is not MISSING and value == f.default_factory():
+            continue
+        else:
+            out[key] = value
+    return out
+
+
 def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """(dotted key, type hint, field) of every leaf of a schema; variant sections list all their variants."""
     out: list[tuple[str, Any, Any]] = []
