@@ -140,7 +140,9 @@ def test_rpu_config_backends_and_settings():
     assert io.out_noise == 0.04 and not io.is_perfect
     assert io.noise_management == NoiseManagementType.ABS_MAX and io.bound_management == BoundManagementType.NONE
     assert cfg.mapping.weight_scaling_omega == 1.0 and cfg.mapping.weight_scaling_columnwise
-    assert type(cfg.drift_compensation).__name__ == "GlobalDriftCompensation"
+    assert type(cfg.drift_compensation).__name__ == "RandomReadoutGlobalDriftCompensation"
+    assert type(load_preset("pcm", drift_compensation="global").rpu_config(False).drift_compensation).__name__ \
+        == "GlobalDriftCompensation"
     nv = load_preset("nvcim-gaussian").rpu_config(True)
     assert nv.forward.is_perfect and nv.mapping.max_input_size == 0 == nv.mapping.max_output_size
     assert not nv.mapping.weight_scaling_columnwise and nv.drift_compensation is None

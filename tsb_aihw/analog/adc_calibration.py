@@ -76,6 +76,28 @@ def _own_io(tile: Any) -> Any:
     return io
 
 
+@torch.no_grad()
+def _rebaseline(tile: Any) -> None:
+    """Re-read the drift-compensation baseline at the programmed state with the new ADC bound.
+
+    AIHWKit reads the baseline (mean |output| of a one-hot read-out) through the ADC at programming; with a
+    new bound the later drift read-outs would be compared against a read-out at another bound (at 4 bits
+    a wrong alpha of a factor ~2). A chip calibrates its ADC first and then takes the reference. If the tile
+    has drifted since programming, alpha is recomputed against the new baseline too."""
+    comp = getattr(tile.rpu_config, "drift_compensation", None)
+    programmed = getattr(tile, "programmed_weights", None)
+    if comp is None or programmed is None:
+        return
+    current = tile.tile.get_weights().clone()
+    tile.tile.set_weights(programmed)
+    tile.drift_baseline = comp.init_baseline(tile)
+    tile.tile.set_weights(current)
+    if not torch.equal(current, programmed.to(current.dtype)):
+        alpha = comp.apply(tile._forward_drift_readout_tensor(), tile.drift_baseline)
+        tile.__dict__.pop("alpha", None)
+        tile.alpha = alpha
+
+
 def _check_tile(name: str, tile: Any) -> None:
     from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
@@ -123,8 +145,9 @@ def calibrate_adc(analog_model: nn.Module, loader: Iterable, percentile: float =
     """Set every analog tile's ADC ``out_bound`` to the ``percentile`` of its |pre-ADC outputs| on ``loader``.
 
     Call after ``program_analog_weights()`` (the chip's own weights set the outputs) and again after a
-    re-programming; the bound stays valid under drift with drift compensation, which scales after the ADC
-    and only shrinks the outputs. ``mode="per_layer"`` gives all tiles of a layer one bound (their maximum).
+    re-programming; the drift-compensation baseline is re-read at the programmed state with the new bound
+    (as a chip would take its reference after setting the ADC range). Drift compensation scales after the
+    ADC, so the bound stays valid while the outputs shrink with drift. ``mode="per_layer"`` gives all tiles of a layer one bound (their maximum).
     A shared block (one tile called at several sites) is calibrated on the outputs of all its sites.
     """
     from contextlib import ExitStack
@@ -181,6 +204,7 @@ def calibrate_adc(analog_model: nn.Module, loader: Iterable, percentile: float =
             io = _own_io(piece.tile)
             previous = float(io.out_bound)
             io.out_bound = bound
+            _rebaseline(piece.tile)
             result.tiles.append(TileBound(layer=name, tile=k, out_bound=bound, previous=previous,
                                           samples=int(v.numel()), covered=float((v <= bound).float().mean()),
                                           p50=_percentile(v, 50.0), p99=_percentile(v, 99.0)))

@@ -192,7 +192,10 @@ def _drift_compensation(kind: str) -> Any:
         PerColumnDriftCompensation,
     )
 
+    from tsb_aihw.devices.compensation import RandomReadoutGlobalDriftCompensation
+
     return {"none": None, "global": GlobalDriftCompensation(),
+            "global_random": RandomReadoutGlobalDriftCompensation(),
             "global_exact": GlobalDriftCompensationWithExactReference(),
             "per_column": PerColumnDriftCompensation()}[kind]
 

@@ -173,7 +173,7 @@ class PresetSpec:
     periphery: PeripherySpec = _section(PeripherySpec)
     mapping: MappingSpec = _section(MappingSpec)
     tile: TileSpec = _section(TileSpec)
-    drift_compensation: str = _f("none", choices=("none", "global", "global_exact", "per_column"))
+    drift_compensation: str = _f("none", choices=("none", "global", "global_exact", "per_column", "global_random"))
     training: TrainingSpec = _section(TrainingSpec)
     write_verify: WriteVerifySpec = _section(WriteVerifySpec)
     adc_calibration: ADCCalibrationSpec = _section(ADCCalibrationSpec)
