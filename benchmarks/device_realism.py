@@ -5,7 +5,8 @@
     OMP_NUM_THREADS=1 python benchmarks/device_realism.py verify   # redraw vs incremental write-verify
     OMP_NUM_THREADS=1 python benchmarks/device_realism.py energy   # inference energy/latency, TSB vs backbone
 
-Each writes ``benchmarks/device_realism/<what>.json`` (adc: ``adc_<compensation>.json``) (and prints a markdown table). The backbone is trained
+Each writes ``benchmarks/device_realism/<what>.json`` (adc: ``adc_<compensation>.json``) and prints a
+markdown table. The backbone is trained
 once (HWA noise 0.035 of the layer abs-max, 6 epochs, seed 0) and cached in ``benchmarks/device_realism/``.
 """
 from __future__ import annotations
@@ -156,10 +157,10 @@ def run_energy(args: argparse.Namespace) -> dict[str, Any]:
             torch.manual_seed(0)
             model = get_model("lenet3", num_classes=10)
             if tsb:
-                model = insert_tsb(model, input_shape=(1, 1, 32, 32))
+                model = insert_tsb(model, input_shape=(1, 32, 32))
             analog = to_analog(model, preset, verify="tsb" if tsb else "none")
             analog.program_analog_weights()
-            cost = inference_cost(analog, preset, (1, 1, 32, 32))
+            cost = inference_cost(analog, preset, (1, 32, 32))
             prog = programming_cost(analog, preset)
             res[f"{name}/{label}"] = {"inference": cost.to_dict(), "programming": prog.to_dict()}
             print(f"| {name} | {label} | {cost.mvms} | {cost.energy_j * 1e9:.3g} nJ | {cost.latency_s * 1e6:.3g} us "

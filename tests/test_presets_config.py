@@ -33,7 +33,7 @@ def test_derived_properties():
     assert nv.training_noise_std == pytest.approx(0.7776 * 0.35, abs=1e-4)
     assert load_preset("nvcim-gaussian", noise__sigma=0.1).training_noise_std == pytest.approx(0.07776, abs=1e-5)
     assert ideal.training_noise_std == 0.0
-    assert pcm.training_noise_std == 0.045 and rram.training_noise_std == 0.025
+    assert pcm.training_noise_std == 0.045 and rram.training_noise_std == 0.015
 
 
 def test_overrides_keyword_and_dotted_dict():

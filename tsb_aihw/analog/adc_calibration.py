@@ -147,7 +147,8 @@ def calibrate_adc(analog_model: nn.Module, loader: Iterable, percentile: float =
     Call after ``program_analog_weights()`` (the chip's own weights set the outputs) and again after a
     re-programming; the drift-compensation baseline is re-read at the programmed state with the new bound
     (as a chip would take its reference after setting the ADC range). Drift compensation scales after the
-    ADC, so the bound stays valid while the outputs shrink with drift. ``mode="per_layer"`` gives all tiles of a layer one bound (their maximum).
+    ADC, so the bound stays valid while the outputs shrink with drift. ``mode="per_layer"`` gives all tiles
+    of a layer one bound (their maximum).
     A shared block (one tile called at several sites) is calibrated on the outputs of all its sites.
     """
     from contextlib import ExitStack

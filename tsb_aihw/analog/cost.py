@@ -129,7 +129,8 @@ def inference_cost(analog_model: nn.Module, preset: Any, input_shape: Sequence[i
     const = constants or CostConstants()
     layers = analog_layers(analog_model)
     if not layers:
-        raise ConfigError("inference_cost: the model has no analog layers; convert it first (tsb_aihw.analog.to_analog)")
+        raise ConfigError("inference_cost: the model has no analog layers; convert it first "
+                          "(tsb_aihw.analog.to_analog)")
     counts = {name: [0, 0] for name, _ in layers}  # calls, vectors
 
     def hook(name: str):
