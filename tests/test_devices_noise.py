@@ -148,7 +148,8 @@ def test_rram_acceptance_range_pitfall_and_scale():
     sds = {}
     for acc in (0.2, 2.0):
         torch.manual_seed(0)
-        preset = load_preset("rram", noise__acceptance_range=acc, periphery__is_perfect=True)
+        preset = load_preset("rram", noise__acceptance_range=acc, periphery__is_perfect=True,
+                             noise__conductance_mapping="single")   # AIHWKit's own mapping
         w = torch.randn(64, 128)
         layer = _layer(preset, 128, 64, w)
         layer.program_analog_weights()
@@ -167,9 +168,10 @@ def test_rram_guard_against_silent_acceptance_fallback():
         bad.rpu_config(False)
 
 
-def test_rram_drift_time_domain_and_all_rows_drift():
+@pytest.mark.parametrize("mapping", ["single", "differential"])
+def test_rram_drift_time_domain_and_all_rows_drift(mapping):
     torch.manual_seed(0)
-    preset = load_preset("rram", periphery__is_perfect=True)
+    preset = load_preset("rram", periphery__is_perfect=True, noise__conductance_mapping=mapping)
     w = torch.randn(16, 32)
     layer = _layer(preset, 32, 16, w, verified=True)
     layer.program_analog_weights()

@@ -52,10 +52,15 @@ CROSS_CHECKED = {"noise.weight_bits", "noise.device_bits", "noise.g_min", "noise
 RANGED = [(k, t, m) for k, t, m in _spec_fields() if k not in CROSS_CHECKED]
 
 
+# Presets that refuse some in-range values of a key by a cross-check: nvcim-gaussian's noise scale is the whole
+# layer's max|W|, so it refuses any tiling (docs/devices.md section 2).
+REFUSED_BY = {"mapping.max_input_size": {"nvcim-gaussian"}, "mapping.max_output_size": {"nvcim-gaussian"}}
+
+
 def _owner_presets(key: str) -> list[str]:
-    """Shipped presets whose noise model has ``key`` (all presets for non-noise keys)."""
+    """Shipped presets whose noise model has ``key`` (all presets for non-noise keys) and take any in-range value."""
     if not key.startswith("noise."):
-        return list_presets()
+        return [p for p in list_presets() if p not in REFUSED_BY.get(key, set())]
     name = key.split(".", 1)[1]
     return [p for p, raw in SHIPPED_RAW.items()
             if name in {f.name for f in dataclasses.fields(NOISE_MODELS[raw["noise"]["model"]])}]

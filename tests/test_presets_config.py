@@ -33,7 +33,7 @@ def test_derived_properties():
     assert nv.training_noise_std == pytest.approx(0.7776 * 0.35, abs=1e-4)
     assert load_preset("nvcim-gaussian", noise__sigma=0.1).training_noise_std == pytest.approx(0.07776, abs=1e-5)
     assert ideal.training_noise_std == 0.0
-    assert pcm.training_noise_std == 0.045 and rram.training_noise_std == 0.025
+    assert pcm.training_noise_std == 0.045 and rram.training_noise_std == 0.015
 
 
 def test_overrides_keyword_and_dotted_dict():
@@ -140,7 +140,9 @@ def test_rpu_config_backends_and_settings():
     assert io.out_noise == 0.04 and not io.is_perfect
     assert io.noise_management == NoiseManagementType.ABS_MAX and io.bound_management == BoundManagementType.NONE
     assert cfg.mapping.weight_scaling_omega == 1.0 and cfg.mapping.weight_scaling_columnwise
-    assert type(cfg.drift_compensation).__name__ == "GlobalDriftCompensation"
+    assert type(cfg.drift_compensation).__name__ == "RandomReadoutGlobalDriftCompensation"
+    assert type(load_preset("pcm", drift_compensation="global").rpu_config(False).drift_compensation).__name__ \
+        == "GlobalDriftCompensation"
     nv = load_preset("nvcim-gaussian").rpu_config(True)
     assert nv.forward.is_perfect and nv.mapping.max_input_size == 0 == nv.mapping.max_output_size
     assert not nv.mapping.weight_scaling_columnwise and nv.drift_compensation is None

@@ -77,6 +77,56 @@ def characterize(preset: DevicePreset, n_chips: int = 5, shape: tuple[int, int] 
     return out
 
 
+@torch.no_grad()
+def verify_statistics(preset: DevicePreset, n_chips: int = 3, shape: tuple[int, int] = (64, 256), seed: int = 0,
+                      bins: int = 5) -> dict[str, Any]:
+    """Per-device outcome of the preset's write-verify loop on a Gaussian weight matrix, all cells verified.
+
+    Runs the loop exactly as programming does (first pulse = the device model's one-shot draw) and reports
+    pulses per device (mean, sd), failures, the true error after verify (the tolerance applies to the noisy
+    verify read, so some accepted devices are truly outside it) and the same binned by target conductance.
+    Conductance models only (pcm, rram).
+    """
+    wv = preset.rpu_config(verified=True).noise_model
+    inner, conv = wv.inner, wv.inner.g_converter
+    g_min, g_max = float(conv.g_min), float(conv.g_max)
+    unit = g_max - g_min
+    gen = torch.Generator().manual_seed(seed)
+    weights = torch.randn(shape, generator=gen)
+    tgt, fin, pul, fail = [], [], [], []
+    for chip in range(n_chips):
+        torch.manual_seed(seed * 1000 + chip)
+        targets, _ = conv.convert_to_conductances(weights)
+        for g_t in ([targets] if isinstance(targets, torch.Tensor) else list(targets)):
+            first = inner.apply_programming_noise_to_conductance(g_t)
+            redraw = lambda sel, g_t=g_t: inner.apply_programming_noise_to_conductance(g_t[sel])  # noqa: E731
+            mask = torch.ones(g_t.shape, dtype=torch.bool)
+            g_p, p, _, f = wv._loop(g_t, first, redraw, mask, unit, g_min, g_max)
+            for store, value in ((tgt, g_t), (fin, g_p), (pul, p), (fail, f)):
+                store.append(value.flatten())
+    g_t, g_p, p, f = torch.cat(tgt), torch.cat(fin), torch.cat(pul).float(), torch.cat(fail)
+    err = (g_p - g_t).abs() / unit
+    tol, rsd = preset.write_verify.tolerance, preset.write_verify.verify_read_noise
+    edges = torch.linspace(0.0, 1.0, bins + 1)
+    x = ((g_t - g_min) / unit).clamp(0.0, 1.0)
+    rows = []
+    for i in range(bins):
+        sel = (x >= edges[i]) & ((x < edges[i + 1]) if i < bins - 1 else (x <= 1.0))
+        if not bool(sel.any()):
+            continue
+        rows.append({"g_over_range": [float(edges[i]), float(edges[i + 1])], "devices": int(sel.sum()),
+                     "pulses_mean": float(p[sel].mean()), "pulses_sd": float(p[sel].std()),
+                     "err_rms_over_range": float(err[sel].pow(2).mean().sqrt()),
+                     "failed_fraction": float(f[sel].float().mean())})
+    return {"preset": preset.name, "algorithm": preset.write_verify.algorithm, "devices": int(g_t.numel()),
+            "pulses_mean": float(p.mean()), "pulses_sd": float(p.std()), "pulses_max": int(p.max()),
+            "failed_fraction": float(f.float().mean()),
+            "err_rms_over_range": float(err.pow(2).mean().sqrt()),
+            "within_tol": float((err <= tol).float().mean()),
+            "within_tol_plus_2_read_sd": float((err <= tol + 2 * rsd).float().mean()),
+            "tolerance": tol, "verify_read_noise": rsd, "bins": rows}
+
+
 def _sd(values: Sequence[float]) -> float:
     if len(values) < 2:
         return 0.0

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Optional
 
 import tsb_aihw
 from tsb_aihw.devices.schema import (
+    ADCCalibrationSpec,
     IdealNoise,
     MappingSpec,
     NoiseSpec,
@@ -61,6 +62,7 @@ class DevicePreset:
     drift_compensation: str
     training: TrainingSpec
     write_verify: WriteVerifySpec
+    adc_calibration: ADCCalibrationSpec = dataclasses.field(default_factory=ADCCalibrationSpec)
     source: str = ""
 
     # -- derived ---------------------------------------------------------------------------------------
@@ -102,6 +104,11 @@ class DevicePreset:
             if model.acceptance_range != n.acceptance_range:
                 raise ConfigError(f"{self.source}: AIHWKit ReRamCMONoiseModel replaced acceptance_range "
                                   f"{n.acceptance_range!r} by {model.acceptance_range!r}; use 0.2 or 2 (percent)")
+            if n.conductance_mapping == "differential":
+                from tsb_aihw.devices.noise.converters import DifferentialConductanceConverter
+
+                # the model's own fits are in uS of one device and clip to [g_min, g_max]: unchanged
+                model.g_converter = DifferentialConductanceConverter(g_max=n.g_max, g_min=n.g_min)
             return model
         if isinstance(n, NVCIMGaussianNoise):
             from tsb_aihw.devices.noise import NVCIMGaussianNoiseModel
@@ -197,7 +204,7 @@ class DevicePreset:
         if isinstance(n, ReRamCMONoise):
             c0, c1 = (0.0112185391, 0.01129027418) if n.acceptance_range == 2.0 else (0.00081107, 0.00106879)
             lo, hi = ((c0 + c1 * g) * n.prog_noise_scale for g in (n.g_min, n.g_max))
-            return (f"g {n.g_min:g}-{n.g_max:g}uS; prog sd {lo:.2f}-{hi:.2f}uS "
+            return (f"{n.conductance_mapping} g {n.g_min:g}-{n.g_max:g}uS; prog sd {lo:.2f}-{hi:.2f}uS "
                     f"(acceptance {n.acceptance_range:g}%); "
                     f"shift -0.089 ln(t) uS x{n.drift_scale:g}; read x{n.read_noise_scale:g}")
         if isinstance(n, NVCIMGaussianNoise):
@@ -214,7 +221,10 @@ def _drift_compensation(kind: str) -> Any:
         PerColumnDriftCompensation,
     )
 
+    from tsb_aihw.devices.compensation import RandomReadoutGlobalDriftCompensation
+
     return {"none": None, "global": GlobalDriftCompensation(),
+            "global_random": RandomReadoutGlobalDriftCompensation(),
             "global_exact": GlobalDriftCompensationWithExactReference(),
             "per_column": PerColumnDriftCompensation()}[kind]
 
@@ -235,6 +245,30 @@ def _resolve(name_or_path: str | Path) -> Path:
         return presets_dir() / f"{text}.yaml"
     raise ConfigError(f"unknown device preset {text!r}; valid names: {', '.join(names)} "
                       f"(a path to a preset YAML file also works)")
+
+
+def _follow_mapping(raw: dict, overrides: Mapping[str, Any]) -> None:
+    """An override of ``noise.conductance_mapping`` alone also sets the devices per weight it implies."""
+    if "noise.conductance_mapping" in overrides and "write_verify.devices_per_weight" not in overrides:
+        wv = raw.get("write_verify")
+        if isinstance(wv, dict) and "devices_per_weight" in wv:
+            wv["devices_per_weight"] = 2 if overrides["noise.conductance_mapping"] == "differential" else 1
+
+
+def _check_nvcim_layer_scale(spec: PresetSpec, src: str) -> None:
+    """The NVCIM model's noise scale is max|W| of the whole layer; tiling or per-column scales would silently
+    make it a per-tile or per-row maximum (the noise model sees one tile's normalised weights only)."""
+    if not isinstance(spec.noise, NVCIMGaussianNoise):
+        return
+    m = spec.mapping
+    bad = [f"mapping.{k} = {v!r}" for k, v in (("max_input_size", m.max_input_size),
+                                                ("max_output_size", m.max_output_size),
+                                                ("weight_scaling_columnwise", m.weight_scaling_columnwise))
+           if v not in (0, False)]
+    if bad:
+        raise ConfigError(f"{src}: noise.model 'nvcim-gaussian' scales its noise by max|W| of the whole layer, but "
+                          f"{', '.join(bad)} would make it per tile/per row; keep max_input_size = "
+                          f"max_output_size = 0 and weight_scaling_columnwise = false")
 
 
 def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
@@ -263,5 +297,7 @@ def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, Any]]
             raw["noise"] = {"model": all_over["noise.model"]}
         for key, value in all_over.items():
             set_dotted(raw, key, value, src)
+        _follow_mapping(raw, all_over)
     spec: PresetSpec = build_preset(raw, src)
+    _check_nvcim_layer_scale(spec, src)
     return DevicePreset(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(PresetSpec)}, source=src)

@@ -42,6 +42,9 @@ class ReRamCMONoise:
     prog_noise_scale: float = _f(1.0, lo=0.0, hi=100.0)
     read_noise_scale: float = _f(1.0, lo=0.0, hi=100.0)
     drift_scale: float = _f(1.0, lo=0.0, hi=100.0)
+    conductance_mapping: str = _f("single", choices=("single", "differential"),
+                                  doc="single: one device per weight (AIHWKit); differential: a g+/g- pair "
+                                      "around the window centre, which cancels the common relaxation shift")
 
 
 @dataclass
@@ -121,6 +124,24 @@ class WriteVerifySpec:
     e_pulse: float = _f(required=True, lo=0.0, hi=1e-3, doc="J per program pulse (one device)")
     e_read: float = _f(required=True, lo=0.0, hi=1e-3, doc="J per verify read (one device)")
     devices_per_weight: int = _f(required=True, lo=1, hi=64, doc="devices that store one weight")
+    algorithm: str = _f("redraw", choices=("redraw", "incremental"),
+                        doc="retry pulses: redraw = fresh one-shot draw; incremental = corrective step toward "
+                            "the target (docs/devices.md section 3)")
+    step_gain: float = _f(0.7, lo=0.0, hi=2.0, lo_open=True,
+                          doc="incremental: mean step = step_gain * (target - verify read)")
+    step_noise: float = _f(0.3, lo=0.0, hi=5.0, doc="incremental: step sd relative to the mean step size")
+    step_noise_floor: float = _f(0.001, lo=0.0, hi=1.0,
+                                 doc="incremental: size-independent step sd, fraction of unit range")
+
+
+@dataclass
+class ADCCalibrationSpec:
+    """ADC output range set from calibration data after programming (tsb_aihw.analog.calibrate_adc)."""
+
+    mode: str = _f("none", choices=("none", "per_tile", "per_layer"),
+                   doc="none = the periphery's fixed out_bound; per_tile/per_layer = percentile of |output|")
+    percentile: float = _f(99.9, lo=50.0, hi=100.0, doc="percentile of |pre-ADC output| the bound covers")
+    samples: int = _f(256, lo=1, hi=1 << 20, doc="calibration images (taken from the training split)")
 
 
 @dataclass
@@ -133,9 +154,10 @@ class PresetSpec:
     periphery: PeripherySpec = section(PeripherySpec)
     mapping: MappingSpec = section(MappingSpec)
     tile: TileSpec = section(TileSpec)
-    drift_compensation: str = _f("none", choices=("none", "global", "global_exact", "per_column"))
+    drift_compensation: str = _f("none", choices=("none", "global", "global_exact", "per_column", "global_random"))
     training: TrainingSpec = section(TrainingSpec)
     write_verify: WriteVerifySpec = section(WriteVerifySpec)
+    adc_calibration: ADCCalibrationSpec = section(ADCCalibrationSpec)
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -197,7 +219,7 @@ def model_devices_per_weight(noise: NoiseSpec) -> int | None:
     if isinstance(noise, PCMNoise):
         return 2  # SinglePairConductanceConverter: g+ and g-
     if isinstance(noise, ReRamCMONoise):
-        return 1  # SingleDeviceConductanceConverter
+        return 2 if noise.conductance_mapping == "differential" else 1  # pair / SingleDeviceConductanceConverter
     if isinstance(noise, NVCIMGaussianNoise):
         return noise.weight_bits // noise.device_bits
     return None
@@ -215,7 +237,7 @@ def valid_keys() -> list[str]:
 
 __all__ = [
     "PCMNoise", "ReRamCMONoise", "NVCIMGaussianNoise", "IdealNoise", "NOISE_MODELS", "NoiseSpec",
-    "PeripherySpec", "MappingSpec", "TileSpec", "TrainingSpec", "WriteVerifySpec", "PresetSpec",
+    "PeripherySpec", "MappingSpec", "TileSpec", "TrainingSpec", "WriteVerifySpec", "ADCCalibrationSpec", "PresetSpec",
     "build_preset", "nvcim_std_factor", "derived_training_noise_std", "model_devices_per_weight", "valid_keys",
     "spec_fields",
 ]

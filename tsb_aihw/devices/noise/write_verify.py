@@ -5,9 +5,16 @@ tile's ``program_weights``) it
 
 1. programs every device once with the inner model's programming noise (one pulse each),
 2. reads the devices of verified cells with Gaussian verify-read noise,
-3. re-programs the devices whose read is outside ``tolerance * range`` of the target with a fresh draw of
-   the inner model's programming noise, and repeats 2-3 until all pass or a device has had
-   ``max_iterations`` pulses (it is then counted as failed and keeps its last state).
+3. re-programs the devices whose read is outside ``tolerance * range`` of the target, and repeats 2-3 until
+   all pass or a device has had ``max_iterations`` pulses (it is then counted as failed and keeps its last
+   state). ``write_verify.algorithm`` says how a retry pulse acts: ``redraw`` = a fresh draw of the inner
+   model's one-shot programming noise (the state is forgotten); ``incremental`` = a corrective step from the
+   current state toward the target, of mean ``step_gain * (target - read)`` and sd ``step_noise * |mean|
+   + step_noise_floor * range`` (steps shrink with the error, as in real program-verify loops;
+   docs/devices.md section 3 gives the model and its sources).
+
+The tolerance applies to the noisy verify READ: a device is accepted when its read is within tolerance, so
+some accepted devices are truly outside it (by up to a few read-noise sd; numbers in docs/devices.md).
 
 Conductance models (PCM, ReRAM) run the loop per device on conductances (range = ``g_max - g_min``);
 weight-level models (NVCIM Gaussian) run it on weights (range = the tile's abs-max weight). Drift
@@ -63,6 +70,48 @@ def verify_loop(target: Tensor, programmed: Tensor, redraw: Callable[[Tensor], T
             break
         programmed = programmed.clone()
         programmed[bad] = redraw(bad)
+        pulses += bad.to(torch.int32)
+        active = bad
+        n += 1
+    return programmed, pulses, reads, failed
+
+
+@torch.no_grad()
+def incremental_verify_loop(target: Tensor, programmed: Tensor, mask: Tensor, tol: float, read_std: float,
+                            max_iterations: int, gain: float, step_noise: float, step_floor: float,
+                            lo: float | None = None, hi: float | None = None
+                            ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Program-and-verify with corrective pulses; same arguments and returns as :func:`verify_loop`.
+
+    Each retry moves a device from its current value ``g`` by ``gain * e * (1 + step_noise * xi1) +
+    step_floor * xi2`` with ``e = target - read`` (the verify read that failed), then clips to [lo, hi].
+    ``step_floor`` is absolute (same units as ``target``).
+    """
+    dev = target.device
+    pulses = torch.ones(target.shape, dtype=torch.int32, device=dev)
+    reads = torch.zeros(target.shape, dtype=torch.int32, device=dev)
+    failed = torch.zeros(target.shape, dtype=torch.bool, device=dev)
+    active = mask.clone()
+    programmed = programmed.clone()
+    n = 1
+    while bool(active.any()):
+        read = programmed + read_std * torch.randn_like(programmed) if read_std > 0 else programmed
+        reads += active.to(torch.int32)
+        err = target - read
+        bad = active & (err.abs() > tol)
+        if n >= max_iterations:
+            failed = bad
+            break
+        if not bool(bad.any()):
+            break
+        e = err[bad]
+        step = gain * e * (1.0 + step_noise * torch.randn_like(e))
+        if step_floor > 0:
+            step = step + step_floor * torch.randn_like(e)
+        new = programmed[bad] + step
+        if lo is not None or hi is not None:
+            new = new.clamp(min=lo, max=hi)
+        programmed[bad] = new
         pulses += bad.to(torch.int32)
         active = bad
         n += 1
@@ -143,6 +192,16 @@ class WriteVerifyNoiseModel(BaseNoiseModel):
         }
         return out, params
 
+    def _loop(self, target: Tensor, first: Tensor, redraw: Callable[[Tensor], Tensor], mask: Tensor,
+              unit: float, lo: Optional[float], hi: Optional[float]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The spec's verify algorithm on one slice; ``unit`` is the range the spec's fractions refer to."""
+        sp = self.spec
+        tol, read_std = sp.tolerance * unit, sp.verify_read_noise * unit
+        if getattr(sp, "algorithm", "redraw") == "incremental":
+            return incremental_verify_loop(target, first, mask, tol, read_std, sp.max_iterations, sp.step_gain,
+                                           sp.step_noise, sp.step_noise_floor * unit, lo, hi)
+        return verify_loop(target, first, redraw, mask, tol, read_std, sp.max_iterations)
+
     def _program_weight_level(self, weights: Tensor, mask: Tensor) -> tuple:
         """Loop on weights; each (re-)program or read of a weight touches all its devices."""
         inner: WeightLevelNoiseModel = self.inner  # type: ignore[assignment]
@@ -156,9 +215,7 @@ class WriteVerifyNoiseModel(BaseNoiseModel):
                 w = weights[sel]
                 return w + std * torch.randn_like(w) if std > 0 else w.clone()
 
-            prog, pulses, reads, failed = verify_loop(
-                weights, prog, redraw, mask,
-                self.spec.tolerance * scale, self.spec.verify_read_noise * scale, self.spec.max_iterations)
+            prog, pulses, reads, failed = self._loop(weights, prog, redraw, mask, scale, None, None)
         else:
             pulses = torch.ones(weights.shape, dtype=torch.int32, device=weights.device)
             reads = torch.zeros_like(pulses)
@@ -179,7 +236,6 @@ class WriteVerifyNoiseModel(BaseNoiseModel):
         else:
             t_slices, p_slices = list(targets), progs
         g_range = float(conv.g_max - conv.g_min)
-        tol, read_std = self.spec.tolerance * g_range, self.spec.verify_read_noise * g_range
         pulses = torch.zeros(weights.shape, dtype=torch.int32, device=weights.device)
         reads = torch.zeros_like(pulses)
         failed = torch.zeros(weights.shape, dtype=torch.bool, device=weights.device)
@@ -188,7 +244,7 @@ class WriteVerifyNoiseModel(BaseNoiseModel):
             if verify:
                 # the device models are element-wise in g_target: redraw only the devices that failed
                 redraw = lambda sel, g_t=g_t: inner.apply_programming_noise_to_conductance(g_t[sel])  # noqa: E731
-                g_p, p, r, f = verify_loop(g_t, g_p, redraw, mask, tol, read_std, self.spec.max_iterations)
+                g_p, p, r, f = self._loop(g_t, g_p, redraw, mask, g_range, float(conv.g_min), float(conv.g_max))
                 p_slices[i] = g_p
                 pulses += p
                 reads += r
