@@ -174,6 +174,9 @@ def test_study_writes_results_and_resumes_without_recomputing(tmp_path, monkeypa
                                     "mapping_cost_reduction"}
     assert saved["config"]["seed"] == 3 and saved["provenance"]["versions"]["aihwkit"] == "1.1.0"
     assert saved["methods"]["full_verify"]["verified_fraction"] == 1.0
+    costs = {k: saved["methods"][k]["inference_cost"] for k in ("tsb", "full_noise_injection")}
+    assert costs["tsb"]["tile_mvms"] > costs["full_noise_injection"]["tile_mvms"] > 0  # the block's MVMs at its sites
+    assert costs["tsb"]["energy_j"] > costs["full_noise_injection"]["energy_j"] > 0
     assert 0 < saved["methods"]["tsb"]["verified_fraction"] < 0.05
     for m in saved["methods"].values():
         assert len(m["per_chip"]) == 2
@@ -210,3 +213,17 @@ def test_cli_reports_bad_input_with_exit_2(tmp_path, capsys) -> None:
     assert main(["demo", "--quick", "--chips", "0", "--out", str(tmp_path)]) == 2
     assert "chips" in capsys.readouterr().err
     assert main(["run", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path)]) == 2
+
+
+def test_chip_calibrates_its_adc_only_when_the_preset_says(study: _Study) -> None:
+    from torch.utils.data import DataLoader, Subset
+
+    loader = DataLoader(Subset(study.data.train.dataset, range(64)), 32)
+    plain = load_preset("pcm")
+    calibrated = load_preset("pcm", overrides={"adc_calibration.mode": "per_tile"})
+    for preset, expect in ((plain, None), (calibrated, "per_tile")):
+        chip = Chip(to_analog(study.backbone("full"), preset, verify="none").eval(), preset, 0, 1)
+        digest = chip.program()
+        cal = chip.calibrate_adc(loader)
+        assert (cal is None) if expect is None else (cal.mode == expect and cal.tiles)
+        assert chip.digest() == digest  # calibration sets ADC ranges, never the programmed weights

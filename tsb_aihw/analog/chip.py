@@ -137,6 +137,18 @@ class Chip:
                     reset_drift_compensation(tile)
         self.block_written_at = at
 
+    def calibrate_adc(self, loader: Any) -> Any:
+        """Set the ADC ranges from calibration data if the preset asks for it (``adc_calibration.mode``); call
+        after the last programming. Returns the :class:`~tsb_aihw.analog.adc_calibration.ADCCalibration` or None."""
+        spec = getattr(self.preset, "adc_calibration", None)
+        if spec is None or spec.mode == "none":
+            return None
+        from tsb_aihw.analog.adc_calibration import calibrate_adc
+
+        with self.rng("adc-calibration"):
+            return calibrate_adc(self.model, loader, percentile=spec.percentile, mode=spec.mode,
+                                 max_images=spec.samples)
+
     def evaluate(self, loader: Any, t: float, device: str | torch.device = "cpu", fast: bool | None = None) -> float:
         """Accuracy at chip time ``t`` (drifted first), with the periphery's output noise seeded."""
         from tsb_aihw.evaluation.accuracy import evaluate_accuracy

@@ -78,6 +78,7 @@ def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: Devi
         w, block_time = train_block_for_chip(models, c, cfg.block.read_time, backbone=spec.backbone,
                                              with_bn=spec.bn_recalibration)
         c.write_block(w)
+    c.calibrate_adc(models.train_loader("adc", chip))  # a no-op unless the preset calibrates its ADC ranges
     cost = {k: v for k, v in programming_cost(analog, preset).to_dict().items() if isinstance(v, (int, float))}
     fraction = weight_report(analog).verified_fraction
     accs = [c.evaluate(models.data.test, t, device=cfg.device, fast=cfg.fast_eval) for t in parse_times(cfg.times)]

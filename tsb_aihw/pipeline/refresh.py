@@ -111,6 +111,7 @@ class RefreshRunner:
         digest = chip.program()
         w0, train0 = train_block_for_chip(self.ctx.models, chip, self.cfg.block.read_time)
         chip.write_block(w0)
+        chip.calibrate_adc(self.ctx.models.train_loader("adc", index))
         out: dict[str, Any] = {"chip_cost": programming_cost(self.analog, self.ctx.preset).to_dict(),
                                "block_write0": _block_stats(self.analog), "block_train0_s": train0, "chip": digest}
         out["tsb"], _ = self._arm(chip, [])

@@ -25,6 +25,9 @@ def method_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "pulses": m["cost"]["pulses"], "reads": m["cost"]["reads"],
                 "program_time_s": m["cost"]["time_s"], "program_energy_j": m["cost"]["energy_j"],
                 "train_time_s": m["train_time_s"],
+                "energy_per_inference_nj": 1e9 * m["inference_cost"]["energy_j"] if "inference_cost" in m else None,
+                "latency_us": 1e6 * m["inference_cost"]["latency_s"] if "inference_cost" in m else None,
+                "tile_mvms": m.get("inference_cost", {}).get("tile_mvms"),
             })
     return rows
 

@@ -84,6 +84,18 @@ def _mean_cost(rows: list[CellResult]) -> dict[str, float]:
     return {k: sum(r.cost[k] for r in rows) / len(rows) for k in rows[0].cost}
 
 
+def method_inference_cost(ctx: StudyContext, spec: MethodSpec) -> dict[str, float]:
+    """Energy, latency and tile MVMs of one inference of the method's deployed model (TSB's sites included)."""
+    from tsb_aihw.analog import to_analog
+    from tsb_aihw.analog.cost import inference_cost
+
+    verify: Any = "none" if spec.verify == "masks" else spec.verify  # verify does not change inference cost
+    analog = to_analog(ctx.models.digital_model(spec), ctx.preset, verify=verify).eval()
+    info = ctx.data.info
+    cost = inference_cost(analog, ctx.preset, (info.in_channels, *info.image_size))
+    return {"energy_j": cost.energy_j, "latency_s": cost.latency_s, "tile_mvms": cost.mvms}
+
+
 def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, list[CellResult]]) -> dict[str, Any]:
     """Per-method summaries, gaps against ONE reference (the clean accuracy of (b)), claims and provenance."""
     cfg, models, labels = ctx.cfg, ctx.models, ctx.labels
@@ -103,6 +115,7 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
             "accuracy": {t: summarize([c[i] for c in per_chip]).to_dict() for i, t in enumerate(labels)},
             "gap": {t: summarize([reference - c[i] for c in per_chip]).to_dict() for i, t in enumerate(labels)},
             "per_chip": per_chip, "chips": [r.chip for r in rows],
+            "inference_cost": method_inference_cost(ctx, spec),
         }
         if spec.block == "chip":
             entry["backbone_time_s"] = models.meta["backbone_early"]["train_time_s"]
