@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 import re
 import types
 import typing
@@ -16,14 +17,17 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Optional, Union
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.text import short_repr
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 
 def _f(default: Any = MISSING, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-       hi_open: bool = False, choices: tuple | None = None, required: bool = False, doc: str = "") -> Any:
+       hi_open: bool = False, choices: tuple | None = None, required: bool = False, doc: str = "",
+       max_len: int | None = None) -> Any:
     """A schema field: default plus the range/choices metadata that validation reads."""
-    meta = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices, required=required, doc=doc)
+    meta = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices, required=required, doc=doc,
+                max_len=max_len)
     if required:
         return field(default=None, metadata=meta)
     return field(default=default, metadata=meta)
@@ -96,8 +100,9 @@ class PeripherySpec:
     """Forward-pass periphery (AIHWKit ``IOParameters``)."""
 
     is_perfect: bool = _f(False, doc="exact MVM: no DAC/ADC, no output noise (device noise still applies)")
-    dac_bits: Optional[int] = _f(8, lo=1, hi=24, doc="input DAC bits; null = no input quantisation")
-    adc_bits: Optional[int] = _f(8, lo=1, hi=24, doc="output ADC bits; null = no output quantisation")
+    # AIHWKit's quantiser step is 1 / (2**bits - 2) (levels symmetric around 0): 1 bit divides by zero
+    dac_bits: Optional[int] = _f(8, lo=2, hi=24, doc="input DAC bits; null = no input quantisation")
+    adc_bits: Optional[int] = _f(8, lo=2, hi=24, doc="output ADC bits; null = no output quantisation")
     inp_bound: float = _f(1.0, lo=0.0, hi=1e3, lo_open=True)
     out_bound: float = _f(10.0, lo=0.0, hi=1e6, lo_open=True)
     out_noise: float = _f(0.04, lo=0.0, hi=10.0, doc="output noise std, normalised units")
@@ -146,8 +151,8 @@ class WriteVerifySpec:
 class PresetSpec:
     """One device preset: what a YAML file in ``device_presets/`` holds."""
 
-    name: str = _f(required=True)
-    description: str = _f("")
+    name: str = _f(required=True, max_len=100)
+    description: str = _f("", max_len=2000)
     noise: Any = _f(required=True)  # one of NOISE_MODELS, chosen by noise.model
     periphery: PeripherySpec = _section(PeripherySpec)
     mapping: MappingSpec = _section(MappingSpec)
@@ -195,42 +200,53 @@ def _check_value(value: Any, tp: Any, meta: dict, key: str, src: str) -> Any:
     rng = _range_text(meta, key)
     constrained = meta.get("choices") or meta.get("lo") is not None or meta.get("hi") is not None
     allowed = f" (allowed: {rng})" if constrained else ""
+    shown = short_repr(value)
     if value is None:
         if optional:
             return None
         raise ConfigError(f"{src}: {key} is null but must be {_type_name(base)}{allowed}; fix: give it a value")
     if base is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{src}: {key} = {value!r} has the wrong type ({type(value).__name__}); "
+            raise ConfigError(f"{src}: {key} = {shown} has the wrong type ({type(value).__name__}); "
                               f"fix: write true or false (no quotes)")
         return value
     if base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{src}: {key} = {value!r} has the wrong type ({type(value).__name__}); "
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ConfigError(f"{src}: {key} = {shown} has the wrong type ({type(value).__name__}); "
                               f"fix: write an integer without quotes{allowed}")
+        value = int(value)
     elif base is float:
         if isinstance(value, str) and _YAML11_EXP.match(value):  # PyYAML reads 1e-9 (no dot) as a string
             value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{src}: {key} = {value!r} has the wrong type ({type(value).__name__}); "
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{src}: {key} = {shown} has the wrong type ({type(value).__name__}); "
                               f"fix: write a number{allowed}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float range (e.g. 400 digits)
+            raise ConfigError(f"{src}: {key} = {shown} is too large to be a number here{allowed}; "
+                              f"fix: set {key} to a value in that range") from None
         if not math.isfinite(value):
-            raise ConfigError(f"{src}: {key} = {value!r} is not finite; fix: write a finite number{allowed}")
+            raise ConfigError(f"{src}: {key} = {short_repr(value)} is not finite; fix: write a finite number{allowed}")
     elif base is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{src}: {key} = {value!r} has the wrong type ({type(value).__name__}); "
+            raise ConfigError(f"{src}: {key} = {shown} has the wrong type ({type(value).__name__}); "
                               f"fix: write a string{allowed}")
+        max_len = meta.get("max_len")
+        if max_len is not None and len(value) > max_len:
+            raise ConfigError(f"{src}: {key} is {len(value):,} characters long (allowed: at most {max_len}); "
+                              f"fix: shorten it")
     choices = meta.get("choices")
     if choices:
         norm = value.lower() if isinstance(value, str) else value
         if norm not in choices:
-            raise ConfigError(f"{src}: {key} = {value!r} is not allowed (allowed: {rng}); fix: use one of those")
+            raise ConfigError(f"{src}: {key} = {short_repr(value)} is not allowed (allowed: {rng}); "
+                              "fix: use one of those")
         return norm
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)) or \
             hi is not None and (value > hi or (meta.get("hi_open") and value == hi)):
-        raise ConfigError(f"{src}: {key} = {value!r} is out of range (allowed: {rng}); "
+        raise ConfigError(f"{src}: {key} = {short_repr(value)} is out of range (allowed: {rng}); "
                           f"fix: set {key} to a value in that range")
     return value
 
@@ -242,7 +258,7 @@ def _unknown_key(key: str, valid: list[str], prefix: str, src: str, where: str) 
         owners = [m for m, cls in NOISE_MODELS.items() if key in {f.name for f in fields(cls)}]
         if owners:
             hint = f"it belongs to noise.model {' / '.join(repr(o) for o in owners)}; "
-    return ConfigError(f"{src}: unknown key {prefix + key!r} in {where}; {hint}"
+    return ConfigError(f"{src}: unknown key {short_repr(prefix + key)} in {where}; {hint}"
                        f"valid keys: {', '.join(sorted(valid))}")
 
 
@@ -281,9 +297,9 @@ def _build_noise(data: Any, src: str) -> NoiseSpec:
         raise ConfigError(f"{src}: section 'noise' needs a key 'model' (one of {', '.join(NOISE_MODELS)}); add it")
     model = data["model"]
     if not isinstance(model, str) or model not in NOISE_MODELS:
-        close = difflib.get_close_matches(str(model), list(NOISE_MODELS), n=1, cutoff=0.4)
+        close = difflib.get_close_matches(short_repr(model), list(NOISE_MODELS), n=1, cutoff=0.4)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"{src}: noise.model = {model!r} is not a known device model; {hint}"
+        raise ConfigError(f"{src}: noise.model = {short_repr(model)} is not a known device model; {hint}"
                           f"allowed: one of {', '.join(NOISE_MODELS)}")
     cls = NOISE_MODELS[model]
     return _build(cls, data, src, "noise.")
