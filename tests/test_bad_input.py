@@ -203,6 +203,36 @@ def _alias_bomb() -> str:
     return "\n".join(lines) + "\nchips: *i\n"
 
 
+def _image_tree(tmp: Path, classes: tuple[str, ...] = ("a", "b"), n: int = 6) -> Path:
+    from PIL import Image
+
+    for cls in classes:
+        (tmp / "tree" / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp / "tree" / cls / f"{i}.png")
+    return tmp / "tree"
+
+
+def _api_tree(kind: str) -> Callable[[Path], Any]:
+    def run(tmp: Path) -> None:
+        import os
+
+        import numpy as np
+        from PIL import Image
+
+        from tsb_aihw.data import get_dataset
+
+        tree = _image_tree(tmp, ("a",) if kind == "single" else ("a", "b"))
+        if kind == "dangling":
+            (tree / "a" / "gone.png").symlink_to(tmp / "nowhere.png")
+        elif kind == "fifo":
+            os.mkfifo(tree / "b" / "pipe.png")
+        elif kind == "float":
+            Image.fromarray(np.full((8, 8), 1000.0, dtype=np.float32)).save(tree / "b" / "hdr.tiff")
+        get_dataset(f"imagefolder:{tree}", "train", root=tmp / "cache")
+    return run
+
+
 def _api_one_bit_adc(tmp: Path) -> None:
     from tsb_aihw.devices import load_preset
 
@@ -404,6 +434,15 @@ def _cases() -> list[Case]:
              _api_train_inf_lr, [r"learning rate must be a finite number > 0, got inf"]),
         Case("wrong CLI argument type", "`tsb-aihw run --chips x`",
              lambda t: _run(t, "argx", None, None, "--chips", "x"), [r"argument --chips: invalid int value: 'x'"]),
+        # issue 16: image trees
+        Case("single class folder (API)", "`get_dataset('imagefolder:tree', 'train')`, tree/a/*.png only",
+             _api_tree("single"), [r"has a single class folder \(a\); a classifier needs at least 2 classes"]),
+        Case("dangling symlink in a class folder (API)", "`tree/a/gone.png -> nowhere.png`", _api_tree("dangling"),
+             [r"gone.png is a broken \(dangling\) symlink .*remove it"]),
+        Case("FIFO named like an image (API)", "`mkfifo tree/b/pipe.png`", _api_tree("fifo"),
+             [r"pipe.png is named like an image but is not a regular file"]),
+        Case("float TIFF outside [0, 1] (API)", "`tree/b/hdr.tiff`, float pixels of 1000", _api_tree("float"),
+             [r"hdr.tiff: float pixels span \[1000, 1000\]; only floats in \[0, 1\]"]),
         # issue 16: YAML files
         Case("YAML alias bomb", "config of nested aliases (`b: &b [*a, *a, ...]`, 10**9 values)",
              lambda t: ["run", "--config", _config(t, "bomb", text=_alias_bomb()), "--out", str(t / "o")],
