@@ -199,6 +199,101 @@ def _api_load_state_mismatch(tmp: Path) -> None:
                        wide.state_dict(), "wide.pt")
 
 
+def _alias_bomb() -> str:
+    """A few hundred bytes of nested YAML aliases that expand to 10**9 strings ("billion laughs")."""
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for prev, cur in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    return "\n".join(lines) + "\nchips: *i\n"
+
+
+def _image_tree(tmp: Path, classes: tuple[str, ...] = ("a", "b"), n: int = 6) -> Path:
+    from PIL import Image
+
+    for cls in classes:
+        (tmp / "tree" / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp / "tree" / cls / f"{i}.png")
+    return tmp / "tree"
+
+
+def _api_tree(kind: str) -> Callable[[Path], Any]:
+    def run(tmp: Path) -> None:
+        import os
+
+        import numpy as np
+        from PIL import Image
+
+        from tsb_aihw.data import get_dataset
+
+        tree = _image_tree(tmp, ("a",) if kind == "single" else ("a", "b"))
+        if kind == "dangling":
+            (tree / "a" / "gone.png").symlink_to(tmp / "nowhere.png")
+        elif kind == "fifo":
+            os.mkfifo(tree / "b" / "pipe.png")
+        elif kind == "float":
+            Image.fromarray(np.full((8, 8), 1000.0, dtype=np.float32)).save(tree / "b" / "hdr.tiff")
+        get_dataset(f"imagefolder:{tree}", "train", root=tmp / "cache")
+    return run
+
+
+def _api_one_bit_adc(tmp: Path) -> None:
+    from tsb_aihw.devices import load_preset
+
+    load_preset("pcm", periphery__adc_bits=1).rpu_config(verified=False)
+
+
+def _api_killed_worker(tmp: Path) -> None:
+    import os
+
+    from tsb_aihw.parallel import ProcessExecutor
+
+    with ProcessExecutor(1, threads=None) as ex:  # os._exit kills the worker process mid-task, like the OOM killer
+        list(ex.run(os._exit, [3]))
+
+
+def _api_fast_eval_env(tmp: Path) -> None:
+    from tsb_aihw.analog import fast_eval
+
+    fast_eval.check_fast_eval_env({"TSB_AIHW_FAST_EVAL": "maybe"})
+
+
+def _api_fast_not_bool(tmp: Path) -> None:
+    from tsb_aihw.analog.fast_eval import fast_eval_enabled
+
+    if fast_eval_enabled("no"):  # bool("no") is True: the fast path ran although "no" was asked
+        return None
+    return None
+
+
+def _api_accuracy(value: float) -> Callable[[Path], Any]:
+    def run(tmp: Path) -> None:
+        from tsb_aihw.utils.io import check_accuracy
+
+        check_accuracy(value, f"{tmp}/cells.json: cells.tsb/0.accuracies[0]")
+    return run
+
+
+def _api_json_shape(tmp: Path) -> None:
+    from tsb_aihw.utils.io import read_json
+
+    path = tmp / "cells.json"
+    path.write_text("[1, 2, 3]\n")
+    read_json(path, expect=dict)
+
+
+def _api_disk_full(tmp: Path) -> None:
+    import errno
+    import os
+    from unittest import mock
+
+    from tsb_aihw.utils import io as tio
+
+    (tmp / "results.json").write_text('{"kept": true}\n')
+    with mock.patch.object(tio, "_write_all", side_effect=OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))):
+        tio.atomic_write_json(tmp / "results.json", {"new": 1})
+
+
 def _api(fn: Callable[[], Any]) -> Callable[[Path], Any]:
     return lambda tmp: fn()
 
@@ -208,8 +303,10 @@ def _cases() -> list[Case]:
     from tsb_aihw.devices import load_preset
     from tsb_aihw.evaluation.times import parse_time
     from tsb_aihw.models import get_model
+    from tsb_aihw.parallel import make_executor
     from tsb_aihw.pipeline.config import study_config_from_dict
     from tsb_aihw.utils.device import resolve_device
+    from tsb_aihw.utils.yamlfile import load_yaml_file
 
     good_preset = (Path(__file__).resolve().parents[1] / "device_presets" / "pcm.yaml").read_text()
     return [
@@ -307,8 +404,9 @@ def _cases() -> list[Case]:
         Case("dataset archive truncated", "`--dataset imagefolder:cut.tar.gz` (last 200 bytes cut)",
              lambda t: ["demo", "--dataset", _archive(t, "cut.tar.gz", _truncated_targz(t)), "--quick", "--out", str(t / "o")],
              [r"is corrupt or truncated.*copy or download it again"]),
-        Case("dataset not downloaded", "`tsb-aihw demo --dataset mnist --quick` (no copy, no --download)",
-             lambda t: ["demo", "--dataset", "mnist", "--quick", "--out", str(t / "o")], [r"MNIST not found: .*Pass download=True"]),
+        Case("dataset not downloaded", "`tsb-aihw demo --dataset mnist --quick` (no copy, no `data.download`)",
+             lambda t: ["demo", "--dataset", "mnist", "--quick", "--out", str(t / "o")],
+             [r"MNIST not found: .*Set data.download: true in the config .*point data.root in the config"]),
         # output
         Case("output directory not writable", "`--out <file>/out` (a path under a regular file)",
              lambda t: _run(t, "ow", None, None)[:4] + [_plain_file(t) + "/out"],
@@ -340,6 +438,90 @@ def _cases() -> list[Case]:
              _api_train_inf_lr, [r"learning rate must be a finite number > 0, got inf"]),
         Case("wrong CLI argument type", "`tsb-aihw run --chips x`",
              lambda t: _run(t, "argx", None, None, "--chips", "x"), [r"argument --chips: invalid int value: 'x'"]),
+        # issue 16: image trees
+        Case("single class folder (API)", "`get_dataset('imagefolder:tree', 'train')`, tree/a/*.png only",
+             _api_tree("single"), [r"has a single class folder \(a\); a classifier needs at least 2 classes"]),
+        Case("dangling symlink in a class folder (API)", "`tree/a/gone.png -> nowhere.png`", _api_tree("dangling"),
+             [r"gone.png is a broken \(dangling\) symlink .*remove it"]),
+        Case("FIFO named like an image (API)", "`mkfifo tree/b/pipe.png`", _api_tree("fifo"),
+             [r"pipe.png is named like an image but is not a regular file"]),
+        Case("float TIFF outside [0, 1] (API)", "`tree/b/hdr.tiff`, float pixels of 1000", _api_tree("float"),
+             [r"hdr.tiff: float pixels span \[1000, 1000\]; only floats in \[0, 1\]"]),
+        # issue 16: YAML files
+        Case("YAML alias bomb", "config of nested aliases (`b: &b [*a, *a, ...]`, 10**9 values)",
+             lambda t: ["run", "--config", _config(t, "bomb", text=_alias_bomb()), "--out", str(t / "o")],
+             [r"bomb.yaml: the YAML aliases expand to more than 100,000 values"]),
+        Case("duplicate YAML key", "config text `chips: 2` ... `chips: 3`",
+             lambda t: ["run", "--config", _config(t, "dup", text="chips: 2\nseed: 1\nchips: 3\n"),
+                        "--out", str(t / "o")],
+             [r"dup.yaml: line 3: duplicate key 'chips' \(first on line 1\); YAML keeps only the last one"]),
+        Case("config not UTF-8", "config bytes `chips: \\xff`",
+             lambda t: ["run", "--config", _bytes_file(t, "latin.yaml", b"seed: 1\nchips: \xff\n"),
+                        "--out", str(t / "o")],
+             [r"latin.yaml: this study config is not UTF-8 text \(byte 0xff on line 2\); save it as UTF-8"]),
+        Case("empty config", "zero-byte config file",
+             lambda t: ["run", "--config", _config(t, "empty", text=""), "--out", str(t / "o")],
+             [r"empty.yaml: this study config is empty .*write its keys"]),
+        Case("empty config", "config of comments only",
+             lambda t: ["run", "--config", _config(t, "comments", text="# chips: 20\n\n"), "--out", str(t / "o")],
+             [r"comments.yaml: this study config is empty"]),
+        Case("directory as a file (API)", "`load_yaml_file(<a directory>, 'study config')`",
+             lambda t: load_yaml_file(t, "study config"), [r"study config file .* is a directory, not a file"]),
+        Case("directory as a file", "`tsb-aihw run --config <a directory>`",
+             lambda t: ["run", "--config", str(t), "--out", str(t / "o")], [r"is a directory, not a file"]),
+        Case("directory as a preset file (API)", "`load_preset('<a directory>/')`",
+             lambda t: load_preset(f"{t}/"), [r"device preset file .* is a directory, not a file"]),
+        Case("preset not UTF-8", "`tsb-aihw demo --preset latin.yaml` (byte 0xe9)",
+             lambda t: ["demo", "--preset", _bytes_file(t, "latin.yaml", b"name: caf\xe9\n"), "--quick",
+                        "--out", str(t / "o")], [r"latin.yaml: this device preset is not UTF-8 text"]),
+        # issue 16: preset schema bounds
+        Case("1-bit ADC (API)", "`load_preset('pcm', periphery__adc_bits=1).rpu_config(False)`", _api_one_bit_adc,
+             [r"periphery.adc_bits = 1 is out of range; allowed: 2 <= adc_bits <= 24"]),
+        Case("400-digit number (API)", "`load_preset('pcm', noise__g_max=10**400)`",
+             _api(lambda: load_preset("pcm", noise__g_max=10**400)),
+             [r"noise.g_max = <int with ~401 digits> is too large; give a finite number"]),
+        Case("5000-digit integer (API)", "`load_preset('pcm', periphery__dac_bits=10**5000)`",
+             _api(lambda: load_preset("pcm", periphery__dac_bits=10**5000)),
+             [r"periphery.dac_bits = <int with ~5001 digits> is out of range"]),
+        Case("overrides of the wrong type (API)", "`load_preset('pcm', overrides='noise.g_max=3')`",
+             _api(lambda: load_preset("pcm", overrides="noise.g_max=3")),
+             [r"preset overrides must be a mapping of dotted keys to values"]),
+        Case("override key of the wrong type (API)", "`load_preset('pcm', overrides={5: 1})`",
+             _api(lambda: load_preset("pcm", overrides={5: 1})), [r"preset override key 5 has type int, not str"]),
+        Case("over-long preset name", "preset YAML `name: xxx...` (300 characters)",
+             lambda t: ["demo", "--preset", _preset_file(t, "longn", re.sub(r"name: [^\n]*", "name: " + "x" * 300,
+                                                                           good_preset, count=1)),
+                        "--quick", "--out", str(t / "o")], [r"name = 'x+\.\.\.x+' is 300 characters long; allowed: at most 100"]),
+        # issue 16: executors
+        Case("negative thread count", "`tsb-aihw run --threads -1`",
+             lambda t: _run(t, "thr", None, None, "--threads", "-1"),
+             [r"--threads -1: torch threads per cell must be an integer >= 1"]),
+        Case("negative thread count (API)", "`make_executor(threads=0)`", _api(lambda: make_executor(threads=0)),
+             [r"--threads 0: torch threads per cell must be an integer >= 1"]),
+        Case("malformed scheduler address", "`tsb-aihw run --scheduler localhost:8786` (no tcp://)",
+             lambda t: _run(t, "sch", None, None, "--scheduler", "localhost:8786"),
+             [r"--scheduler 'localhost:8786': unknown transport 'localhost'|not of the form scheme://host:port"]),
+        Case("malformed scheduler address (API)", "`make_executor(scheduler='tcp://host:99999')`",
+             _api(lambda: make_executor(scheduler="tcp://host:99999")), [r"port 99999 is out of range"]),
+        Case("killed pool worker (API)", "`ProcessExecutor(1).run(os._exit, [3])` (the worker dies mid-task)",
+             _api_killed_worker, [r"worker process died .*re-run the same command to resume"]),
+        # issue 16: fast evaluation switch
+        Case("bad TSB_AIHW_FAST_EVAL (API)", "`check_fast_eval_env({'TSB_AIHW_FAST_EVAL': 'maybe'})`",
+             _api_fast_eval_env, [r"TSB_AIHW_FAST_EVAL='maybe' is not understood; set it to 1 .* or 0"]),
+        Case("fast switch not a bool (API)", "`fast_eval_enabled('no')`", _api_fast_not_bool,
+             [r"fast must be True, False or None, got str 'no'"]),
+        # issue 16: result files
+        Case("disk full while writing a result (API)", "`atomic_write_json` with the write failing ENOSPC",
+             _api_disk_full,
+             [r"cannot write .*results.json: no space left on the device .*free space and re-run to resume"]),
+        Case("saved JSON of the wrong shape (API)", "`read_json(cells.json, expect=dict)` of `[1, 2, 3]`",
+             _api_json_shape, [r"cells.json holds list \[1, 2, 3\] where a mapping \(JSON object\) was saved"]),
+        Case("impossible stored accuracy (API)", "`check_accuracy(-3, ...)` (edited result file)", _api_accuracy(-3),
+             [r"accuracy -3 is impossible \(accuracies are fractions in \[0, 1\]\)"]),
+        Case("impossible stored accuracy (API)", "`check_accuracy(7.5, ...)`", _api_accuracy(7.5),
+             [r"accuracy 7.5 is impossible"]),
+        Case("impossible stored accuracy (API)", "`check_accuracy(float('nan'), ...)`", _api_accuracy(float("nan")),
+             [r"accuracy nan is impossible"]),
     ]
 
 
@@ -385,7 +567,7 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "tsb_aihw.cli.main", "run", "--config", str(tmp_path / "x.yaml"),
                            "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"tsb-aihw run: error: config file {tmp_path / 'x.yaml'} not found; "
+    assert proc.stderr.strip().splitlines() == [f"tsb-aihw run: error: study config file {tmp_path / 'x.yaml'} not found; "
                                                 "pass --config with a YAML file (see configs/)"]
 
 

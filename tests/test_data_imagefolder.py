@@ -283,3 +283,106 @@ def test_shared_cifar10_jpeg_archive(cifar_jpeg_decoded, record_property):
             if not wanted:
                 break
     assert not wanted
+
+
+# ---------------------------------------------------------------------------------------------- bad trees (issue 16)
+
+
+def test_16_bit_png_and_float_tiff_keep_their_values(tmp_path):
+    """16-bit grey was decoded as white and float grey as black (Pillow's convert("RGB") clips)."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "t" / "deep").mkdir(parents=True)
+    (tmp_path / "t" / "float").mkdir()
+    g16 = rng.integers(0, 65536, size=(32, 32), dtype=np.uint16)
+    Image.fromarray(g16).save(tmp_path / "t" / "deep" / "0.png")
+    f32 = rng.random((32, 32), dtype=np.float32)
+    Image.fromarray(f32).save(tmp_path / "t" / "float" / "0.tiff")
+    images, targets, classes = imagefolder.decode_tree(tmp_path / "t", (32, 32))
+    assert classes == ("deep", "float") and targets.tolist() == [0, 1]
+    want16 = np.rint(g16.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    wantf = np.rint(f32.astype(np.float64) * 255).astype(np.uint8)
+    for c in range(3):
+        assert np.array_equal(images[0, c].numpy(), want16)
+        assert np.array_equal(images[1, c].numpy(), wantf)
+
+
+def test_float_tiff_outside_unit_range_is_refused(tmp_path, data_cache):
+    write_tree(tmp_path / "t", per_class=4)
+    Image.fromarray(np.full((8, 8), 1000.0, dtype=np.float32)).save(tmp_path / "t" / "ant" / "hdr.tiff")
+    msg = _err(f"imagefolder:{tmp_path / 't'}")
+    assert "hdr.tiff" in msg and "only floats in [0, 1]" in msg and "\n" not in msg
+
+
+def test_symlink_loop_in_a_class_folder_does_not_multiply_images(tmp_path, data_cache):
+    """os.walk(followlinks=True) followed ant/loop -> . ~40 times: every ant image landed in train and test."""
+    write_tree(tmp_path / "t", per_class=10)
+    (tmp_path / "t" / "ant" / "loop").symlink_to(".", target_is_directory=True)
+    (tmp_path / "t" / "bee" / "again").symlink_to("../bee", target_is_directory=True)
+    images, targets, _ = imagefolder.decode_tree(tmp_path / "t", (32, 32))
+    assert len(targets) == 30 and torch.bincount(targets).tolist() == [10, 10, 10]
+    sizes = [len(get_dataset(f"imagefolder:{tmp_path / 't'}", s)) for s in ("train", "val", "test")]
+    assert sum(sizes) == 30
+
+
+def test_one_file_under_two_classes_is_refused(tmp_path, data_cache):
+    write_tree(tmp_path / "t", per_class=4)
+    (tmp_path / "t" / "bee" / "ants").symlink_to("../ant", target_is_directory=True)
+    msg = _err(f"imagefolder:{tmp_path / 't'}")
+    assert "same file" in msg and "two labels" in msg
+
+
+def test_single_class_folder_is_refused(tmp_path, data_cache):
+    """One class: every prediction is right, the study reported 100%."""
+    write_tree(tmp_path / "t", per_class=12)
+    for name in ("bee", "cat"):
+        for f in (tmp_path / "t" / name).iterdir():
+            f.unlink()
+        (tmp_path / "t" / name).rmdir()
+    msg = _err(f"imagefolder:{tmp_path / 't'}")
+    assert "single class folder (ant)" in msg and "at least 2" in msg
+
+
+def test_empty_class_folder_is_refused(tmp_path, data_cache):
+    write_tree(tmp_path / "t", per_class=4)
+    (tmp_path / "t" / "dog").mkdir()
+    assert "dog" in _err(f"imagefolder:{tmp_path / 't'}")
+
+
+def test_dangling_symlink_is_one_line(tmp_path, data_cache):
+    write_tree(tmp_path / "t", per_class=4)
+    (tmp_path / "t" / "cat" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    msg = _err(f"imagefolder:{tmp_path / 't'}")
+    assert "gone.png is a broken (dangling) symlink" in msg and "remove it" in msg
+
+
+def test_fifo_named_like_an_image_is_refused_not_read(tmp_path, data_cache):
+    """Opening a FIFO blocks until a writer comes: the loader hung forever."""
+    import os
+    import signal
+
+    write_tree(tmp_path / "t", per_class=4)
+    os.mkfifo(tmp_path / "t" / "bee" / "pipe.png")
+
+    def hung(signum, frame):
+        raise TimeoutError("the loader blocked on the FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        msg = _err(f"imagefolder:{tmp_path / 't'}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert "pipe.png is named like an image but is not a regular file" in msg
+
+
+def test_over_long_names_are_one_line(tmp_path, data_cache):
+    msg = _err(f"imagefolder:{tmp_path / ('x' * 300)}")
+    assert "too long for the file system" in msg
+    archive = tmp_path / "long.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo(f"t/ant/{'y' * 300}.png")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    msg = _err(f"imagefolder:{archive}")
+    assert "name is too long for the file system" in msg and "free disk space" not in msg

@@ -84,7 +84,8 @@ def test_mnist_missing_files_say_where_and_how(tmp_path):
         get_dataset("mnist", "train", root=tmp_path)
     msg = str(err.value)
     assert str(tmp_path / "MNIST" / "raw") in msg and "train-images-idx3-ubyte" in msg
-    assert "download=True" in msg and "--download" in msg and "--data-root" in msg
+    assert "download=True" in msg and "data.download: true" in msg and "data.root" in msg
+    assert "--download" not in msg and "--data-root" not in msg  # no command has these flags
 
 
 def test_mnist_packed_gz_files_are_pointed_out(tmp_path):
@@ -236,7 +237,7 @@ def test_cifar10_missing_and_offline(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         get_dataset("cifar10", "test", root=tmp_path)
     msg = str(err.value)
-    assert str(tmp_path / "cifar-10-batches-py") in msg and "data_batch_1" in msg and "--download" in msg
+    assert str(tmp_path / "cifar-10-batches-py") in msg and "data_batch_1" in msg and "data.download: true" in msg
     calls = _offline(monkeypatch)
     with pytest.raises(DataError) as err:
         get_dataset("cifar10", "test", root=tmp_path, download=True)

@@ -6,6 +6,7 @@ and valid, in-range values survive a round trip through YAML unchanged.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 
@@ -215,3 +216,166 @@ def test_parse_time_round_trips(seconds, unit) -> None:
 def test_negative_times_are_rejected_with_the_rule(value, text) -> None:
     with pytest.raises(ConfigError, match="negative"):
         parse_time(f"{value!r}h" if text else value)
+
+
+# --------------------------------------------------------------------------------------------- issue 16: YAML files
+
+from tsb_aihw.errors import TSBError  # noqa: E402
+from tsb_aihw.utils.io import check_accuracy, read_json  # noqa: E402
+from tsb_aihw.utils.yamlfile import load_yaml_file  # noqa: E402
+
+# YAML text from the pieces that broke the reader: anchors/aliases (bombs, recursion), repeated keys, merge keys,
+# comments, odd bytes. Every file either loads or raises one ConfigError line.
+YAML_TOKENS = st.sampled_from(["a", "b", "chips", "seed", ":", ": ", " ", "\n", "  ", "- ", "&x ", "*x", "&y [",
+                               "*y", "]", "{", "}", ",", "<<: *x", "# c", "'", '"', "1", "-1", "1e400", "!!int ",
+                               "? ", "|", "\t", "\u00e9", "~"])
+
+
+@FUZZ
+@given(pieces=st.lists(YAML_TOKENS, max_size=40), raw=st.binary(max_size=8))
+def test_arbitrary_yaml_files_load_or_raise_one_config_error_line(tmp_path_factory, pieces, raw) -> None:
+    path = tmp_path_factory.mktemp("y") / "c.yaml"
+    path.write_bytes("".join(pieces).encode() + raw)
+    try:
+        load_yaml_file(path, "study config")
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+
+
+@FUZZ
+@given(depth=st.integers(1, 12), fan=st.integers(2, 12))
+def test_alias_bombs_are_refused_or_small(tmp_path_factory, depth, fan) -> None:
+    lines = ["l0: &l0 [x]"] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * fan)}]" for i in range(1, depth + 1)]
+    path = tmp_path_factory.mktemp("bomb") / "b.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        data = load_yaml_file(path, "study config")
+    except ConfigError as exc:
+        assert "alias" in str(exc) and "\n" not in str(exc)
+        return
+    assert fan**depth <= 100_000 and len(data) == depth + 1  # what loads is small enough to print
+
+
+@FUZZ
+@given(keys=st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=6))
+def test_duplicate_keys_are_named_never_dropped(tmp_path_factory, keys) -> None:
+    path = tmp_path_factory.mktemp("dup") / "d.yaml"
+    path.write_text("".join(f"{k}: {i}\n" for i, k in enumerate(keys)))
+    if len(set(keys)) == len(keys):
+        assert load_yaml_file(path, "study config") == {k: i for i, k in enumerate(keys)}
+        return
+    with pytest.raises(ConfigError, match=r"duplicate key '[a-d]' \(first on line \d+\)"):
+        load_yaml_file(path, "study config")
+
+
+# --------------------------------------------------------------------------------------------- issue 16: presets
+
+HUGE = st.integers(min_value=10**300, max_value=10**400) | st.integers(min_value=-(10**400), max_value=-(10**300))
+
+
+@FUZZ
+@given(preset=st.sampled_from(list_presets()), key=st.sampled_from(PRESET_KEYS), value=HUGE | SCALARS)
+def test_huge_and_odd_override_values_load_or_raise_config_error(preset, key, value) -> None:
+    try:
+        p = load_preset(preset, overrides={key: value})
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 1000
+        return
+    assert p.rpu_config(verified=False) is not None
+
+
+@FUZZ
+@given(overrides=VALUES, kw=st.dictionaries(st.sampled_from(["noise__sigma", "periphery__adc_bits", "x__y"]),
+                                           VALUES, max_size=2))
+def test_overrides_of_any_type_load_or_raise_config_error(overrides, kw) -> None:
+    try:
+        load_preset("nvcim-gaussian", overrides, **kw)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+
+
+def test_every_numeric_preset_field_is_bounded_on_both_sides() -> None:
+    """A field without an upper bound let 400-digit numbers through to AIHWKit."""
+    for key, hint, f in spec_fields():
+        base = next(b for b in (typing.get_args(hint) or (hint,)) if b is not type(None))
+        if base in (int, float) and not f.metadata.get("choices"):
+            assert f.metadata.get("lo") is not None and f.metadata.get("hi") is not None, key
+        if base is str and not f.metadata.get("choices") and key != "noise.model":
+            assert f.metadata.get("max_len") is not None, key
+
+
+@pytest.mark.parametrize("key", ["periphery.adc_bits", "periphery.dac_bits"])
+def test_every_allowed_converter_resolution_builds_a_config(key) -> None:
+    """1 bit made AIHWKit's step 1 / (2**bits - 2) a division by zero; every allowed value must build."""
+    meta = next(dict(f.metadata) for k, _h, f in spec_fields() if k == key)
+    for bits in range(int(meta["lo"]), int(meta["hi"]) + 1):
+        cfg = load_preset("pcm", overrides={key: bits}).rpu_config(verified=False)
+        res = cfg.forward.out_res if key.endswith("adc_bits") else cfg.forward.inp_res
+        assert 0 < res <= 0.5
+
+
+# --------------------------------------------------------------------------------------------- issue 16: saved files
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                       max_size=3), max_leaves=6)
+
+
+@FUZZ
+@given(value=JSON_VALUES, expect=st.sampled_from([dict, list, (dict, list)]))
+def test_saved_json_of_any_shape_loads_as_expected_or_raises_one_line(tmp_path_factory, value, expect) -> None:
+    path = tmp_path_factory.mktemp("j") / "cells.json"
+    path.write_text(json.dumps(value))
+    try:
+        got = read_json(path, expect=expect)
+    except TSBError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+        return
+    assert isinstance(got, expect) and got == value
+
+
+@FUZZ
+@given(value=JSON_VALUES | st.floats() | HUGE)
+def test_stored_accuracies_are_fractions_or_refused(value) -> None:
+    try:
+        acc = check_accuracy(value, "r.json: acc")
+    except TSBError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("r.json: acc")
+        return
+    assert isinstance(acc, float) and 0.0 <= acc <= 1.0
+
+
+# --------------------------------------------------------------------------------------------- issue 16: switches
+
+
+@FUZZ
+@given(threads=SCALARS | HUGE, address=st.text(max_size=30) | st.sampled_from(
+    ["tcp://127.0.0.1:8786", "tcp://h", "tls://[::1]:1", "localhost:8786", "tcp://h:0", "tcp://h:x", "tcp:/h"]))
+def test_executor_arguments_are_checked_up_front(threads, address) -> None:
+    from tsb_aihw.parallel.executor import check_scheduler_address, check_threads
+
+    try:
+        t = check_threads(threads)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert t is None or (type(t) is int and t >= 1)
+    try:
+        check_scheduler_address(address)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and "--scheduler" in str(exc)
+    else:
+        assert "://" in address
+
+
+@FUZZ
+@given(value=st.text(max_size=12))
+def test_fast_eval_env_is_one_of_the_words_or_one_error_line(value) -> None:
+    from tsb_aihw.analog.fast_eval import check_fast_eval_env
+
+    try:
+        on = check_fast_eval_env({"TSB_AIHW_FAST_EVAL": value})
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert on is (value.strip().lower() in ("", "1", "true", "yes", "on"))

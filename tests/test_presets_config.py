@@ -65,7 +65,8 @@ def test_yaml_path_works_and_errors_name_the_file(tmp_path: Path):
 
 @pytest.mark.parametrize("overrides, needles", [
     ({"noise__sigma": -0.1}, ["noise.sigma", "-0.1", "0 <= sigma <= 2"]),
-    ({"periphery__adc_bits": 0}, ["periphery.adc_bits", "0", "1 <= adc_bits <= 24"]),
+    ({"periphery__adc_bits": 0}, ["periphery.adc_bits", "0", "2 <= adc_bits <= 24"]),
+    ({"periphery__adc_bits": 1}, ["periphery.adc_bits", "2 <= adc_bits"]),  # 1 bit: step 1/(2**1-2) = 1/0
     ({"periphery__adc_bits": "8"}, ["periphery.adc_bits", "'8'", "wrong type", "integer"]),
     ({"write_verify__tolerance": 0.0}, ["write_verify.tolerance", "0 < tolerance <= 1"]),
     ({"write_verify__tolerance": -1}, ["write_verify.tolerance", "-1"]),
@@ -114,7 +115,7 @@ def test_unknown_preset_lists_names_and_mentions_paths():
         load_preset("pcmm")
     msg = str(exc.value)
     assert all(n in msg for n in SHIPPED) and "path" in msg
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="device preset file /nonexistent/x.yaml not found"):
         load_preset("/nonexistent/x.yaml")
 
 

@@ -32,16 +32,19 @@ STYLE: Any = {  # matplotlib rcParams (its stubs want literal keys)
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> list[Path]:
     """Save as PNG and PDF next to each other (temporary file + rename, so a crash leaves no half file)."""
+    from tsb_aihw.utils.io import atomic_output
+
     base = Path(path).with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    for ext in (".png", ".pdf"):
-        final = base.with_suffix(ext)
-        tmp = final.with_name(f".{final.name}.tmp{ext}")
-        fig.savefig(tmp, bbox_inches="tight")
-        os.replace(tmp, final)
-        out.append(final)
-    plt.close(fig)
+    try:
+        for ext in (".png", ".pdf"):
+            final = base.with_suffix(ext)
+            with atomic_output(final) as tmp:  # disk full: one line naming the file, the old plot kept
+                fig.savefig(tmp, bbox_inches="tight")
+            out.append(final)
+    finally:
+        plt.close(fig)
     return out
 
 

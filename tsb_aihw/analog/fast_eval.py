@@ -34,7 +34,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -56,20 +56,41 @@ def set_fast_eval(enabled: bool | None) -> None:
     _override = enabled
 
 
+_TRUE = ("", "1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def check_fast_eval_env(environ: Mapping[str, str] | None = None) -> bool:
+    """The value of env ``TSB_AIHW_FAST_EVAL`` (unset/empty: True); a one-line ConfigError for anything else.
+
+    Config validation calls this before any training, so a typo in the variable does not surface only at the
+    first chip evaluation, hours into a run.
+    """
+    raw = (os.environ if environ is None else environ).get(ENV_VAR, "")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    from tsb_aihw.errors import ConfigError
+    from tsb_aihw.utils.text import short_repr
+
+    raise ConfigError(f"environment variable {ENV_VAR}={short_repr(raw)} is not understood; set it to 1 "
+                      f"(fast evaluation) or 0 (plain AIHWKit forward), or unset it")
+
+
 def fast_eval_enabled(fast: bool | None = None) -> bool:
     """``fast`` if given, else ``set_fast_eval``'s value, else env ``TSB_AIHW_FAST_EVAL`` (0/1), else True."""
     if fast is not None:
-        return bool(fast)
+        if not isinstance(fast, bool):  # bool("no") is True: refuse instead of guessing
+            from tsb_aihw.errors import ConfigError
+            from tsb_aihw.utils.text import short_repr
+
+            raise ConfigError(f"fast must be True, False or None, got {type(fast).__name__} {short_repr(fast)}")
+        return fast
     if _override is not None:
         return _override
-    raw = os.environ.get(ENV_VAR, "").strip().lower()
-    if raw in ("", "1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    from tsb_aihw.errors import ConfigError
-
-    raise ConfigError(f"{ENV_VAR}={raw!r} is not understood; set it to 1 (fast evaluation) or 0 (plain AIHWKit)")
+    return check_fast_eval_env()
 
 
 # ------------------------------------------------------------------------------------------- support check

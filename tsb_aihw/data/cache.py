@@ -26,11 +26,11 @@ def writable_dir(path: Path) -> Path:
     except OSError as exc:
         raise DataError(
             f"cannot create the data cache directory {path} ({exc.strerror or exc}); set {CACHE_ENV} to a "
-            "writable directory or pass root= (CLI: --data-root)"
+            "writable directory or set data.root in the config (root= in Python)"
         ) from exc
     if not os.access(path, os.W_OK):
         raise DataError(
             f"the data cache directory {path} is not writable; set {CACHE_ENV} to a writable directory "
-            "or pass root= (CLI: --data-root)"
+            "or set data.root in the config (root= in Python)"
         )
     return path

@@ -27,7 +27,8 @@ from tsb_aihw.devices.schema import (
 )
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.utils.schema import set_dotted
-from tsb_aihw.utils.yamlfile import load_yaml_file
+from tsb_aihw.utils.text import short_repr
+from tsb_aihw.utils.yamlfile import check_yaml_path, load_yaml_file
 
 #: ``ReRamCMONoiseModel`` drift/read fits use ln(t) (t in s): below 1 s they extrapolate (and are NaN
 #: below ~1 us), so drift times in (0, 1) s are rejected.
@@ -233,17 +234,18 @@ def _drift_compensation(kind: str) -> Any:
 
 
 def _resolve(name_or_path: str | Path) -> Path:
+    if not isinstance(name_or_path, (str, Path)):
+        raise ConfigError(f"a device preset is a name or a YAML path, got {type(name_or_path).__name__} "
+                          f"{short_repr(name_or_path)}; use one of {', '.join(list_presets())}")
     text = str(name_or_path)
     candidate = Path(text).expanduser()
     if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
-        if candidate.is_file():
-            return candidate
-        raise ConfigError(f"device preset file {candidate} does not exist; give an existing YAML path or one of "
-                          f"the shipped presets: {', '.join(list_presets())}")
+        hint = f"give an existing YAML path or one of the shipped presets: {', '.join(list_presets())}"
+        return check_yaml_path(candidate, "device preset", hint)
     names = list_presets()
     if text in names:
         return presets_dir() / f"{text}.yaml"
-    raise ConfigError(f"unknown device preset {text!r}; valid names: {', '.join(names)} "
+    raise ConfigError(f"unknown device preset {short_repr(text)}; valid names: {', '.join(names)} "
                       f"(a path to a preset YAML file also works)")
 
 
@@ -271,6 +273,20 @@ def _check_nvcim_layer_scale(spec: PresetSpec, src: str) -> None:
                           f"max_output_size = 0 and weight_scaling_columnwise = false")
 
 
+def _check_overrides(overrides: Any, kw_overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """One dict of dotted keys; a ConfigError (not a TypeError deep inside) for anything else."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"preset overrides must be a mapping of dotted keys to values, e.g. "
+                          f"{{'noise.sigma': 0.3}}, got {type(overrides).__name__} {short_repr(overrides)}")
+    out: dict[str, Any] = {}
+    for key, value in list((overrides or {}).items()) + [(k.replace("__", "."), v) for k, v in kw_overrides.items()]:
+        if not isinstance(key, str):
+            raise ConfigError(f"preset override key {short_repr(key)} has type {type(key).__name__}, not str; "
+                              "use dotted keys such as 'noise.sigma'")
+        out[key] = value
+    return out
+
+
 def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
                 **kw_overrides: Any) -> DevicePreset:
     """Load and validate a device preset.
@@ -287,11 +303,10 @@ def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, Any]]
     raw = load_yaml_file(path, "device preset")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a preset must be a YAML mapping of sections, got {type(raw).__name__}")
-    all_over: dict[str, Any] = dict(overrides or {})
-    all_over.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
+    all_over = _check_overrides(overrides, kw_overrides)
     src = str(path)
     if all_over:
-        shown = (k if k.isprintable() else repr(k) for k in sorted(map(str, all_over)))
+        shown = (k if k.isprintable() and len(k) <= 60 else short_repr(k, 60) for k in sorted(all_over))
         src = f"{path} (with overrides {', '.join(shown)})"
         if "noise.model" in all_over:
             raw["noise"] = {"model": all_over["noise.model"]}

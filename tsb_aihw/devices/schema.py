@@ -80,8 +80,9 @@ class PeripherySpec:
     """Forward-pass periphery (AIHWKit ``IOParameters``)."""
 
     is_perfect: bool = _f(False, doc="exact MVM: no DAC/ADC, no output noise (device noise still applies)")
-    dac_bits: Optional[int] = _f(8, lo=1, hi=24, doc="input DAC bits; null = no input quantisation")
-    adc_bits: Optional[int] = _f(8, lo=1, hi=24, doc="output ADC bits; null = no output quantisation")
+    # AIHWKit's quantiser step is 1 / (2**bits - 2) (levels symmetric around 0): 1 bit divides by zero
+    dac_bits: Optional[int] = _f(8, lo=2, hi=24, doc="input DAC bits; null = no input quantisation")
+    adc_bits: Optional[int] = _f(8, lo=2, hi=24, doc="output ADC bits; null = no output quantisation")
     inp_bound: float = _f(1.0, lo=0.0, hi=1e3, lo_open=True)
     out_bound: float = _f(10.0, lo=0.0, hi=1e6, lo_open=True)
     out_noise: float = _f(0.04, lo=0.0, hi=10.0, doc="output noise std, normalised units")
@@ -148,8 +149,8 @@ class ADCCalibrationSpec:
 class PresetSpec:
     """One device preset: what a YAML file in ``device_presets/`` holds."""
 
-    name: str = _f(required=True)
-    description: str = _f("")
+    name: str = _f(required=True, max_len=100)
+    description: str = _f("", max_len=2000)
     noise: NoiseSpec = variant(NOISE_MODELS, tag="model", default="ideal", required=True)
     periphery: PeripherySpec = section(PeripherySpec)
     mapping: MappingSpec = section(MappingSpec)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.evaluation.stats import Summary, check_accuracies, summarize
+from tsb_aihw.evaluation.stats import Summary, summarize
 from tsb_aihw.evaluation.times import format_time, parse_times
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, ensure_writable_dir
 
@@ -284,5 +284,7 @@ def check_chip_row(row: Any, where: str) -> dict[str, Any]:
     if not isinstance(row, dict) or not {"seed", "accuracies", "seconds", "digest"} <= set(row):
         raise ConfigError(f"{where}: a stored chip is mis-shaped; the store was edited or damaged (move it aside "
                           "with --move-aside to recompute)")
+    from tsb_aihw.utils.io import check_accuracies
+
     check_accuracies(row["accuracies"], where)
     return row

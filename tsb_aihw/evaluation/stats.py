@@ -63,14 +63,3 @@ def time_series(per_chip: list[list[float]], times: list[float]) -> dict[str, li
             "ci_low": [s.mean if math.isnan(s.ci95_low) else s.ci95_low for s in sums],
             "ci_high": [s.mean if math.isnan(s.ci95_high) else s.ci95_high for s in sums]}
 
-
-def check_accuracies(values: Any, where: str) -> list[float]:
-    """Accuracies read back from a file: a list of finite numbers in [0, 1], else a one-line error."""
-    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                               for v in values):
-        raise ConfigError(f"{where}: accuracies must be a list of numbers, got {type(values).__name__}")
-    bad = [v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
-    if bad:
-        raise ConfigError(f"{where}: accuracies {bad[:3]} are not in [0, 1]; the file was edited or damaged "
-                          "(move it aside with --move-aside to recompute)")
-    return [float(v) for v in values]

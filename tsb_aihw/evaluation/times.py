@@ -7,6 +7,7 @@ import re
 from typing import Sequence
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.text import short_repr
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -36,13 +37,17 @@ _HINT = "use a number of seconds or a number with a unit s, min, h, d, w, mo (30
 def parse_time(value: str | float | int) -> float:
     """Seconds after programming for ``"1s"|"1h"|"1d"|"1mo"|"1y"|"3600"|3600.0``; ConfigError otherwise."""
     if isinstance(value, bool):
-        raise ConfigError(f"drift time {value!r} is a boolean; {_HINT}")
+        raise ConfigError(f"drift time {short_repr(value)} is a boolean; {_HINT}")
     if isinstance(value, numbers.Real):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond float range, e.g. 400 digits
+            raise ConfigError(f"drift time {short_repr(value)} is too large to be a number of seconds; "
+                              f"{_HINT}") from None
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if match is None:
-            raise ConfigError(f"cannot parse drift time {value!r}; {_HINT}")
+            raise ConfigError(f"cannot parse drift time {short_repr(value)}; {_HINT}")
         number, unit = match.groups()
         unit_key = unit.lower()  # "m" is not a unit on purpose: minute or month would be a guess
         if unit == "":
@@ -50,14 +55,14 @@ def parse_time(value: str | float | int) -> float:
         elif unit_key in _UNITS:
             scale = _UNITS[unit_key]
         else:
-            raise ConfigError(f"unknown time unit {unit!r} in drift time {value!r}; {_HINT}")
+            raise ConfigError(f"unknown time unit {short_repr(unit)} in drift time {short_repr(value)}; {_HINT}")
         seconds = float(number) * scale
     else:
-        raise ConfigError(f"drift time {value!r} has type {type(value).__name__}; {_HINT}")
+        raise ConfigError(f"drift time {short_repr(value)} has type {type(value).__name__}; {_HINT}")
     if not math.isfinite(seconds):
-        raise ConfigError(f"drift time {value!r} is not finite; {_HINT}")
+        raise ConfigError(f"drift time {short_repr(value)} is not finite; {_HINT}")
     if seconds < 0:
-        raise ConfigError(f"drift time {value!r} is negative; times are seconds after programming (>= 0)")
+        raise ConfigError(f"drift time {short_repr(value)} is negative; times are seconds after programming (>= 0)")
     return seconds
 
 

@@ -6,12 +6,10 @@ moment it finishes, so a killed run keeps everything that finished and a re-run 
 """
 from __future__ import annotations
 
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Protocol, Sequence
 
 from tqdm.auto import tqdm
 
-from tsb_aihw.errors import TSBError
 from tsb_aihw.parallel.executor import Executor, SerialExecutor, current_executor
 from tsb_aihw.utils.store import ResultStore
 
@@ -36,14 +34,10 @@ def run_cells(fn: Callable[[Any], Any], tasks: Sequence[Task], store: ResultStor
     done = len(tasks) - len(todo)
     ex = executor or current_executor() or SerialExecutor()
     bar = tqdm(total=len(tasks), initial=done, desc=desc, disable=not progress)
-    try:
+    try:  # a dead worker is one line from the executor ("finished cells are saved: re-run ... to resume")
         for i, result in ex.run(fn, todo):
             store.put(todo[i].key, _plain(result))
             bar.update(1)
-    except BrokenProcessPool as exc:
-        kept = sum(1 for k in keys if k in store)
-        raise TSBError(f"a worker process died ({exc or 'killed'}); the {kept} finished cells are kept in "
-                       f"{store.path}: re-run the same command to resume") from None
     finally:
         bar.close()
     return done

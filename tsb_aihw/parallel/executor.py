@@ -10,20 +10,76 @@ Results do not depend on the executor as long as the task function seeds everyth
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Sequence
 
-from tsb_aihw.errors import ConfigError, StackError
+from tsb_aihw.errors import ConfigError, StackError, TSBError
+from tsb_aihw.utils.text import short_repr
 
 DASK_HINT = "pip install 'tsb-aihw[dask]'  (or: pip install 'dask[distributed]')"
+#: transports a Dask scheduler address may use (distributed.comm's registry)
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+_ADDRESS = re.compile(r"^(?P<scheme>[a-z]+)://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+)(:(?P<port>\d{1,5}))?$")
+RESUME_HINT = "finished cells are saved: re-run the same command to resume"
+
+
+def check_threads(threads: Any, what: str = "--threads") -> int | None:
+    """``threads`` as an int >= 1 (or None: leave torch's setting); ConfigError for 0, negatives, non-ints.
+
+    torch.set_num_threads(-1) raises a RuntimeError inside a worker, far from the command line that asked.
+    """
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"{what} {short_repr(threads)}: torch threads per cell must be an integer >= 1 "
+                          "(leave it out for the default)")
+    return threads
+
+
+def check_workers(workers: Any) -> int | None:
+    """``workers`` as an int >= 1 or None; ConfigError otherwise."""
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"--workers {short_repr(workers)}: need at least 1, as an integer (1 = run in this process)")
+    return workers
+
+
+def check_scheduler_address(address: Any) -> str:
+    """A Dask scheduler address ``scheme://host[:port]``; a one-line ConfigError for anything else.
+
+    Checked before Dask is imported or contacted, so a typo is not reported as a missing package or a
+    20-second connection timeout.
+    """
+    example = "e.g. tcp://10.0.0.5:8786 (start a scheduler with `dask-scheduler`)"
+    if not isinstance(address, str) or not address.strip():
+        raise ConfigError(f"--scheduler {short_repr(address)}: give a Dask scheduler address, {example}")
+    text = address.strip()
+    m = _ADDRESS.match(text)
+    if m is None or m["scheme"] not in SCHEDULER_SCHEMES:
+        scheme = text.split("://", 1)[0] if "://" in text else None
+        why = (f"unknown transport {short_repr(scheme)} (use one of {', '.join(SCHEDULER_SCHEMES)})"
+               if scheme and scheme not in SCHEDULER_SCHEMES else "not of the form scheme://host:port")
+        raise ConfigError(f"--scheduler {short_repr(text)}: {why}; {example}")
+    if m["port"] is not None and not 0 < int(m["port"]) < 65536:
+        raise ConfigError(f"--scheduler {short_repr(text)}: port {m['port']} is out of range (1-65535); {example}")
+    return text
 
 
 def _set_threads(threads: int | None) -> None:
-    if threads:
+    n = check_threads(threads)
+    if n is not None:
         import torch
 
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(n)
+
+
+def _worker_died(exc: BaseException, where: str) -> TSBError:
+    return TSBError(f"a {where} worker process died while running a cell ({type(exc).__name__}; e.g. killed "
+                    f"for memory or by a signal); {RESUME_HINT} (with fewer --workers or more memory if it ran out)")
 
 
 class Executor:
@@ -56,7 +112,7 @@ class SerialExecutor(Executor):
     name = "serial"
 
     def __init__(self, threads: int | None = None):
-        self.threads = threads
+        self.threads = check_threads(threads)
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         for i, task in enumerate(tasks):
@@ -78,12 +134,12 @@ class ProcessExecutor(Executor):
     name = "processes"
 
     def __init__(self, workers: int, threads: int | None = 1, mp_context: str = "spawn"):
-        if workers < 1:
-            raise ConfigError(f"workers = {workers}: need at least 1 worker process")
         import multiprocessing
 
+        if check_workers(workers) is None:
+            raise ConfigError("ProcessExecutor needs workers >= 1")
         self.workers = workers
-        self.threads = threads
+        self.threads = check_threads(threads)
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(mp_context),
                                          initializer=_pool_init, initargs=(threads,))
 
@@ -94,7 +150,11 @@ class ProcessExecutor(Executor):
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in sorted(done, key=futures.__getitem__):
-                    yield futures[f], f.result()
+                    try:
+                        result = f.result()
+                    except BrokenProcessPool as exc:
+                        raise _worker_died(exc, "local") from None
+                    yield futures[f], result
         finally:
             for f in pending:
                 f.cancel()
@@ -114,7 +174,9 @@ class DaskExecutor(Executor):
 
     def __init__(self, address: str | None = None, client: Any = None, threads: int | None = 1,
                  timeout: str = "20s"):
-        self.threads = threads
+        self.threads = check_threads(threads)
+        if client is None:
+            address = check_scheduler_address(address)
         try:
             from dask.distributed import Client
         except ImportError as exc:
@@ -141,11 +203,19 @@ class DaskExecutor(Executor):
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         from dask.distributed import as_completed
 
+        try:
+            from distributed import KilledWorker
+        except ImportError:  # pragma: no cover - dask.distributed without the distributed package name
+            KilledWorker = ()  # type: ignore[assignment,misc]  # noqa: N806
         futures = self.client.map(fn, list(tasks), pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for f in as_completed(futures):
-                yield index[f.key], f.result()
+                try:
+                    result = f.result()
+                except KilledWorker as exc:
+                    raise _worker_died(exc, "Dask") from None
+                yield index[f.key], result
         finally:
             self.client.cancel([f for f in futures if not f.done()])
 
@@ -156,12 +226,14 @@ class DaskExecutor(Executor):
 
 def make_executor(workers: int | None = None, scheduler: str | None = None, threads: int | None = 1) -> Executor:
     """``scheduler`` (tcp://...) -> Dask; ``workers`` > 1 -> local process pool; else serial."""
+    workers = check_workers(workers)
+    threads = check_threads(threads)
+    if scheduler is not None:
+        scheduler = check_scheduler_address(scheduler)
     if scheduler and workers not in (None, 1):
         raise ConfigError("give either --scheduler (a Dask cluster) or --workers (a local process pool), not both")
     if scheduler:
         return DaskExecutor(scheduler, threads=threads)
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers {workers}: need at least 1 (1 = run in this process)")
     if workers and workers > 1:
         return ProcessExecutor(workers, threads=threads)
     return SerialExecutor(threads)

@@ -122,6 +122,10 @@ class StudyConfig:
                               f"of {', '.join(SELECTION_METHODS)} or drop selective_verify")
         preset = check_names(self.preset, self.preset_overrides, self.data.name, self.model.name, self.device)
         preset.check_times(check_times(self.times))
+        if self.fast_eval is None:  # a bad TSB_AIHW_FAST_EVAL fails now, not at the first evaluation
+            from tsb_aihw.analog.fast_eval import check_fast_eval_env
+
+            check_fast_eval_env()
         return self
 
 
@@ -250,13 +254,7 @@ def study_config_from_dict(data: dict[str, Any] | None, source: str = "<dict>") 
 def read_config_file(path: str | Path, what: str = "study config") -> dict[str, Any]:
     """The raw mapping of a YAML config file (an empty file is an error, not 'the defaults')."""
     p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"config {p} is a directory; pass --config with a YAML file (see configs/)")
-    if not p.is_file():
-        raise ConfigError(f"config file {p} not found; pass --config with a YAML file (see configs/)")
-    raw = load_yaml_file(p, what)
-    if raw is None:
-        raise ConfigError(f"{p}: the config is empty; write at least one key (see configs/ for examples)")
+    raw = load_yaml_file(p, what, hint="pass --config with a YAML file (see configs/)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(raw).__name__}")
     return raw

@@ -15,10 +15,10 @@ from tsb_aihw.analog.chip import Chip
 from tsb_aihw.baselines import recalibrate_bn
 from tsb_aihw.devices import DevicePreset, programming_cost
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.evaluation.stats import check_accuracies
 from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.pipeline.trained import TrainedModels, train_block_for_chip
+from tsb_aihw.utils.io import check_accuracies
 
 
 @dataclass(frozen=True)

@@ -160,9 +160,10 @@ def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, ex
     and returns ``drift.json``. Every preset uses the same chip seeds, so presets differ only in device physics."""
     from tsb_aihw.devices import load_preset
     from tsb_aihw.evaluation import evaluate_accuracy, summarize
-    from tsb_aihw.evaluation.stats import check_accuracies, time_series
+    from tsb_aihw.evaluation.stats import time_series
     from tsb_aihw.parallel.cells import run_cells
     from tsb_aihw.plots import plot_accuracy_vs_time
+    from tsb_aihw.utils.io import check_accuracies
     from tsb_aihw.utils.provenance import provenance
 
     cfg.validate()

@@ -33,7 +33,7 @@ from tsb_aihw.analog import to_analog
 from tsb_aihw.analog.chip import Chip, named_analog_tiles
 from tsb_aihw.devices import programming_cost, tile_programming_stats
 from tsb_aihw.evaluation import format_time, summarize
-from tsb_aihw.evaluation.stats import check_accuracies, time_series
+from tsb_aihw.evaluation.stats import time_series
 from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.models import get_tsb
 from tsb_aihw.models.counting import is_tsb_name
@@ -44,7 +44,7 @@ from tsb_aihw.pipeline.study import study_identity
 from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.pipeline.trained import train_block_for_chip
 from tsb_aihw.plots import plot_accuracy_vs_time
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, check_accuracies, json_fingerprint
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.store import ResultStore
 

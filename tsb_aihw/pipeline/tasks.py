@@ -106,9 +106,11 @@ def _context(task: CellTask) -> StudyContext:
 
 def run_cell_task(task: CellTask) -> CellResult:
     """Compute one cell wherever this is called (any executor): the result depends only on the task."""
-    threads = torch.get_num_threads()
-    if task.threads:
-        torch.set_num_threads(task.threads)
+    from tsb_aihw.parallel.executor import check_threads
+
+    threads, wanted = torch.get_num_threads(), check_threads(task.threads, "cell threads")
+    if wanted is not None:
+        torch.set_num_threads(wanted)
     try:
         ctx = _context(task)
         return deploy_cell(task.spec, task.chip, ctx.models, ctx.deploy_preset(task.deploy))

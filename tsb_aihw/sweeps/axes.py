@@ -74,9 +74,9 @@ class SweepAxis:
                 raise ConfigError(f"verified fractions {bad} are outside [0, 1]; 0 = one-shot, 1 = full write-verify")
             self.values = sorted(float(v) for v in self.values)
         if self.kind == "adc_bits":
-            bad = [v for v in self.values if v != int(v) or v < 1]
-            if bad:
-                raise ConfigError(f"ADC/DAC bits {bad} must be positive integers, e.g. --values 4,6,8")
+            bad = [v for v in self.values if v != int(v) or v < 2]
+            if bad:  # the preset schema's minimum: a 1-bit converter has no step (1 / (2**b - 2))
+                raise ConfigError(f"ADC/DAC bits {bad} must be integers >= 2, e.g. --values 4,6,8")
             self.values = [int(v) for v in self.values]
             unknown = [x for x in self.io if x not in IO_KEYS]
             if unknown or not self.io:

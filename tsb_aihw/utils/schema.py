@@ -12,33 +12,33 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import re
-import reprlib
 import types
 import typing
 from dataclasses import MISSING, field, fields
 from typing import Any, Callable, Mapping, Union
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.text import short_repr
 
-_REPR = reprlib.Repr()
-_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel, _REPR.maxlong = 60, 60, 6, 6, 3, 40
 _YAML11_EXP = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")  # PyYAML reads 1e-3 (no dot) as a string
 
 
 def show(value: Any) -> str:
     """A bounded repr for error messages (long strings, deep or aliased structures, 400-digit ints)."""
-    return _REPR.repr(value)
+    return short_repr(value)
 
 
 def spec(default: Any = MISSING, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
          hi_open: bool = False, choices: tuple | None = None, required: bool = False, doc: str = "",
-         why: str | None = None, what: str | None = None, factory: Callable[[], Any] | None = None) -> Any:
+         why: str | None = None, what: str | None = None, max_len: int | None = None,
+         factory: Callable[[], Any] | None = None) -> Any:
     """A config field: its default plus the range (``lo``/``hi``, open or closed) or ``choices`` validation
     reads; for lists the range applies to every item. ``why`` is added to out-of-range messages; ``what``
-    names a choice ("method") in unknown-choice messages."""
+    names a choice ("method") in unknown-choice messages; ``max_len`` bounds a string."""
     meta = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices, required=required, doc=doc,
-                why=why, what=what)
+                why=why, what=what, max_len=max_len)
     if required:
         return field(default=None, metadata=meta)
     if factory is not None:
@@ -104,6 +104,9 @@ def _prefix(src: str) -> str:
 
 def check_value(value: Any, meta: Mapping[str, Any], key: str, src: str = "") -> Any:
     """Range/choices of one value (list items one by one); returns the value (choices lower-cased)."""
+    if isinstance(value, str) and meta.get("max_len") is not None and len(value) > meta["max_len"]:
+        raise ConfigError(f"{_prefix(src)}{key} = {show(value)} is {len(value)} characters long; allowed: at most "
+                          f"{meta['max_len']}")
     if value is None or not _constrained(meta):
         return value
     if isinstance(value, list):
@@ -171,6 +174,8 @@ def coerce(value: Any, hint: Any, key: str, src: str = "") -> Any:
         return value
     if hint in (int, float) and isinstance(value, bool):
         raise _wrong_type(where, value, hint)
+    if hint is int and isinstance(value, numbers.Integral):
+        return int(value)
     if hint is float:
         if isinstance(value, str) and _YAML11_EXP.match(value.strip()):
             value = float(value)

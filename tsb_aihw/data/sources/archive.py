@@ -1,14 +1,18 @@
 """Class-per-folder trees packed as .tar.gz: fingerprint, extract once (atomically), find the class root."""
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -54,17 +58,82 @@ def fingerprint_file(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprint_tree(path: Path) -> str:
-    """Key of a folder tree: every visible file's relative path, size and mtime."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        for name in sorted(filenames):
-            if is_hidden(name):
+@dataclass(frozen=True)
+class TreeFile:
+    """One visible file found by :func:`walk_files`: its path as found, path relative to the top, and stat."""
+
+    path: Path
+    rel: str
+    stat: os.stat_result
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        """(device, inode): the same file reached twice (symlink, hard link) has one identity."""
+        return self.stat.st_dev, self.stat.st_ino
+
+
+def _stat_or_error(path: Path, image: bool) -> os.stat_result | None:
+    """``os.stat`` (follows symlinks); None for a non-image that cannot be stat'ed, a DataError for an image."""
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        if not image:
+            return None
+        if os.path.islink(path):
+            target = os.readlink(path)
+            why = "a symlink loop" if exc.errno == errno.ELOOP else "a broken (dangling) symlink"
+            raise DataError(f"{path} is {why} (-> {target}); remove it or point it at an existing image") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise DataError(f"the path of {str(path)[:80]}... is too long for the file system ({len(os.fsencode(path))}"
+                            " bytes); move the tree to a shorter path or rename its folders") from None
+        raise DataError(f"cannot read {path} ({exc.strerror or exc}); fix its permissions or remove it") from None
+
+
+def walk_files(top: Path) -> Iterator[TreeFile]:
+    """Every visible file under ``top``, sorted, following directory symlinks at most once per directory.
+
+    ``os.walk(followlinks=True)`` (what torchvision's ImageFolder uses) follows a symlink loop until the path is
+    too long, multiplying every image in it (the copies then land in train and test alike); here a directory
+    already visited (same device and inode) is skipped. Image-named entries that are not regular files (a FIFO
+    would block the reader forever, a device would stream garbage), dangling symlinks and unreadable paths are
+    one-line DataErrors naming the entry.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def walk(folder: Path, rel: str) -> Iterator[TreeFile]:
+        st = _stat_or_error(folder, image=True)
+        assert st is not None
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            return
+        seen_dirs.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise DataError(f"cannot list {folder} ({exc.strerror or exc}); fix its permissions") from None
+        for entry in entries:
+            if is_hidden(entry.name):
                 continue
-            st = os.stat(os.path.join(dirpath, name))
-            rel = os.path.relpath(os.path.join(dirpath, name), path)
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            path, sub = Path(entry.path), f"{rel}{entry.name}"
+            image = is_image_name(entry.name)
+            est = _stat_or_error(path, image)
+            if est is None:
+                continue
+            if stat.S_ISDIR(est.st_mode):
+                yield from walk(path, sub + "/")
+            elif stat.S_ISREG(est.st_mode):
+                yield TreeFile(path, sub, est)
+            elif image:
+                raise DataError(f"{path} is named like an image but is not a regular file (a FIFO, socket or "
+                                "device: reading it would block or stream garbage); remove it")
+
+    yield from walk(top, "")
+
+
+def fingerprint_tree(path: Path) -> str:
+    """Key of a folder tree: every visible file's relative path, size and mtime (symlink-safe walk)."""
+    h = hashlib.sha256()
+    for f in walk_files(path):
+        h.update(f"{f.rel}\0{f.stat.st_size}\0{f.stat.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -109,9 +178,16 @@ def extract_once(archive: Path, dest: Path) -> Path:
         ) from exc
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENAMETOOLONG:
+            name = os.path.basename(str(exc.filename or ""))
+            raise DataError(
+                f"{archive} holds a member whose name is too long for the file system ({name[:60]}...: "
+                f"{len(os.fsencode(name))} bytes); rename it in the source tree (255 bytes at most) and re-create "
+                "the archive"
+            ) from exc
         raise DataError(
             f"could not extract {archive} into {dest.parent} ({exc.strerror or exc}); free disk space there "
-            "or set TSB_AIHW_CACHE (or root=, CLI --data-root) to another directory"
+            "or set TSB_AIHW_CACHE (or the config key data.root, root= in Python) to another directory"
         ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,8 +1,10 @@
 """``imagefolder:<path>``: a class-per-folder image tree, or a .tar.gz of one, decoded once and cached.
 
-Reading uses torchvision's ``ImageFolder`` (and its PIL loader). Decoding tens of thousands of JPEGs
-takes a while, so the decoded uint8 images are saved as one tensor file (atomically), keyed by the
-source's fingerprint and the image size, and later runs load that file instead.
+Reading walks the tree like torchvision's ``ImageFolder`` (classes = sorted visible sub-folders, images by
+extension) but safely: symlink loops are not followed, duplicates are read once, only regular files are
+opened, and images are converted to 8-bit RGB by a rule that checks their bit depth (:func:`to_rgb8`).
+Decoding tens of thousands of JPEGs takes a while, so the decoded uint8 images are saved as one tensor file
+(atomically), keyed by the source's fingerprint and the image size, and later runs load that file instead.
 
 Cache layout under the cache root (``root`` or ``$TSB_AIHW_CACHE`` or ``~/.cache/tsb_aihw``)::
 
@@ -11,9 +13,11 @@ Cache layout under the cache root (``root`` or ``$TSB_AIHW_CACHE`` or ``~/.cache
 """
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -21,7 +25,6 @@ from typing import Optional
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.datasets import ImageFolder
 from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
@@ -31,54 +34,135 @@ from tsb_aihw.data.sources.base import Pool, RootArg
 from tsb_aihw.errors import DataError
 from tsb_aihw.utils.io import atomic_write_bytes
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: bit-depth-aware decoding (16-bit and float images were clipped before)
 FOLDER_HINT = (
     "a folder with one sub-folder of images per class (e.g. cat/0001.jpg, dog/0002.jpg), or a .tar.gz of one"
 )
 
 
-class _ClassFolders(ImageFolder):
-    """ImageFolder that ignores hidden folders and macOS debris instead of taking them for classes."""
+def scan_classes(class_root: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:
+    """(image path, class index) of every image under ``class_root``, and the class names (sorted).
 
-    def find_classes(self, directory: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
-        entries = os.scandir(str(directory))
-        classes = sorted(e.name for e in entries if e.is_dir() and not arc.is_hidden(e.name))
-        if not classes:
-            raise FileNotFoundError(f"no class folders in {directory}")
-        return classes, {c: i for i, c in enumerate(classes)}
+    Classes are the visible sub-folders; images are found by :func:`archive.walk_files` (symlink-safe, regular
+    files only). A file reached twice (a symlinked folder, a hard link) is read once; the same file under two
+    classes is an error (one image, two labels). At least two classes, each with an image, are required: with
+    one class every prediction is right and a study would report 100%.
+    """
+    try:
+        entries = sorted(os.scandir(class_root), key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(f"cannot list {class_root} ({exc.strerror or exc}); pass imagefolder:<path> with "
+                        f"{FOLDER_HINT}") from None
+    classes = [e.name for e in entries if not arc.is_hidden(e.name) and e.is_dir()]
+    samples: list[tuple[Path, int]] = []
+    owner: dict[tuple[int, int], tuple[str, Path]] = {}
+    empty, repeats = [], 0
+    for index, name in enumerate(classes):
+        found = 0
+        for f in arc.walk_files(class_root / name):
+            if not arc.is_image_name(f.path.name):
+                continue
+            first = owner.get(f.identity)
+            if first is not None:
+                if first[0] != name:
+                    raise DataError(f"{f.path} and {first[1]} are the same file (a symlink or hard link) in two "
+                                    f"classes ({first[0]}, {name}); one image cannot have two labels: remove one")
+                repeats += 1
+                continue
+            owner[f.identity] = (name, f.path)
+            samples.append((f.path, index))
+            found += 1
+        if not found:
+            empty.append(name)
+    if not classes or len(empty) == len(classes):
+        has_loose = any(arc.is_image_name(e.name) and e.is_file() for e in entries)
+        what = "images lie directly in it, not in class folders" if has_loose else "no class folders with images"
+        raise DataError(f"no usable image tree at {class_root}: {what}; imagefolder needs {FOLDER_HINT}")
+    if empty:
+        raise DataError(f"class folder(s) {', '.join(empty)} in {class_root} hold no images; add images to them "
+                        "or remove them (a class without images can never be learned or tested)")
+    if len(classes) < 2:
+        raise DataError(f"{class_root} has a single class folder ({classes[0]}); a classifier needs at least 2 "
+                        f"classes (with one, every prediction is right and accuracy is a meaningless 100%): "
+                        f"pass the folder that holds the class folders ({FOLDER_HINT})")
+    if repeats:
+        warnings.warn(f"{class_root}: {repeats} image(s) reached twice through symlinks or hard links were "
+                      "read once", stacklevel=3)
+    return samples, tuple(classes)
 
 
-def _valid_file(path: str) -> bool:
-    return arc.is_image_name(os.path.basename(path))
+#: Pillow modes that convert to 8-bit RGB without loss of meaning (alpha is dropped, as torchvision does)
+EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def _bits_per_sample(img: Image.Image) -> int | None:
+    tags = getattr(img, "tag_v2", None)
+    bits = tags.get(258) if tags is not None else None  # TIFF BitsPerSample
+    if isinstance(bits, tuple):
+        bits = bits[0] if bits else None
+    return int(bits) if isinstance(bits, int) else None
+
+
+def to_rgb8(img: Image.Image, path: Path | str) -> np.ndarray:
+    """``img`` as ``[H, W, 3]`` uint8 by a rule that keeps what the pixels mean, or a DataError.
+
+    Pillow's ``convert("RGB")`` clips: a 16-bit image (0..65535) became white, a float image (0..1) black.
+    Rules: 8-bit modes convert as usual; 16-bit grey (``I;16*``, or ``I`` from a PNG or a 16-bit TIFF) is
+    scaled by 255/65535 and rounded; float grey (``F``) is scaled by 255 and rounded if every value is finite
+    and in [0, 1]; anything else (32-bit integers, floats outside [0, 1], other modes) is refused.
+    """
+    mode = img.mode
+    if mode in EIGHT_BIT_MODES:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if mode in SIXTEEN_BIT_MODES or (mode == "I" and (img.format == "PNG" or _bits_per_sample(img) == 16)):
+        grey = np.asarray(img).astype(np.float64)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise DataError(f"image {path}: 16-bit values outside 0..65535; save it as an 8-bit PNG or JPEG")
+        grey = np.rint(grey * (255.0 / 65535.0))
+    elif mode == "F":
+        grey = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(grey).all():
+            raise DataError(f"image {path}: float pixels include NaN/inf; save it as an 8-bit PNG or JPEG")
+        lo, hi = (float(grey.min()), float(grey.max())) if grey.size else (0.0, 0.0)
+        if lo < 0.0 or hi > 1.0:
+            raise DataError(f"image {path}: float pixels span [{lo:.4g}, {hi:.4g}]; only floats in [0, 1] have a "
+                            "defined 8-bit value (x255): rescale it to [0, 1] or save it as an 8-bit PNG or JPEG")
+        grey = np.rint(grey * 255.0)
+    else:
+        bits = _bits_per_sample(img)
+        depth = f", {bits} bits per sample" if bits else ""
+        raise DataError(f"image {path}: Pillow mode {mode!r}{depth} has no faithful 8-bit RGB form here; save it as "
+                        "an 8-bit (or 16-bit grey) PNG or JPEG")
+    g = grey.astype(np.uint8)
+    return np.repeat(g[:, :, None], 3, axis=2)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode one image file as ``[H, W, 3]`` uint8 (see :func:`to_rgb8`); DataError naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            with Image.open(fh) as img:
+                img.load()
+                return to_rgb8(img, path)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot decode image {path} ({exc}); delete or replace that file") from exc
 
 
 def decode_tree(
     class_root: Path, size: tuple[int, int], desc: str = "decoding"
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Read every image under ``class_root`` as RGB uint8 ``[N, 3, H, W]`` (resized when not ``size``)."""
-    try:
-        folder = _ClassFolders(str(class_root), is_valid_file=_valid_file)
-    except FileNotFoundError as exc:
-        has_loose = any(arc.is_image_name(e.name) for e in os.scandir(class_root) if e.is_file())
-        if has_loose:
-            what = "images lie directly in it, not in class folders"
-        else:
-            what = "no class folders with images"
-        raise DataError(
-            f"no usable image tree at {class_root}: {what} ({exc}); imagefolder needs {FOLDER_HINT}"
-        ) from exc
+    samples, classes = scan_classes(class_root)
     h, w = size
-    images = torch.empty((len(folder.samples), 3, h, w), dtype=torch.uint8)
-    for i, (path, _) in enumerate(tqdm(folder.samples, desc=desc, unit="img", disable=None, mininterval=2.0)):
-        try:
-            img = folder.loader(path)  # PIL, converted to RGB
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-            raise DataError(f"cannot decode image {path} ({exc}); delete or replace that file") from exc
-        if img.size != (w, h):
-            img = F.resize(img, [h, w], antialias=True)
-        images[i] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-    targets = torch.as_tensor(folder.targets, dtype=torch.int64)
-    return images, targets, tuple(folder.classes)
+    images = torch.empty((len(samples), 3, h, w), dtype=torch.uint8)
+    for i, (path, _) in enumerate(tqdm(samples, desc=desc, unit="img", disable=None, mininterval=2.0)):
+        arr = read_image(path)
+        if arr.shape[:2] != (h, w):
+            arr = np.asarray(F.resize(Image.fromarray(arr, "RGB"), [h, w], antialias=True), dtype=np.uint8)
+        images[i] = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    targets = torch.as_tensor([t for _, t in samples], dtype=torch.int64)
+    return images, targets, classes
 
 
 def _read_cache(path: Path, fingerprint: str, size: tuple[int, int]) -> Optional[dict]:
@@ -134,11 +218,20 @@ def clear_memo() -> None:
 
 def cache_entry(path: Path, root: RootArg) -> tuple[Path, str]:
     """The cache folder for ``path`` and its fingerprint (validates the path first)."""
-    if not path.exists():
-        raise DataError(f"imagefolder path {path} does not exist; pass imagefolder:<path> with {FOLDER_HINT}")
-    if path.is_dir():
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"imagefolder path {path} does not exist; pass imagefolder:<path> with "
+                        f"{FOLDER_HINT}") from None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise DataError(f"imagefolder path {str(path)[:60]}... is too long for the file system "
+                            f"({len(os.fsencode(path))} bytes); move the data to a shorter path") from None
+        raise DataError(f"cannot open imagefolder path {path} ({exc.strerror or exc}); pass imagefolder:<path> "
+                        f"with {FOLDER_HINT}") from None
+    if stat.S_ISDIR(st.st_mode):
         fp, stem = arc.fingerprint_tree(path), path.name
-    elif arc.is_archive(path):
+    elif arc.is_archive(path) and stat.S_ISREG(st.st_mode):
         arc.check_gzip(path)
         fp, stem = arc.fingerprint_file(path), arc.archive_stem(path)
     else:

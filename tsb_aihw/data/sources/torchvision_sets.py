@@ -1,7 +1,9 @@
 """MNIST and CIFAR-10 through torchvision's own dataset classes (file layout, MD5 checks, download).
 
 Files live under ``root`` (default ``<cache>/torchvision``) in torchvision's layout, so an existing
-torchvision data directory can be reused with ``--data-root``. Nothing is downloaded unless asked.
+torchvision data directory can be reused (config key ``data.root``, ``root=`` in Python). Nothing is
+downloaded unless asked (``data.download: true``, ``download=True``). Messages name the config keys, since no
+command has a ``--download`` or ``--data-root`` flag.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ MNIST_RAW_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+#: how a user asks for a download / another data directory: config keys (no command has flags for them)
+DOWNLOAD_KEYS = "data.download: true in the config (download=True in Python)"
+ROOT_KEYS = "data.root in the config (root= in Python)"
 CIFAR10_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
                  "batches.meta")
 
@@ -41,19 +46,19 @@ def _missing_message(name: str, root: Path) -> str:
     if not missing:
         return (
             f"{name} files in {folder} are present but unreadable or failed torchvision's MD5 check "
-            "(corrupt, truncated or not the official files); delete them and pass download=True "
-            "(CLI: --download), or point --data-root at a good copy"
+            f"(corrupt, truncated or not the official files); delete them and set {DOWNLOAD_KEYS}, or point "
+            f"{ROOT_KEYS} at a good copy"
         )
     msg = f"{name} not found: looked for {', '.join(missing)} in {folder}. "
     gz = [f for f in missing if (folder / f"{f}.gz").is_file()]
     if gz:
         msg += (
-            f"Found {', '.join(g + '.gz' for g in gz)} there but not the unpacked files: pass download=True "
-            "(CLI: --download) and torchvision checks and unpacks them without using the network. "
+            f"Found {', '.join(g + '.gz' for g in gz)} there but not the unpacked files: set {DOWNLOAD_KEYS} "
+            "and torchvision checks and unpacks them without using the network. "
         )
     return msg + (
-        "Pass download=True (CLI: --download) to fetch it with torchvision, or point root= "
-        "(CLI: --data-root) at a directory holding a torchvision copy"
+        f"Set {DOWNLOAD_KEYS} to fetch it with torchvision, or point {ROOT_KEYS} at a directory holding a "
+        "torchvision copy"
         + (" (MNIST/raw/...)" if name == "MNIST" else " (cifar-10-batches-py/...)")
     )
 
@@ -66,7 +71,7 @@ def _offline_message(name: str, root: Path, exc: BaseException) -> str:
     if name == "MNIST":
         how = (
             f"copy the four MNIST files into {folder}, either unpacked ({', '.join(files)}) and run again "
-            "without download, or as the official .gz files and run again with download=True (torchvision "
+            f"without download, or as the official .gz files and run again with {DOWNLOAD_KEYS} (torchvision "
             "checks their MD5 and unpacks them without using the network)"
         )
     else:
@@ -76,7 +81,7 @@ def _offline_message(name: str, root: Path, exc: BaseException) -> str:
         )
     return (
         f"could not download {name} into {root} ({reason}): this machine looks offline or the mirror is "
-        f"unreachable. Supply the files by hand: {how}. Or point root= (CLI: --data-root) at an existing copy"
+        f"unreachable. Supply the files by hand: {how}. Or point {ROOT_KEYS} at an existing copy"
     )
 
 
