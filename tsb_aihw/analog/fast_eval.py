@@ -355,6 +355,24 @@ class _ConvGeom:
             return x.reshape(x.shape[0], x.shape[1], -1).clone()
         return F.unfold(x, self.kernel, self.dilation, self.padding, self.stride)
 
+    def unfold_scaled(self, x: Tensor, scale: Tensor | float, ho: int, wo: int) -> Tensor:
+        """``unfold(x) * scale`` ([n, C*kh*kw, L]; ``scale`` per patch [n, L] or a float) in one pass: kh*kw
+        strided multiplies of the padded input straight into the unfolded layout (no im2col, no extra pass)."""
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel, self.stride, self.padding, self.dilation
+        n, c = x.shape[:2]
+        sc = scale.view(n, 1, ho, wo) if isinstance(scale, Tensor) else scale
+        if self.pointwise:
+            return torch.mul(x, sc).view(n, c, ho * wo)
+        if wo < 8:  # short rows: kh*kw strided copies cost more than im2col (measured at 4x4 maps)
+            return self.unfold(x).mul_(scale.unsqueeze(1) if isinstance(scale, Tensor) else scale)
+        xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
+        out = torch.empty(n, c, kh, kw, ho, wo, dtype=x.dtype, device=x.device)
+        for y in range(kh):
+            for z in range(kw):
+                win = xp[:, :, y * dh: y * dh + sh * (ho - 1) + 1: sh, z * dw: z * dw + sw * (wo - 1) + 1: sw]
+                torch.mul(win, sc, out=out[:, :, y, z])
+        return out.view(n, c * kh * kw, ho * wo)
+
     def patch_max(self, v: Tensor, cols: tuple[int, int], absolute: bool) -> Tensor:
         """Max of ``v`` (or |v|; zero-padded as unfold pads) over each patch's columns [a, b) of C*kh*kw: [N, L].
 
@@ -426,10 +444,17 @@ def _conv_forward(x: Tensor, geom: _ConvGeom, in_sizes: list[int], tiles: list[l
         off = a - c_lo * k
         plan = _split_plan(x, geom, (a, b), row, ho, wo)
         shared = all(other.io == row[0].io for other in row)
+        live = [p for p in plan if not p[0]]
+        prescale = shared and bool(live)  # one input scale for the split: apply it while unfolding
         step = max(1, CHUNK_ELEMENTS // max(1, (c_hi - c_lo) * k * ho * wo))
         for s in range(0, n, step):
             e = min(n, s + step)
-            unf = geom.unfold(x[s:e, c_lo:c_hi])[:, off:off + size]
+            if prescale:  # the same float product x * scale as AIHWKit's, fused into the unfold
+                sc0 = live[0][1]
+                unf = geom.unfold_scaled(x[s:e, c_lo:c_hi], sc0[s:e] if isinstance(sc0, Tensor) else sc0,
+                                         ho, wo)[:, off:off + size]
+            else:
+                unf = geom.unfold(x[s:e, c_lo:c_hi])[:, off:off + size]
             quantised: tuple[Any, Tensor] | None = None  # tiles of one split share the DAC output
             row_start = 0
             for t, (zero, scale, factor, noise) in zip(row, plan):
@@ -440,7 +465,7 @@ def _conv_forward(x: Tensor, geom: _ConvGeom, in_sizes: list[int], tiles: list[l
                         out[s:e, :, rows] = 0.0
                     continue
                 if quantised is None or quantised[0] != t.io:
-                    sc = scale[s:e].unsqueeze(1) if isinstance(scale, Tensor) else scale
+                    sc = 1.0 if prescale else scale[s:e].unsqueeze(1) if isinstance(scale, Tensor) else scale
                     quantised = (t.io, _prepare(unf if shared else unf.clone(), sc, t.io))
                 y = torch.matmul(quantised[1].transpose(1, 2), t.w_dac.T)  # [n, L, out_j]
                 y, unit = _finalize(y, None if noise is None else noise[s:e], t.io)
@@ -538,9 +563,15 @@ def _conv_forward_stat(x: Tensor, geom: _ConvGeom, in_sizes: list[int], groups: 
             dac_step, dac_levels = _levels(g.io.inp_res, g.io.inp_bound) if g.io.inp_res > 0 else (1.0, None)
             plans.append((zero, scale, factor, dac_step, dac_levels))
         step = max(1, CHUNK_ELEMENTS // max(1, (c_hi - c_lo) * k * L))
+        fused = len(row) == 1 and plans[0][4] is not None  # one DAC: scale while unfolding
         for s in range(0, n, step):
             e = min(n, s + step)
-            unf = geom.unfold(x[s:e, c_lo:c_hi])[:, off:off + size]
+            if fused:
+                zero, scale, _, dac_step, _ = plans[0]
+                sc = scale[s:e] / dac_step if isinstance(scale, Tensor) else scale / dac_step
+                unf = None if zero else geom.unfold_scaled(x[s:e, c_lo:c_hi], sc, ho, wo)[:, off:off + size]
+            else:
+                unf = geom.unfold(x[s:e, c_lo:c_hi])[:, off:off + size]
             for gi, (g, (zero, scale, factor, dac_step, dac_levels)) in enumerate(zip(row, plans)):
                 dst = out[s:e, g.rows]
                 if zero:  # AIHWKit returns 0 for a tile whose inputs are all 0 (no noise drawn)
@@ -549,10 +580,11 @@ def _conv_forward_stat(x: Tensor, geom: _ConvGeom, in_sizes: list[int], groups: 
                     continue
                 q = unf if gi == len(row) - 1 else unf.clone()
                 sc = scale[s:e].unsqueeze(1) if isinstance(scale, Tensor) else scale
-                if dac_levels is not None:  # fold the DAC step into the scale: one pass less
-                    q.mul_(sc / dac_step if isinstance(sc, Tensor) else sc / dac_step).round_()
-                    within = _abs_max_within(g.io)
-                    if not within:
+                if dac_levels is not None:  # the DAC step folded into the scale: one pass less
+                    if not fused:
+                        q.mul_(sc / dac_step if isinstance(sc, Tensor) else sc / dac_step)
+                    q.round_()
+                    if not _abs_max_within(g.io):
                         q.clamp_(-dac_levels, dac_levels)
                 else:
                     q = _prepare(q, sc, g.io)
