@@ -23,9 +23,14 @@ in-place ops, one unfold is shared by all tiles of a layer, conv outputs stay in
 (returned channels-last), and ``is_perfect`` layers become one native ``F.conv2d``/``F.linear`` with the
 scales folded into the kernel. Numbers and profile: docs/performance.md.
 
-Switch: ``evaluate_accuracy(..., fast=None)`` follows :func:`fast_eval_enabled` (``set_fast_eval`` >
-env ``TSB_AIHW_FAST_EVAL=0/1`` > on). Layers the fast path does not reproduce (C++ tiles, bound
-management, input noise, learned input ranges, ...) keep AIHWKit's forward, with a one-time warning.
+Modes: 'exact' (the above: AIHWKit's numbers, its random stream included), 'statistical' (the same model:
+noise distribution, quantisers, bounds, NM, compensation; its own noise stream, so the work is fused: one
+stacked product per input split accumulated onto the drawn noise, DAC/ADC steps folded into scales and
+weights, NCHW output) and 'off' (AIHWKit's forward). Switch: ``evaluate_accuracy(..., fast=None)`` follows
+:func:`fast_eval_mode` (``set_fast_eval`` > env ``TSB_AIHW_FAST_EVAL=off|exact|statistical|0|1`` >
+``DEFAULT_MODE``; True/1 mean the default fast mode). Layers the fast path does not reproduce (C++ tiles,
+bound management, input noise, learned input ranges, ...) keep AIHWKit's forward, with a one-time warning,
+in both modes.
 """
 from __future__ import annotations
 
