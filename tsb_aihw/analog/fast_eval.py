@@ -587,7 +587,7 @@ def _conv_forward_stat(x: Tensor, geom: _ConvGeom, in_sizes: list[int], groups: 
                 sc = scale[s:e].unsqueeze(1) if isinstance(scale, Tensor) else scale
                 if dac_levels is not None:  # the DAC step folded into the scale: one pass less
                     if not fused:
-                        q.mul_(sc / dac_step if isinstance(sc, Tensor) else sc / dac_step)
+                        q.mul_(sc / dac_step)
                     q.round_()
                     if not _abs_max_within(g.io):
                         q.clamp_(-dac_levels, dac_levels)
