@@ -40,9 +40,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from timing import PeakRSS, interleaved, ratio_summary  # noqa: E402
 
-TARGETS = {"analog_forward_over_digital": 1.5, "mc_study_over_digital": 1.3, "mc_memory_over_digital": 2.0}
+TARGETS = {"analog_forward_over_digital": 1.5, "resnet18_forward_over_digital": 1.5, "mc_study_over_digital": 1.5,
+           "mc_memory_over_digital": 1.5, "block_training_over_backbone_epoch": 0.25}
 DRIFT_TIMES = ["1s", "1h", "1d", "1mo", "1y"]
-SECTIONS = ("forward", "mc", "memory", "pipeline")
+SECTIONS = ("forward", "resnet18", "scaling", "mc", "memory", "block", "pipeline")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,6 +58,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--aihwkit-chips", type=int, default=1)
     p.add_argument("--memory-chips", type=int, default=2)
     p.add_argument("--pipeline-chips", type=int, default=2)
+    p.add_argument("--scaling-widths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    p.add_argument("--scaling-batch", type=int, default=32)
+    p.add_argument("--scaling-batches", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--scaling-chips", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--scaling-repeats", type=int, default=1)
+    p.add_argument("--block-chips", type=int, default=2)
+    p.add_argument("--block-images", type=int, nargs="+", default=[512, 2048])
+    p.add_argument("--block-epochs", type=int, nargs="+", default=[2])
+    p.add_argument("--block-full-epochs", type=int, default=8)
+    p.add_argument("--block-backbone-epochs", type=int, default=4)
     p.add_argument("--no-pipeline", action="store_true", help="skip the short pipeline run")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                    help="which figures to measure (default: all)")
@@ -70,19 +81,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.width, args.batch, args.repeats, args.aihwkit_repeats = 0.125, 32, 2, 1
         args.chips, args.times, args.test_size, args.memory_chips = 2, ["1h", "1y"], 64, 1
+        args.scaling_widths, args.scaling_batch, args.scaling_batches, args.scaling_chips = [0.125], 8, [8], [1]
+        args.block_chips, args.block_images, args.block_epochs, args.block_full_epochs = 2, [64], [1], 1
+        args.block_backbone_epochs = 1
     return args
 
 
 # ------------------------------------------------------------------------------------------------ models
-def build(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(digital vgg8, the same on a programmed chip drifted to 1 day)."""
+def build(args: argparse.Namespace, model: str = "vgg8", width: float | None = None
+          ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(digital model, the same on a programmed chip drifted to 1 day); vgg8 at ``--width`` by default."""
     from tsb_aihw.analog import to_analog
     from tsb_aihw.devices import load_preset
     from tsb_aihw.models import get_model
     from tsb_aihw.utils.seeding import derive_seed
 
     torch.manual_seed(derive_seed(args.seed, "model"))
-    digital = get_model("vgg8", num_classes=10, in_channels=3, width=args.width, input_size=32).eval()
+    digital = get_model(model, num_classes=10, in_channels=3, width=args.width if width is None else width,
+                        input_size=32).eval()
     analog = to_analog(digital, load_preset(args.preset), verify="none").eval()
     torch.manual_seed(derive_seed(args.seed, "chip"))
     analog.program_analog_weights()
@@ -100,24 +116,125 @@ def test_loader(args: argparse.Namespace) -> DataLoader:
 
 # ---------------------------------------------------------------------------------------------- figures
 @torch.no_grad()
-def bench_forward(args: argparse.Namespace) -> dict[str, Any]:
+def bench_forward(args: argparse.Namespace, model: str = "vgg8", aihwkit: bool = True) -> dict[str, Any]:
+    """Interleaved rounds of digital / statistical / exact fast modes (and AIHWKit's forward, fewer rounds)."""
     from tsb_aihw.analog.fast_eval import fast_forward
 
-    digital, analog = build(args)
+    digital, analog = build(args, model)
     x = torch.randn(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(args.seed + 1))
+
+    def mode(m: str) -> Any:
+        def run() -> None:
+            with fast_forward(analog, m):
+                analog(x)
+        return run
+
     with fast_forward(analog) as skipped:
-        fast = interleaved({"digital": lambda: digital(x), "fast": lambda: analog(x)}, args.repeats)
-    slow = interleaved({"digital": lambda: digital(x), "aihwkit": lambda: analog(x)}, args.aihwkit_repeats)
-    return {
-        "skipped_layers": skipped,
-        "seconds": {"digital": fast["digital"], "fast": fast["fast"], "digital_with_aihwkit": slow["digital"],
-                    "aihwkit": slow["aihwkit"]},
-        "analog_forward_over_digital": ratio_summary(fast["fast"], fast["digital"]),
-        "aihwkit_forward_over_digital": ratio_summary(slow["aihwkit"], slow["digital"]),
+        pass
+    fast = interleaved({"digital": lambda: digital(x), "statistical": mode("statistical"), "exact": mode("exact")},
+                       args.repeats)
+    out: dict[str, Any] = {
+        "model": model, "skipped_layers": skipped,
+        "seconds": {"digital": fast["digital"], "statistical": fast["statistical"], "exact": fast["exact"]},
+        "analog_forward_over_digital": ratio_summary(fast["statistical"], fast["digital"]),
+        "exact_forward_over_digital": ratio_summary(fast["exact"], fast["digital"]),
+        "statistical_over_exact": ratio_summary(fast["statistical"], fast["exact"]),
     }
+    if aihwkit:
+        slow = interleaved({"digital": lambda: digital(x), "aihwkit": lambda: analog(x)}, args.aihwkit_repeats)
+        out["seconds"].update(digital_with_aihwkit=slow["digital"], aihwkit=slow["aihwkit"])
+        out["aihwkit_forward_over_digital"] = ratio_summary(slow["aihwkit"], slow["digital"])
+    return out
 
 
-def _mc(args: argparse.Namespace, chips: int, fast: bool) -> dict[str, Any]:
+@torch.no_grad()
+def bench_scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """Cost vs width (vgg8 and resnet18, batch ``--scaling-batch``), vs batch (vgg8 at ``--width``) and vs
+    chips (Monte-Carlo at one drift time): each point a median of interleaved rounds, plus PNG plots."""
+    from tsb_aihw.analog.fast_eval import fast_forward
+
+    rounds = max(1, args.scaling_repeats)
+    out: dict[str, Any] = {"width": [], "batch": [], "chips": []}
+
+    def point(model: str, width: float, batch: int) -> dict[str, Any]:
+        digital, analog = build(args, model, width)
+        x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(args.seed + 1))
+        fns = {"digital": lambda: digital(x)}
+        for m in ("statistical", "exact"):
+            fns[m] = (lambda m=m: _fast_call(fast_forward, analog, m, x))
+        t = interleaved(fns, rounds)
+        return {"model": model, "width": width, "batch": batch, "seconds": t,
+                **{f"{m}_over_digital": ratio_summary(t[m], t["digital"])["median"] for m in ("statistical", "exact")}}
+
+    for model in ("vgg8", "resnet18"):
+        for w in args.scaling_widths:
+            out["width"].append(point(model, w, args.scaling_batch))
+    for b in args.scaling_batches:
+        out["batch"].append(point("vgg8", args.width, b))
+    for chips in args.scaling_chips:
+        sub = argparse.Namespace(**{**vars(args), "times": args.times[:1]})
+        r = _mc(sub, chips, fast="statistical")
+        out["chips"].append({"chips": chips, "mc_study_seconds": r["mc_study_seconds"],
+                             "mc_study_over_digital": r["mc_study_over_digital"]})
+    out["plots"] = _scaling_plots(out, Path(args.out))
+    return out
+
+
+def _fast_call(fast_forward: Any, analog: torch.nn.Module, mode: str, x: torch.Tensor) -> None:
+    with fast_forward(analog, mode):
+        analog(x)
+
+
+def _scaling_plots(r: dict[str, Any], out_dir: Path) -> list[str]:
+    """scaling_width.png, scaling_batch.png, scaling_chips.png in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for model in ("vgg8", "resnet18"):
+        pts = [p for p in r["width"] if p["model"] == model]
+        for m, style in (("statistical", "-o"), ("exact", "--s")):
+            ax.plot([p["width"] for p in pts], [p[f"{m}_over_digital"] for p in pts], style, label=f"{model} {m}")
+    ax.set(xlabel="width multiplier", ylabel="analog / digital forward", title="cost vs width (pcm)")
+    ax.axhline(1.5, color="grey", lw=0.8, ls=":")
+    ax.legend(fontsize=7)
+    files.append(_save(fig, out_dir / "scaling_width.png"))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for m, style in (("statistical", "-o"), ("exact", "--s")):
+        ax.plot([p["batch"] for p in r["batch"]], [p[f"{m}_over_digital"] for p in r["batch"]], style, label=m)
+    ax.set(xscale="log", xlabel="batch", ylabel="analog / digital forward", title="cost vs batch (vgg8, pcm)")
+    ax.legend(fontsize=7)
+    files.append(_save(fig, out_dir / "scaling_batch.png"))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([p["chips"] for p in r["chips"]], [p["mc_study_seconds"] for p in r["chips"]], "-o")
+    ax.set(xlabel="chips", ylabel="Monte-Carlo study seconds", title="cost vs chips (vgg8, pcm, 1 drift time)")
+    files.append(_save(fig, out_dir / "scaling_chips.png"))
+    plt.close("all")
+    return files
+
+
+def _save(fig: Any, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path.name
+
+
+def bench_block(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-chip block training from the block cache vs one backbone epoch (benchmarks/block_calibration.py)."""
+    import block_calibration
+
+    argv = ["--chips", str(args.block_chips), "--images", *map(str, args.block_images), "--epochs",
+            *map(str, args.block_epochs), "--full-epochs", str(args.block_full_epochs), "--lr", "0.02",
+            "--backbone-epochs", str(args.block_backbone_epochs),
+            "--seed", str(args.seed), "--out", str(Path(args.out) / "block_calibration.json")]
+    return block_calibration.run(block_calibration.parse_args(argv))
+
+
+def _mc(args: argparse.Namespace, chips: int, fast: bool | str) -> dict[str, Any]:
     """monte_carlo with a digital pass timed right after each analog evaluation (same load, same count)."""
     from tsb_aihw.evaluation import evaluate_accuracy, monte_carlo
 
@@ -148,7 +265,7 @@ def _mc(args: argparse.Namespace, chips: int, fast: bool) -> dict[str, Any]:
 
 
 def bench_mc(args: argparse.Namespace) -> dict[str, Any]:
-    return {"fast": _mc(args, args.chips, fast=True), "aihwkit": _mc(args, args.aihwkit_chips, fast=False)}
+    return {"fast": _mc(args, args.chips, fast="statistical"), "aihwkit": _mc(args, args.aihwkit_chips, fast="off")}
 
 
 def memory_probe(args: argparse.Namespace) -> dict[str, int]:
@@ -200,10 +317,14 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 def headline(r: dict[str, Any]) -> dict[str, Any]:
     """The issue's figures (None: section not run)."""
     fwd, mem, pipe = r.get("forward") or {}, r.get("memory") or {}, r.get("pipeline") or {}
+    res18, block = r.get("resnet18") or {}, r.get("block") or {}
     mc, mc_slow = (r.get("mc") or {}).get("fast") or {}, (r.get("mc") or {}).get("aihwkit") or {}
     return {
         "analog_forward_over_digital": (fwd.get("analog_forward_over_digital") or {}).get("median"),
+        "exact_forward_over_digital": (fwd.get("exact_forward_over_digital") or {}).get("median"),
         "aihwkit_forward_over_digital": (fwd.get("aihwkit_forward_over_digital") or {}).get("median"),
+        "resnet18_forward_over_digital": (res18.get("analog_forward_over_digital") or {}).get("median"),
+        "resnet18_exact_forward_over_digital": (res18.get("exact_forward_over_digital") or {}).get("median"),
         "mc_study_seconds": mc.get("mc_study_seconds"),
         "mc_study_over_digital": mc.get("mc_study_over_digital"),
         "mc_study_over_digital_aihwkit": mc_slow.get("mc_study_over_digital"),
@@ -212,6 +333,9 @@ def headline(r: dict[str, Any]) -> dict[str, Any]:
         "tsb_training_speedup": pipe.get("tsb_training_speedup"),
         "verified_fraction": pipe.get("verified_fraction"),
         "mapping_cost_reduction": pipe.get("mapping_cost_reduction"),
+        "block_training_over_backbone_epoch": block.get("block_training_over_backbone_epoch"),
+        "block_cheapest_within_ci": block.get("cheapest_within_ci"),
+        "block_full_over_backbone_epoch": ((block.get("variants") or [{}])[0]).get("over_backbone_epoch"),
     }
 
 
@@ -237,7 +361,10 @@ def table(r: dict[str, Any]) -> str:
 
     mc = r.get("mc") or {}
     row("analog_forward_over_digital", spread("analog_forward_over_digital"))
+    row("exact_forward_over_digital", "bit-exact mode (AIHWKit's random stream)")
     row("aihwkit_forward_over_digital", spread("aihwkit_forward_over_digital"))
+    row("resnet18_forward_over_digital", "resnet18, same width/batch/preset, statistical mode")
+    row("resnet18_exact_forward_over_digital")
     row("mc_study_seconds", f"{mc['fast']['evaluations']} evaluations incl. programming and drift" if mc else "")
     row("mc_study_over_digital", "vs the same number of digital test-set passes, interleaved")
     row("mc_study_over_digital_aihwkit", f"fast path off, {mc['aihwkit']['chips']} chip(s)" if mc else "")
@@ -246,6 +373,8 @@ def table(r: dict[str, Any]) -> str:
     row("tsb_training_speedup", "short pipeline run (quick demo config)")
     row("verified_fraction")
     row("mapping_cost_reduction")
+    row("block_training_over_backbone_epoch", "cheapest cached recipe within the CI of the full one (n/a: none)")
+    row("block_full_over_backbone_epoch", "uncached, whole training split (the pipeline's recipe)")
     return "\n".join(lines)
 
 
@@ -283,12 +412,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "forward" in args.sections:
         print("forward ...", flush=True)
         results["forward"] = bench_forward(args)
+    if "resnet18" in args.sections:
+        print("resnet18 forward ...", flush=True)
+        results["resnet18"] = bench_forward(args, "resnet18", aihwkit=False)
+    if "scaling" in args.sections:
+        print("scaling ...", flush=True)
+        results["scaling"] = bench_scaling(args)
     if "mc" in args.sections:
         print("monte carlo ...", flush=True)
         results["mc"] = bench_mc(args)
     if "memory" in args.sections:
         print("memory ...", flush=True)
         results["memory"] = bench_memory(args, _probe_argv(argv))
+    if "block" in args.sections:
+        print("block training ...", flush=True)
+        results["block"] = bench_block(args)
     if "pipeline" in args.sections and not args.no_pipeline:
         print("pipeline ...", flush=True)
         results["pipeline"] = bench_pipeline(args)

@@ -149,7 +149,8 @@ class Chip:
             return calibrate_adc(self.model, loader, percentile=spec.percentile, mode=spec.mode,
                                  max_images=spec.samples)
 
-    def evaluate(self, loader: Any, t: float, device: str | torch.device = "cpu", fast: bool | None = None) -> float:
+    def evaluate(self, loader: Any, t: float, device: str | torch.device = "cpu",
+                 fast: bool | str | None = None) -> float:
         """Accuracy at chip time ``t`` (drifted first), with the periphery's output noise seeded."""
         from tsb_aihw.evaluation.accuracy import evaluate_accuracy
 

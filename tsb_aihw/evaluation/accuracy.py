@@ -36,12 +36,13 @@ def has_analog_layers(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, loader: Iterable, device: str | torch.device = "cpu",
-                      max_batches: int | None = None, fast: bool | None = None) -> float:
+                      max_batches: int | None = None, fast: bool | str | None = None) -> float:
     """Fraction of correctly classified samples; eval mode and ``no_grad`` (training flags restored).
 
-    ``fast``: evaluate AIHWKit analog layers with :mod:`tsb_aihw.analog.fast_eval` (the same forward as
-    AIHWKit's torch tiles with native kernels; layers it does not support keep AIHWKit's forward, with a
-    warning). None follows ``set_fast_eval`` / env ``TSB_AIHW_FAST_EVAL`` (default on); digital models
+    ``fast``: how AIHWKit analog layers are evaluated (:mod:`tsb_aihw.analog.fast_eval`): 'exact' (AIHWKit's
+    numbers with native kernels), 'statistical' (the same model, own noise stream, fused) or 'off' (AIHWKit's
+    forward); True/False = default fast mode/off. Layers the fast path does not support keep AIHWKit's
+    forward, with a warning. None follows ``set_fast_eval`` / env ``TSB_AIHW_FAST_EVAL``; digital models
     are unaffected.
     """
     dev = resolve_device(device)
@@ -50,10 +51,11 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, device: str | torch.de
     correct = total = 0
     with eval_mode(model), ExitStack() as stack:
         if has_analog_layers(model):
-            from tsb_aihw.analog.fast_eval import fast_eval_enabled, fast_forward  # lazy: pulls in AIHWKit
+            from tsb_aihw.analog.fast_eval import fast_eval_mode, fast_forward  # lazy: pulls in AIHWKit
 
-            if fast_eval_enabled(fast):
-                stack.enter_context(fast_forward(model))
+            mode = fast_eval_mode(fast)
+            if mode != "off":
+                stack.enter_context(fast_forward(model, mode))
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break

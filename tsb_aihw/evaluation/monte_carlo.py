@@ -252,7 +252,7 @@ def monte_carlo(
 
 
 def evaluate_chip(chip: Any, loader: Iterable, seconds: Sequence[float], device: str | torch.device = "cpu",
-                  fast: bool | None = None, evaluate: Evaluate | None = None) -> list[float]:
+                  fast: bool | str | None = None, evaluate: Evaluate | None = None) -> list[float]:
     """Accuracy of a programmed :class:`~tsb_aihw.analog.chip.Chip` at each time (drifted in ascending order,
     reported in the order given), periphery noise seeded per chip and time."""
     accs = [math.nan] * len(seconds)

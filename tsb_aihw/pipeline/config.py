@@ -94,7 +94,8 @@ class StudyConfig:
     device: str = "cpu"
     methods: list[str] = spec(choices=ALL_METHODS, what="method", factory=lambda: list(METHODS))
     bn_recalibration_batches: int = spec(20, lo=1, hi=100_000)  # training batches streamed through each chip
-    fast_eval: Union[bool, None] = None  # chip evaluation on tsb_aihw.analog.fast_eval; None: TSB_AIHW_FAST_EVAL
+    # chip evaluation on tsb_aihw.analog.fast_eval: off | exact | statistical (or true/false); None: the env's/default
+    fast_eval: Union[bool, str, None] = spec(None, choices=(True, False, "off", "exact", "statistical"))
     data: DataConfig = section(DataConfig)
     model: ModelConfig = section(ModelConfig)
     backbone: BackboneConfig = section(BackboneConfig)

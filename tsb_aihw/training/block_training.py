@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 from torch import nn
@@ -17,6 +17,9 @@ from tsb_aihw.training.loop import EarlyStop, TrainResult, check_budget, fit, ma
 from tsb_aihw.training.noise_injection import cached_forward, is_digital_layer, noisy_layers, weight_noise
 from tsb_aihw.utils.device import resolve_device
 from tsb_aihw.utils.seeding import derive_seed, reseed_loader, seed_everything
+
+if TYPE_CHECKING:
+    from tsb_aihw.training.block_cache import BlockCache
 
 BlockSpec = nn.Module | str | Iterable[nn.Parameter]
 
@@ -59,6 +62,7 @@ def train_block(
     schedule: str = "constant",
     weight_decay: float = 0.0,
     early_stop: EarlyStop | None = None,
+    cache: BlockCache | None = None,
 ) -> TrainResult:
     """Cross-entropy + Adam on the block's parameters only; everything else is bit-identical afterwards.
 
@@ -69,6 +73,8 @@ def train_block(
     the frozen backbone's Conv/Linear weights at every forward instead of one chip's fixed weights (the
     "generic block" control); the backbone itself is not changed. Validation runs noise-free. With
     ``val_loader`` the best-val state is kept.  ``seed`` seeds the noise and resets the loader's shuffle generator.
+    ``cache`` (``block_cache.build_block_cache``): ``train_loader`` yields its cached activations
+    (``cache.loader(batch)``) and the frozen prefix is replayed from them instead of recomputed.
     """
     check_budget(epochs, lr)
     dev = resolve_device(device)
@@ -83,6 +89,9 @@ def train_block(
     backbone_layers = [m for _, m in noisy_layers(model) if id(m) not in owner_ids]
     if noise_std > 0 and not block_layers:
         raise ConfigError("noise_std > 0 needs Conv/Linear layers in the block; pass noise_std=0")
+    if cache is not None and backbone_noise_std > 0:
+        raise ConfigError("backbone_noise_std > 0 redraws the backbone at every step, so its activations cannot be "
+                          "cached; pass cache=None")
     if backbone_noise_std > 0 and not backbone_layers:
         raise ConfigError("backbone_noise_std > 0 needs digital Conv/Linear backbone layers; train on a "
                           "digital twin or pass backbone_noise_std=0")
@@ -107,7 +116,8 @@ def train_block(
             sched = make_scheduler(opt, schedule, epochs)
             best, history, reason = fit(
                 model, train_loader, val_loader, epochs=epochs, optimizer=opt, scheduler=sched,
-                set_train_mode=set_train_mode, forward=cached_forward, device=dev, early_stop=early_stop,
+                set_train_mode=set_train_mode, forward=cached_forward if cache is None else cache.forward,
+                device=dev, early_stop=early_stop,
                 progress=progress, desc="block training",
             )
     finally:
