@@ -303,3 +303,24 @@ def test_block_training_with_a_recipe_only_moves_the_block():
     assert float(model.tsb.conv.weight.detach().abs().sum()) > 0
     assert res.config["recipe"]["noise_warmup_fraction"] == 0.5
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+
+
+def test_fan_in_fc_init_keeps_the_first_logits_small():
+    from tsb_aihw.models import get_model
+
+    x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    stds = {}
+    for init in ("fan_out", "fan_in"):
+        torch.manual_seed(0)
+        model = get_model("vgg8", width=0.25, fc_init=init).train()
+        with torch.no_grad():
+            stds[init] = float(model(x).std())
+    assert stds["fan_out"] > 10  # NF_Training's init: train-mode logits of std ~30
+    assert 0.3 < stds["fan_in"] < 3
+    torch.manual_seed(0)
+    ref = get_model("vgg8", width=0.25)
+    torch.manual_seed(0)
+    same = get_model("vgg8", width=0.25, fc_init="fan_out")
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), same.state_dict().values()))
+    with pytest.raises(ConfigError, match="fc_init"):
+        get_model("resnet18", width=0.25, fc_init="xavier")
