@@ -227,3 +227,17 @@ def test_chip_calibrates_its_adc_only_when_the_preset_says(study: _Study) -> Non
         cal = chip.calibrate_adc(loader)
         assert (cal is None) if expect is None else (cal.mode == expect and cal.tiles)
         assert chip.digest() == digest  # calibration sets ADC ranges, never the programmed weights
+
+
+def test_study_trains_with_a_recipe_and_refuses_a_bad_one(tmp_path) -> None:
+    recipe = {"optimizer": "sgd", "lr": 0.05, "schedule": "onecycle", "augment": "none", "label_smoothing": 0.1}
+    cfg = study_config_from_dict(tiny_study(methods=["full_noise_injection"], backbone={"full_epochs": 1,
+                                                                                       "early_epochs": 1,
+                                                                                       "recipe": recipe}))
+    res = run_study(cfg, tmp_path / "r", progress=False)
+    history = res["training"]["backbone_full"]["history"]
+    assert history and res["methods"]["full_noise_injection"]["clean_accuracy"] > 0.15  # 10 classes: chance 0.1
+    with pytest.raises(ConfigError, match="backbone.recipe: .*lr"):
+        study_config_from_dict(tiny_study(backbone={"recipe": {"lr": -1}}))
+    with pytest.raises(ConfigError, match="backbone.recipe: unknown recipe key"):
+        study_config_from_dict(tiny_study(backbone={"recipe": {"lrr": 0.1}}))

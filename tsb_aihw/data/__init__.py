@@ -4,9 +4,12 @@
 (:class:`DatasetInfo`) that results files print next to an accuracy; ``make_loader`` wraps it in a
 DataLoader whose shuffling is reproducible from its seed.
 """
+from tsb_aihw.data.batch_augment import BatchCropFlip
 from tsb_aihw.data.dataset import TensorImageDataset
 from tsb_aihw.data.info import SPLITS, DatasetInfo
 from tsb_aihw.data.loader import make_loader
 from tsb_aihw.data.registry import get_dataset, list_datasets
 
-__all__ = ["DatasetInfo", "SPLITS", "TensorImageDataset", "get_dataset", "list_datasets", "make_loader"]
+__all__ = [
+    "BatchCropFlip", "DatasetInfo", "SPLITS", "TensorImageDataset", "get_dataset", "list_datasets", "make_loader",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from tsb_aihw.models.common import init_kaiming_fan_out, scale_channels
+from tsb_aihw.models.common import init_reference, scale_channels
 from tsb_aihw.models.registry import register_model
 
 
@@ -42,6 +42,7 @@ class ResNet18(nn.Module):
         width: float = 1.0,
         input_size: int = 32,
         round_to: int = 8,
+        fc_init: str = "fan_out",
     ) -> None:
         super().__init__()
         self.input_size = input_size
@@ -58,7 +59,7 @@ class ResNet18(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(c_in, num_classes)
-        init_kaiming_fan_out(self)
+        init_reference(self, fc_init)  # fc_init="fan_in": see common.init_linear_fan_in
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

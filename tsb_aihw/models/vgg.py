@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from tsb_aihw.models.common import check_input_size, init_kaiming_fan_out, scale_channels
+from tsb_aihw.models.common import check_input_size, init_reference, scale_channels
 from tsb_aihw.models.registry import register_model
 
 _PLAN = (64, 128, "M", 256, 256, "M", 512, 512, "M")
@@ -23,6 +23,7 @@ class VGG8(nn.Module):
         width: float = 1.0,
         input_size: int = 32,
         round_to: int = 8,
+        fc_init: str = "fan_out",
     ) -> None:
         super().__init__()
         self.input_size = input_size
@@ -50,7 +51,7 @@ class VGG8(nn.Module):
         self.fc1 = nn.Linear(c_in * side * side, hidden)
         self.relu7 = nn.ReLU(inplace=True)
         self.fc2 = nn.Linear(hidden, num_classes)
-        init_kaiming_fan_out(self)
+        init_reference(self, fc_init)  # fc_init="fan_in": see common.init_linear_fan_in
 
     def forward(self, x: Tensor) -> Tensor:
         check_input_size(x, self.input_size, "vgg8")

@@ -55,6 +55,9 @@ class DataConfig:
 class ModelConfig:
     name: str = "lenet3"
     width: float = spec(1.0, lo=0.0, lo_open=True, hi=64.0)
+    # VGG-8/ResNet-18 classifier init: fan_out (NF_Training, the default) or fan_in (docs/training.md: fan_out's
+    # first logits are ~30x too large, and SGD noise injection on VGG-8 then stays at chance)
+    fc_init: Union[str, None] = spec(None, choices=("fan_out", "fan_in"))
 
 
 @dataclass
@@ -63,6 +66,9 @@ class BackboneConfig:
     early_epochs: int = spec(6, lo=1, hi=MAX_EPOCHS)  # TSB backbone: "early convergence" budget
     lr: float = spec(1e-3, lo=0.0, lo_open=True, hi=10.0)
     noise_std: Union[float, None] = spec(None, lo=0.0, hi=10.0)  # None: the preset's training_noise_std
+    # a TrainRecipe (tsb_aihw.training.recipe: SGD-nesterov, one-cycle, label smoothing, batch crop+flip, noise
+    # warm-up); None: the trainer's defaults (Adam at lr, per-epoch cosine)
+    recipe: Union[dict[str, Any], None] = None
 
 
 @dataclass
@@ -74,6 +80,7 @@ class BlockConfig:
     lr: float = spec(5e-3, lo=0.0, lo_open=True, hi=10.0)
     read_time: float = spec(0.0, lo=0.0, hi=1e10)  # seconds after programming at which the chip is read back
     n_reads: int = spec(1, lo=1, hi=1000)  # read-backs averaged (reduces read noise)
+    recipe: Union[dict[str, Any], None] = None  # a TrainRecipe for the block; None: Adam at lr
 
 
 @dataclass
@@ -118,6 +125,14 @@ class StudyConfig:
         if isinstance(self.block.k, str) and self.block.k != "auto":
             raise ConfigError(f"block.k = {self.block.k!r}: must be 'auto' or an integer >= 1 (channels of the "
                               "shared block)")
+        for where, recipe in (("backbone.recipe", self.backbone.recipe), ("block.recipe", self.block.recipe)):
+            if recipe is not None:
+                from tsb_aihw.training.recipe import TrainRecipe
+
+                try:
+                    TrainRecipe.from_dict(recipe)
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
         if "selective_verify" in self.methods and not self.selective.methods:
             raise ConfigError(f"selective.methods is empty but methods has selective_verify; give at least one "
                               f"of {', '.join(SELECTION_METHODS)} or drop selective_verify")

@@ -44,10 +44,22 @@ class StudyData:
     test_info: Any
 
 
+def recipe_of(values: dict[str, Any] | None) -> Any:
+    """The :class:`~tsb_aihw.training.recipe.TrainRecipe` of a config's ``recipe`` mapping (None: none)."""
+    from tsb_aihw.training.recipe import TrainRecipe
+
+    return None if values is None else TrainRecipe.from_dict(values)
+
+
 def load_study_data(cfg: StudyConfig) -> StudyData:
+    """A recipe that augments whole batches needs an un-augmented training split (it crops and flips itself)."""
     d = cfg.data
-    train, val, full_test = (get_dataset(d.name, split, root=d.root, download=d.download, seed=cfg.seed)
-                             for split in ("train", "val", "test"))
+    batch_aug = any(r is not None and r.augment != "none"
+                    for r in (recipe_of(cfg.backbone.recipe), recipe_of(cfg.block.recipe)))
+    train = get_dataset(d.name, "train", root=d.root, download=d.download, seed=cfg.seed,
+                        augment=False if batch_aug else None)
+    val, full_test = (get_dataset(d.name, split, root=d.root, download=d.download, seed=cfg.seed)
+                      for split in ("val", "test"))
     test: Any = full_test
     if d.eval_limit is not None and d.eval_limit < len(full_test):
         test = torch.utils.data.Subset(full_test, range(d.eval_limit))
@@ -58,8 +70,9 @@ def load_study_data(cfg: StudyConfig) -> StudyData:
 
 def build_backbone(cfg: StudyConfig, info: Any) -> nn.Module:
     """A fresh backbone of the configured architecture, sized for the dataset."""
+    extra = {"fc_init": cfg.model.fc_init} if cfg.model.fc_init is not None else {}
     return get_model(cfg.model.name, num_classes=info.num_classes, in_channels=info.in_channels,
-                     width=cfg.model.width, input_size=info.image_size[0])
+                     width=cfg.model.width, input_size=info.image_size[0], **extra)
 
 
 def train_chip_block(model_tsb: nn.Module, weights: dict[str, torch.Tensor], cfg: StudyConfig, train_loader: Any,
@@ -76,8 +89,10 @@ def train_chip_block(model_tsb: nn.Module, weights: dict[str, torch.Tensor], cfg
     block = get_tsb(twin)
     block.reset_parameters()
     seed_everything(seed)
+    recipe = recipe_of(cfg.block.recipe)
     res = train_block(twin, train_loader, block_params=list(block.parameters()), epochs=cfg.block.epochs,
-                      lr=cfg.block.lr, device=cfg.device, seed=seed, progress=progress)
+                      lr=None if recipe else cfg.block.lr, device=cfg.device, seed=seed, progress=progress,
+                      recipe=recipe)
     return block.conv.weight.detach().clone(), res.wall_time_s
 
 
@@ -180,9 +195,11 @@ class TrainedModels:
             seed = derive_seed(self.cfg.seed, "backbone", which)
             seed_everything(seed)  # before building: the initial weights come from torch's global generator
             model = build_backbone(self.cfg, self.data.info)
+            recipe = recipe_of(self.cfg.backbone.recipe)
             res = train_noise_injection(model, self.train_loader("backbone", which), self.data.val,
-                                        noise_std=self.noise_std, epochs=epochs, lr=self.cfg.backbone.lr,
-                                        device=self.cfg.device, seed=seed, progress=self.progress)
+                                        noise_std=self.noise_std, epochs=epochs,
+                                        lr=None if recipe else self.cfg.backbone.lr, device=self.cfg.device,
+                                        seed=seed, progress=self.progress, recipe=recipe)
             meta = {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": self.noise_std,
                     "history": res.to_dict().get("history")}
             self.ckpt.save(file, key, model.state_dict(), meta)
@@ -217,9 +234,10 @@ class TrainedModels:
             self._need_training(file)
             seed = derive_seed(self.cfg.seed, name)
             seed_everything(seed)
+            recipe = recipe_of(b.recipe)
             res = train_block(model, self.train_loader(name), block_params=list(get_tsb(model).parameters()),
-                              epochs=b.epochs, lr=b.lr, device=self.cfg.device, seed=seed, progress=self.progress,
-                              backbone_noise_std=noise)
+                              epochs=b.epochs, lr=None if recipe else b.lr, device=self.cfg.device, seed=seed,
+                              progress=self.progress, backbone_noise_std=noise, recipe=recipe)
             meta = {"train_time_s": res.wall_time_s, "noise_std": noise}
             self.ckpt.save(file, key, model.state_dict(), meta)
         self.models[name], self.meta[name] = model.eval(), meta

@@ -8,9 +8,11 @@ from tsb_aihw.training.noise_injection import (
     train_noise_injection,
     weight_noise,
 )
+from tsb_aihw.training.recipe import TrainRecipe
 
 __all__ = [
     "EarlyStop",
+    "TrainRecipe",
     "TrainResult",
     "WeightNoise",
     "add_weight_noise",

@@ -13,8 +13,23 @@ import torch
 from torch import nn
 
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.training.loop import EarlyStop, TrainResult, check_budget, fit, make_optimizer, make_scheduler
-from tsb_aihw.training.noise_injection import cached_forward, is_digital_layer, noisy_layers, weight_noise
+from tsb_aihw.training.loop import (
+    EarlyStop,
+    OptimArgs,
+    TrainResult,
+    check_recipe_data,
+    fit,
+    resolve_optim,
+    setup_optimizer,
+)
+from tsb_aihw.training.noise_injection import (
+    cached_forward,
+    is_digital_layer,
+    noise_ramp,
+    noisy_layers,
+    weight_noise,
+)
+from tsb_aihw.training.recipe import TrainRecipe
 from tsb_aihw.utils.device import resolve_device
 from tsb_aihw.utils.seeding import derive_seed, reseed_loader, seed_everything
 
@@ -22,6 +37,10 @@ if TYPE_CHECKING:
     from tsb_aihw.training.block_cache import BlockCache
 
 BlockSpec = nn.Module | str | Iterable[nn.Parameter]
+
+
+#: ``train_block``'s keyword defaults when no recipe is given (Adam always; a recipe may choose SGD).
+BLOCK_DEFAULTS = OptimArgs(optimizer="adam", lr=1e-3, schedule="constant", weight_decay=0.0)
 
 
 def resolve_block(model: nn.Module, block: BlockSpec) -> tuple[list[nn.Parameter], list[nn.Module]]:
@@ -52,17 +71,18 @@ def train_block(
     *,
     block_params: BlockSpec = "tsb",
     epochs: int,
-    lr: float = 1e-3,
+    lr: float | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
     progress: bool = True,
     val_loader: Iterable | None = None,
     noise_std: float = 0.0,
     backbone_noise_std: float = 0.0,
-    schedule: str = "constant",
-    weight_decay: float = 0.0,
+    schedule: str | None = None,
+    weight_decay: float | None = None,
     early_stop: EarlyStop | None = None,
     cache: BlockCache | None = None,
+    recipe: TrainRecipe | None = None,
 ) -> TrainResult:
     """Cross-entropy + Adam on the block's parameters only; everything else is bit-identical afterwards.
 
@@ -75,8 +95,13 @@ def train_block(
     ``val_loader`` the best-val state is kept.  ``seed`` seeds the noise and resets the loader's shuffle generator.
     ``cache`` (``block_cache.build_block_cache``): ``train_loader`` yields its cached activations
     (``cache.loader(batch)``) and the frozen prefix is replayed from them instead of recomputed.
+    Without ``recipe``: Adam, ``lr`` (default 1e-3), per-epoch ``schedule`` (constant), ``weight_decay`` (0).
+    A :class:`TrainRecipe` replaces those (passing them too is an error) and adds its per-step LR curve,
+    label smoothing, batch augmentation, clipping and noise warm-up (of both noise kinds).
     """
-    check_budget(epochs, lr)
+    given = OptimArgs(None, lr, schedule, weight_decay)
+    resolve_optim(epochs, recipe, given, BLOCK_DEFAULTS)  # bad values fail before anything runs
+    check_recipe_data(recipe, train_loader)
     dev = resolve_device(device)
     seed_everything(seed)
     reseed_loader(train_loader, derive_seed(seed, "batches"))  # same batches whatever ran before
@@ -109,16 +134,15 @@ def train_block(
         for p in model.parameters():
             p.requires_grad_(id(p) in block_ids)
         with ExitStack() as stack:
-            stack.enter_context(weight_noise(model, noise_std, block_layers if noise_std > 0 else []))
-            stack.enter_context(weight_noise(model, backbone_noise_std,
-                                             backbone_layers if backbone_noise_std > 0 else []))
-            opt = make_optimizer(params, "adam", lr, weight_decay)
-            sched = make_scheduler(opt, schedule, epochs)
+            noisy = [*stack.enter_context(weight_noise(model, noise_std, block_layers if noise_std > 0 else [])),
+                     *stack.enter_context(weight_noise(model, backbone_noise_std,
+                                                       backbone_layers if backbone_noise_std > 0 else []))]
+            opt, sched, opt_config = setup_optimizer(params, epochs, recipe, given, BLOCK_DEFAULTS)
             best, history, reason = fit(
                 model, train_loader, val_loader, epochs=epochs, optimizer=opt, scheduler=sched,
                 set_train_mode=set_train_mode, forward=cached_forward if cache is None else cache.forward,
-                device=dev, early_stop=early_stop,
-                progress=progress, desc="block training",
+                device=dev, early_stop=early_stop, progress=progress, desc="block training", recipe=recipe,
+                seed=derive_seed(seed, "augment"), on_step=noise_ramp(noisy, recipe),
             )
     finally:
         for p, flag in saved_flags:
@@ -130,7 +154,6 @@ def train_block(
         best_val_acc=best["val_acc"], stopped_early=reason is not None,
         stop_reason=reason, restored_best=best["state"] is not None,
         trainable_params=sum(p.numel() for p in params), seed=seed,
-        config={"noise_std": noise_std, "backbone_noise_std": backbone_noise_std, "lr": lr,
-                "optimizer": "adam", "schedule": schedule, "weight_decay": weight_decay,
+        config={"noise_std": noise_std, "backbone_noise_std": backbone_noise_std, **opt_config,
                 "early_stop": early_stop.to_dict() if early_stop else None},
     )

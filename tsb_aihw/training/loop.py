@@ -10,9 +10,9 @@ from torch import nn
 
 from tsb_aihw.errors import ConfigError, DataError
 from tsb_aihw.evaluation.accuracy import evaluate_accuracy
+from tsb_aihw.training.recipe import OPTIMIZERS, TrainRecipe
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant")  # the per-epoch schedules of the trainers' own keywords (no recipe)
 
 
 @dataclass(frozen=True)
@@ -93,13 +93,73 @@ class TrainResult:
         return out
 
 
-def make_optimizer(params: list[nn.Parameter], name: str, lr: float, weight_decay: float = 0.0
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(params: list[nn.Parameter], name: str, lr: float, weight_decay: float = 0.0, *,
+                   momentum: float = 0.9, nesterov: bool = False) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+@dataclass(frozen=True)
+class OptimArgs:
+    """A trainer's own optimizer keywords, used when no recipe is given (None = the trainer's default)."""
+
+    optimizer: str | None = None
+    lr: float | None = None
+    schedule: str | None = None
+    weight_decay: float | None = None
+
+
+def resolve_optim(epochs: int, recipe: TrainRecipe | None, given: OptimArgs, defaults: OptimArgs
+                  ) -> OptimArgs | None:
+    """Validate the epoch budget and the optimizer settings; the keywords-or-defaults in use (None = recipe).
+
+    A recipe owns optimizer, lr, schedule and weight decay; passing any of them as keywords too is an error
+    rather than a silent choice of one."""
+    if recipe is not None:
+        clash = [k for k, v in asdict(given).items() if v is not None]
+        if clash:
+            raise ConfigError(f"pass {', '.join(clash)} inside the recipe, not as keywords next to recipe=...")
+        check_budget(epochs, recipe.lr)
+        return None
+    args = OptimArgs(*(g if g is not None else d
+                       for g, d in zip(asdict(given).values(), asdict(defaults).values())))
+    check_budget(epochs, args.lr)  # type: ignore[arg-type]
+    if args.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {args.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if args.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {args.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    return args
+
+
+def setup_optimizer(params: list[nn.Parameter], epochs: int, recipe: TrainRecipe | None, given: OptimArgs,
+                    defaults: OptimArgs) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None,
+                                                  dict[str, Any]]:
+    """(optimizer, per-epoch scheduler or None, config record) from a recipe or from the keywords.
+
+    Without a recipe the keywords (or ``defaults``) behave as before: a per-epoch scheduler; with one, the
+    scheduler is None and ``fit`` sets the LR of every step from the recipe."""
+    args = resolve_optim(epochs, recipe, given, defaults)
+    if args is None:
+        assert recipe is not None
+        opt = make_optimizer(params, recipe.optimizer, recipe.lr, recipe.weight_decay,
+                             momentum=recipe.momentum, nesterov=recipe.nesterov)
+        return opt, None, {"optimizer": recipe.optimizer, "lr": recipe.lr, "schedule": recipe.schedule,
+                           "weight_decay": recipe.weight_decay, "recipe": recipe.to_dict()}
+    assert args.optimizer is not None and args.lr is not None and args.schedule is not None
+    opt = make_optimizer(params, args.optimizer, args.lr, args.weight_decay or 0.0)
+    return opt, make_scheduler(opt, args.schedule, epochs), {
+        "lr": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "weight_decay": args.weight_decay}
+
+
+def check_recipe_data(recipe: TrainRecipe | None, train_loader: Iterable) -> None:
+    """Batch augmentation on top of a per-item augmented dataset would augment twice: refuse it."""
+    info = getattr(getattr(train_loader, "dataset", None), "info", None)
+    if recipe is not None and recipe.augment != "none" and getattr(info, "augment", False):
+        raise ConfigError(f"recipe augment={recipe.augment!r} augments whole batches, but the training dataset "
+                          "already augments per item; load it with get_dataset(..., augment=False)")
 
 
 def make_scheduler(opt: torch.optim.Optimizer, name: str, epochs: int
@@ -132,18 +192,45 @@ def fit(
     early_stop: EarlyStop | None,
     progress: bool,
     desc: str,
+    recipe: TrainRecipe | None = None,
+    seed: int = 0,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, float]], str | None]:
     """Run up to ``epochs`` epochs; returns (best-or-final summary, history, stop reason).
 
     ``set_train_mode`` decides which modules are in train mode (noise on, BN frozen, ...), ``forward`` runs
     one training forward. The best-val state (by val accuracy, first epoch on ties) is restored at the end.
+    With a ``recipe``: the LR of every step comes from ``recipe.lr_at`` (``scheduler`` should be None), the
+    loss is label-smoothed, batches are augmented on their device (seeded from ``seed``), gradients clipped
+    and the model run channels-last as the recipe says. ``on_step(step, total_steps)`` runs before each
+    optimizer step (e.g. the noise warm-up).
     """
     from tqdm.auto import tqdm
 
     if early_stop is not None and val_loader is None:
         raise ConfigError("early_stop needs a val_loader to measure val accuracy; pass val_loader=... or "
                           "early_stop=None")
-    loss_fn = nn.CrossEntropyLoss()
+    r = recipe
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing if r else 0.0)
+    total_steps = 0
+    if r is not None or on_step is not None:
+        try:
+            total_steps = epochs * len(train_loader)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise ConfigError("a training recipe sets the LR per step and needs a training loader with len(); "
+                              "pass a DataLoader (tsb_aihw.data.make_loader)") from exc
+        if total_steps == 0:
+            raise ConfigError("the training loader yields no batches; check the dataset split and batch size")
+    augment = None
+    if r is not None and r.augment == "crop_flip":
+        from tsb_aihw.data.batch_augment import BatchCropFlip
+
+        augment = BatchCropFlip(r.crop_padding, r.flip, seed)
+    clip_params = [p for g in optimizer.param_groups for p in g["params"]]
+    memory_format = torch.channels_last if r is not None and r.channels_last else None
+    if memory_format is not None:
+        model.to(memory_format=memory_format)  # type: ignore[call-overload]  # torch's stubs lack it
+    step = 0
     history: list[dict[str, float]] = []
     val_accs: list[float] = []
     best: dict[str, Any] = {"epoch": None, "val_acc": None, "state": None}
@@ -153,16 +240,30 @@ def fit(
         t0 = time.perf_counter()
         set_train_mode(model)
         loss_sum = correct = seen = 0.0
-        lr = optimizer.param_groups[0]["lr"]
+        lr = r.lr_at(min(step, total_steps - 1), total_steps) if r is not None else optimizer.param_groups[0]["lr"]
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
+            if r is not None:
+                if step >= total_steps:
+                    raise ConfigError("the training loader yielded more batches than its len() said")
+                for group in optimizer.param_groups:
+                    group["lr"] = r.lr_at(step, total_steps)
+            if on_step is not None:
+                on_step(step, total_steps)
+            if augment is not None:
+                x, y = augment(x, y)
+            if memory_format is not None:
+                x = x.contiguous(memory_format=memory_format)
             optimizer.zero_grad(set_to_none=True)
             logits = forward(model, x)
             loss = loss_fn(logits, y)
             if not bool(torch.isfinite(loss)):
                 raise_non_finite(model, x, epoch, seen)
             loss.backward()
+            if r is not None and r.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(clip_params, r.grad_clip)
             optimizer.step()
+            step += 1
             loss_sum += float(loss.detach()) * y.numel()
             correct += float((logits.detach().argmax(1) == y).sum())
             seen += y.numel()
@@ -187,6 +288,8 @@ def fit(
                 break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
+    if memory_format is not None:
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     return best, history, reason
 
 

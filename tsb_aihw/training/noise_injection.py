@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.training.loop import EarlyStop, TrainResult, check_budget, fit, make_optimizer, make_scheduler
+from tsb_aihw.training.loop import (
+    EarlyStop,
+    OptimArgs,
+    TrainResult,
+    check_recipe_data,
+    fit,
+    resolve_optim,
+    setup_optimizer,
+)
+from tsb_aihw.training.recipe import TrainRecipe
 from tsb_aihw.utils.device import resolve_device
 from tsb_aihw.utils.seeding import derive_seed, reseed_loader, seed_everything
 
@@ -104,6 +113,32 @@ def weight_noise(model: nn.Module, std: float, modules: Iterable[nn.Module] | No
         remove_weight_noise(targets)
 
 
+#: ``train_noise_injection``'s keyword defaults when no recipe is given.
+NOISE_INJECTION_DEFAULTS = OptimArgs(optimizer="adam", lr=1e-3, schedule="cosine", weight_decay=0.0)
+
+
+def noise_ramp(modules: Iterable[nn.Module], recipe: TrainRecipe | None) -> Callable[[int, int], None] | None:
+    """``on_step`` callback setting each layer's noise std to ``target * recipe.noise_scale(step, total)``.
+
+    Why: full-strength noise on freshly initialised weights can keep a deep net from ever leaving chance;
+    ramping it in lets the net first find a solution and then make it robust. None if there is no warm-up."""
+    if recipe is None or recipe.noise_warmup_fraction == 0:
+        return None
+    noises = [n for m in modules for n in m.modules() if isinstance(n, WeightNoise)]
+    targets = [n.std for n in noises]
+
+    def on_step(step: int, total_steps: int) -> None:
+        scale = recipe.noise_scale(step, total_steps)
+        for noise, target in zip(noises, targets):
+            noise.std = target * scale
+
+    return on_step
+
+
+def _all_train(model: nn.Module) -> None:
+    model.train()
+
+
 def cached_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """One noise draw per weight per forward, even for a module used at several sites."""
     with parametrize.cached():
@@ -117,14 +152,15 @@ def train_noise_injection(
     *,
     noise_std: float,
     epochs: int,
-    lr: float = 1e-3,
-    optimizer: str = "adam",
-    schedule: str = "cosine",
-    weight_decay: float = 0.0,
+    lr: float | None = None,
+    optimizer: str | None = None,
+    schedule: str | None = None,
+    weight_decay: float | None = None,
     early_stop: EarlyStop | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
     progress: bool = True,
+    recipe: TrainRecipe | None = None,
 ) -> TrainResult:
     """Train all parameters with fresh Gaussian weight noise on every train-mode forward.
 
@@ -135,8 +171,15 @@ def train_noise_injection(
     The model is returned to eval mode, noise removed, trained in place. ``seed`` seeds the weight noise and
     resets the loader's shuffle generator (``make_loader``), so the run depends on nothing that ran before;
     a non-finite loss stops training with an error naming the cause (inputs, weights or learning rate).
+
+    Without ``recipe``: ``optimizer`` (default adam), ``lr`` (1e-3), per-epoch ``schedule`` (cosine) and
+    ``weight_decay`` (0) as before. With a :class:`TrainRecipe` those come from the recipe (passing them too
+    is an error), plus its per-step LR curve, label smoothing, batch augmentation (the dataset must be
+    un-augmented), clipping and noise warm-up; its augmentation is seeded from ``seed``.
     """
-    check_budget(epochs, lr)
+    given = OptimArgs(optimizer, lr, schedule, weight_decay)
+    resolve_optim(epochs, recipe, given, NOISE_INJECTION_DEFAULTS)  # bad values fail before anything runs
+    check_recipe_data(recipe, train_loader)
     dev = resolve_device(device)
     seed_everything(seed)
     reseed_loader(train_loader, derive_seed(seed, "batches"))  # same batches whatever ran before
@@ -144,14 +187,14 @@ def train_noise_injection(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters (all requires_grad=False)")
+    opt, sched, opt_config = setup_optimizer(params, epochs, recipe, given, NOISE_INJECTION_DEFAULTS)
     start = time.perf_counter()
-    with weight_noise(model, noise_std):  # the clean Parameters move under parametrizations.*.original
-        opt = make_optimizer(params, optimizer, lr, weight_decay)
-        sched = make_scheduler(opt, schedule, epochs)
+    with weight_noise(model, noise_std) as layers:  # the clean Parameters move under parametrizations.*.original
         best, history, reason = fit(
             model, train_loader, val_loader, epochs=epochs, optimizer=opt, scheduler=sched,
-            set_train_mode=lambda m: m.train(), forward=cached_forward, device=dev, early_stop=early_stop,
-            progress=progress, desc=f"noise-injection std={noise_std:g}",
+            set_train_mode=_all_train, forward=cached_forward, device=dev, early_stop=early_stop,
+            progress=progress, desc=f"noise-injection std={noise_std:g}", recipe=recipe,
+            seed=derive_seed(seed, "augment"), on_step=noise_ramp(layers, recipe),
         )
     model.eval()
     return TrainResult(
@@ -159,6 +202,6 @@ def train_noise_injection(
         wall_time_s=time.perf_counter() - start, history=history, best_epoch=best["epoch"],
         best_val_acc=best["val_acc"], stopped_early=reason is not None, stop_reason=reason,
         restored_best=best["state"] is not None, trainable_params=sum(p.numel() for p in params), seed=seed,
-        config={"noise_std": noise_std, "lr": lr, "optimizer": optimizer, "schedule": schedule,
-                "weight_decay": weight_decay, "early_stop": early_stop.to_dict() if early_stop else None},
+        config={"noise_std": noise_std, **opt_config,
+                "early_stop": early_stop.to_dict() if early_stop else None},
     )

@@ -1,0 +1,140 @@
+"""``TrainRecipe``: one frozen description of how to train (optimizer, per-step LR curve, loss, augmentation,
+noise warm-up), so a config can ask for a modern fast recipe without the trainers growing a keyword each.
+
+The trainers keep their old keyword defaults (Adam, per-epoch cosine) when no recipe is given; with a recipe
+the LR is set before every optimizer step from :meth:`TrainRecipe.lr_at` (per step, not per epoch).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from tsb_aihw.errors import ConfigError
+
+OPTIMIZERS = ("adam", "sgd")
+RECIPE_SCHEDULES = ("constant", "cosine", "onecycle", "linear-decay")
+AUGMENTATIONS = ("none", "crop_flip")
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"recipe {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _in_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False
+              ) -> None:
+    v = _number(name, value)
+    if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+        lo_b, hi_b = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ConfigError(f"recipe {name} must be in {lo_b}{lo:g}, {hi:g}{hi_b}, got {value!r}")
+
+
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"recipe {name} {value!r} is unknown; choose one of {', '.join(options)}")
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"recipe {name} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How to train: the defaults are a short SGD-nesterov / one-cycle / label-smoothing / crop+flip recipe.
+
+    LR curve over all optimizer steps of the run (``lr_at``): ``warmup_fraction`` of the steps rise from
+    ``start_lr_fraction * lr`` to ``lr`` (cosine-shaped for ``onecycle``, linear otherwise), then
+    ``constant`` stays, ``cosine`` / ``linear-decay`` / ``onecycle`` fall to ``final_lr_fraction * lr``
+    (half-cosine, straight line, half-cosine as in torch's OneCycleLR; momentum is not cycled).
+    ``grad_clip``: max global L2 norm of the gradient (None = off). ``augment="crop_flip"``: random crop
+    with ``crop_padding`` (reflect padding) and, if ``flip``, horizontal flip, on whole batches on the
+    batch's device (:class:`tsb_aihw.data.BatchCropFlip`); the dataset must then be un-augmented.
+    ``noise_warmup_fraction``: the injected weight-noise std ramps linearly from 0 to its target over that
+    fraction of the steps (0 = full noise from the first step).
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    warmup_fraction: float = 0.2
+    start_lr_fraction: float = 0.04
+    final_lr_fraction: float = 0.0
+    label_smoothing: float = 0.1
+    grad_clip: float | None = None
+    channels_last: bool = False
+    augment: str = "crop_flip"
+    crop_padding: int = 4
+    flip: bool = True
+    noise_warmup_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _in_range("lr", self.lr, 0.0, math.inf, lo_open=True, hi_open=True)
+        _in_range("momentum", self.momentum, 0.0, 1.0, hi_open=True)
+        _flag("nesterov", self.nesterov)
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ConfigError("recipe nesterov=true needs optimizer 'sgd' with momentum > 0")
+        _in_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        _choice("schedule", self.schedule, RECIPE_SCHEDULES)
+        _in_range("warmup_fraction", self.warmup_fraction, 0.0, 1.0, hi_open=True)
+        if self.schedule == "onecycle" and self.warmup_fraction == 0:
+            raise ConfigError("recipe schedule 'onecycle' needs warmup_fraction in (0, 1): where the LR peaks")
+        _in_range("start_lr_fraction", self.start_lr_fraction, 0.0, 1.0)
+        _in_range("final_lr_fraction", self.final_lr_fraction, 0.0, 1.0)
+        _in_range("label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True)
+        if self.grad_clip is not None:
+            _in_range("grad_clip", self.grad_clip, 0.0, math.inf, lo_open=True, hi_open=True)
+        _flag("channels_last", self.channels_last)
+        _choice("augment", self.augment, AUGMENTATIONS)
+        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) \
+                or not 0 <= self.crop_padding <= 16:
+            raise ConfigError(f"recipe crop_padding must be an integer in [0, 16], got {self.crop_padding!r}")
+        _flag("flip", self.flip)
+        _in_range("noise_warmup_fraction", self.noise_warmup_fraction, 0.0, 1.0)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "TrainRecipe":
+        """A recipe from a config mapping (unset keys keep the defaults); unknown keys are a ConfigError."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown recipe key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """Learning rate for optimizer step ``step`` (0-based) of ``total_steps``; the last step gets the end LR."""
+        p = _progress(step, total_steps)
+        start, final = self.start_lr_fraction, self.final_lr_fraction
+        w = self.warmup_fraction
+        if w > 0 and p < w:
+            t = p / w
+            rise = (1 - math.cos(math.pi * t)) / 2 if self.schedule == "onecycle" else t
+            return self.lr * (start + (1 - start) * rise)
+        if self.schedule == "constant":
+            return self.lr
+        t = (p - w) / (1 - w)
+        fall = t if self.schedule == "linear-decay" else (1 - math.cos(math.pi * t)) / 2
+        return self.lr * (1 - (1 - final) * fall)
+
+    def noise_scale(self, step: int, total_steps: int) -> float:
+        """Multiplier in [0, 1] of the target weight-noise std at step ``step`` (linear noise warm-up)."""
+        if self.noise_warmup_fraction == 0:
+            return 1.0
+        return min(1.0, _progress(step, total_steps) / self.noise_warmup_fraction)
+
+
+def _progress(step: int, total_steps: int) -> float:
+    """Fraction of training done in [0, 1]: 0 at the first step, 1 at the last."""
+    if total_steps < 1 or not 0 <= step < total_steps:
+        raise ConfigError(f"step {step} is outside a run of {total_steps} optimizer steps")
+    return step / (total_steps - 1) if total_steps > 1 else 1.0
