@@ -20,10 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tsb_aihw.parallel import use_executor
-    from tsb_aihw.pipeline.config import load_study_config
+    from tsb_aihw.pipeline.config import load_sweep_config
     from tsb_aihw.pipeline.studies import run_studies
 
-    cfg = load_study_config(args.config, {"chips": args.chips, "seed": args.seed, "device": args.device})
+    # a config may carry a sweep: section for `tsb-aihw sweep`; `run` deploys its base study
+    cfg, _sweeps = load_sweep_config(args.config, {"chips": args.chips, "seed": args.seed, "device": args.device})
     with executor_from(args) as executor, use_executor(executor):
         run_studies(args.out, [cfg], command=command_line(), progress=not args.no_progress,
                     move_aside=args.move_aside)

@@ -1,0 +1,28 @@
+"""Every shipped config loads and validates (names, ranges, recipes) without training anything."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tsb_aihw.pipeline.config import config_from, load_sweep_config, read_config_file
+from tsb_aihw.pipeline.frontier import FrontierConfig
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tsb_aihw.utils.device as device
+
+    monkeypatch.setattr(device, "resolve_device", lambda d: d)  # the -gpu twins name cuda; no GPU here
+    monkeypatch.chdir(path.parents[1] if path.parent.name == "configs" else path.parents[2])
+    if path.parent.name == "frontier":
+        cfg = config_from(FrontierConfig, read_config_file(path), str(path))
+        assert cfg.chips >= 20 and cfg.budgets
+    else:
+        cfg, sweeps = load_sweep_config(path)
+        if path.stem.startswith("cifar10-"):
+            assert cfg.chips >= 20 and cfg.data.eval_limit >= 5000 and sweeps["sigma"].values == [0.1, 0.2, 0.3]
+            assert cfg.backbone.recipe["optimizer"] == "sgd" and cfg.model.fc_init == "fan_in"
+            assert cfg.model.width == (1.0 if path.stem.endswith("-gpu") else 0.25)
