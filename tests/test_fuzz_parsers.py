@@ -373,9 +373,13 @@ def test_executor_arguments_are_checked_up_front(threads, address) -> None:
 def test_fast_eval_env_is_one_of_the_words_or_one_error_line(value) -> None:
     from tsb_aihw.analog.fast_eval import check_fast_eval_env
 
+    from tsb_aihw.analog.fast_eval import DEFAULT_MODE
+
     try:
-        on = check_fast_eval_env({"TSB_AIHW_FAST_EVAL": value})
+        mode = check_fast_eval_env({"TSB_AIHW_FAST_EVAL": value})
     except ConfigError as exc:
         assert "\n" not in str(exc)
         return
-    assert on is (value.strip().lower() in ("", "1", "true", "yes", "on"))
+    word = value.strip().lower()
+    on = word in ("", "1", "true", "yes", "on")
+    assert mode == (DEFAULT_MODE if on else "off" if word in ("0", "false", "no", "off") else word)

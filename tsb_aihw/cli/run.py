@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from tsb_aihw.pipeline.studies import run_studies
 
     # a config may carry a sweep: section for `tsb-aihw sweep`; `run` deploys its base study
-    cfg, _sweeps = load_sweep_config(args.config, {"chips": args.chips, "seed": args.seed, "device": args.device})
+    cfg, _sweeps = load_sweep_config(args.config, {"chips": args.chips, "seed": args.seed, "device": args.device},
+                                     what="study config")
     with executor_from(args) as executor, use_executor(executor):
         run_studies(args.out, [cfg], command=command_line(), progress=not args.no_progress,
                     move_aside=args.move_aside)

@@ -280,12 +280,12 @@ def load_study_config(path: str | Path, overrides: Mapping[str, Any] | None = No
     return config_from(StudyConfig, read_config_file(path), str(path), overrides)
 
 
-def load_sweep_config(path: str | Path, overrides: Mapping[str, Any] | None = None
+def load_sweep_config(path: str | Path, overrides: Mapping[str, Any] | None = None, what: str = "sweep config"
                       ) -> tuple[StudyConfig, dict[str, SweepOptions]]:
     """(base study config, {kind: options}) from a sweep YAML: a study config plus a ``sweep:`` section."""
     from tsb_aihw.sweeps.axes import canonical_kind
 
-    raw = read_config_file(path, "sweep config")
+    raw = read_config_file(path, what)
     section_raw = raw.pop("sweep", None) or {}
     if not isinstance(section_raw, dict):
         raise ConfigError(f"{path}: sweep: must map a kind (e.g. verified-fraction) to its options")
