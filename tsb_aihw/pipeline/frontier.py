@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.parallel.cells import run_cells
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.claims import gap_ratio
 from tsb_aihw.pipeline.config import StudyConfig
-from tsb_aihw.pipeline.deploy import CellResult
-from tsb_aihw.pipeline.study import assemble_study, method_specs, study_identity
-from tsb_aihw.pipeline.tasks import StudyContext, register, run_cell_task, unregister
+from tsb_aihw.pipeline.study import deploy_study, study_identity
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.schema import spec
@@ -97,20 +94,8 @@ def run_frontier(cfg: FrontierConfig, out: str | Path, progress: bool = True, ex
     store = ResultStore(out, "frontier", frontier_identity(cfg), move_aside=move_aside)
     studies: dict[str, Any] = {}
     for budget in sorted(cfg.budgets):
-        sub = budget_config(cfg, budget)
-        ctx = StudyContext(sub, store.out, progress=progress)
-        ctx.models.check_block()
-        specs = method_specs(ctx)
-        ctx.models.prepare(specs)
-        tasks = [ctx.task(s, chip, threads) for s in specs for chip in range(sub.chips)]
-        key = register(ctx)
-        try:
-            run_cells(run_cell_task, tasks, store, executor, desc=f"frontier budget {budget:g}", progress=progress)
-        finally:
-            unregister(key)
-        cells = {s.key: [CellResult.from_dict(store.get(t.key), str(store.path)) for t in tasks if t.spec == s]
-                 for s in specs}
-        studies[f"{budget:g}"] = assemble_study(ctx, specs, cells)
+        studies[f"{budget:g}"] = deploy_study(budget_config(cfg, budget), store, progress, executor, threads,
+                                              desc=f"frontier budget {budget:g}")
     result = assemble_frontier(cfg, studies)
     result["wall_time_s"] = time.perf_counter() - t0
     result["plots"] = [p.name for p in plot_frontier(result, store.out / "frontier")]

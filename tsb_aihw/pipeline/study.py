@@ -59,6 +59,17 @@ def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True, executor
     t0 = time.perf_counter()
     cfg.validate()
     store = ResultStore(out, "study", study_identity(cfg), move_aside=move_aside)
+    results = deploy_study(cfg, store, progress, executor, threads)
+    results["plots"] = [str(p.name) for p in write_plots(results, store.out)]
+    write_tables(results, store.out)
+    results["wall_time_s"] = time.perf_counter() - t0
+    atomic_write_json(store.out / "results.json", results)
+    return results
+
+
+def deploy_study(cfg: StudyConfig, store: ResultStore, progress: bool = True, executor: Executor | None = None,
+                 threads: int | None = None, desc: str | None = None) -> dict[str, Any]:
+    """Train (or load) the study's models, run its (method, chip) cells into ``store``, assemble the results."""
     ctx = StudyContext(cfg, store.out, progress=progress)
     ctx.models.check_block()
     specs = method_specs(ctx)
@@ -66,18 +77,13 @@ def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True, executor
     tasks = [ctx.task(spec, chip, threads) for spec in specs for chip in range(cfg.chips)]
     key = register(ctx)
     try:
-        run_cells(run_cell_task, tasks, store, executor, desc=f"{ctx.preset.name}: methods x chips",
+        run_cells(run_cell_task, tasks, store, executor, desc=desc or f"{ctx.preset.name}: methods x chips",
                   progress=progress)
     finally:
         unregister(key)
     cells = {spec.key: [CellResult.from_dict(store.get(t.key), str(store.path)) for t in tasks if t.spec == spec]
              for spec in specs}
-    results = assemble_study(ctx, specs, cells)
-    results["plots"] = [str(p.name) for p in write_plots(results, store.out)]
-    write_tables(results, store.out)
-    results["wall_time_s"] = time.perf_counter() - t0
-    atomic_write_json(store.out / "results.json", results)
-    return results
+    return assemble_study(ctx, specs, cells)
 
 
 def _mean_cost(rows: list[CellResult]) -> dict[str, float]:
