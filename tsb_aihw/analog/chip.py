@@ -8,9 +8,9 @@ method and every command (``run``, ``sweep``, ``drift``, ``refresh``, ``monte_ca
 TSB model and the bare backbone get bit-identical one-shot noise. Each step's seed is
 ``derive_seed(chip_seed, step, ...)`` with the step names below; torch's global generator is left as it was.
 
-Steps: ``program`` (per tile), ``drift`` (per tile and time; a re-written block tile by write and age),
+Steps: programming (per tile), ``drift`` (per tile and time; a re-written block tile by write and age),
 ``read-back`` (per write), ``block-train`` (per write), ``block-write`` (per write), ``bn-recalibration``,
-``eval`` (per time: the periphery's output noise).
+``adc-calibration``, ``per-chip`` (monte_carlo's hook), ``eval`` (per time: the periphery's output noise).
 """
 from __future__ import annotations
 
@@ -80,28 +80,32 @@ class Chip:
 
     # -- physics ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def program(self, only_block: bool = False, new_target: bool = False) -> str:
-        """Program every tile (or only the block's) as this chip; returns the backbone's digest.
-
-        Tiles are programmed from their stored target (AIHWKit's reference, taken at the first programming),
-        so drifted weights never become a target; ``new_target=True`` takes the layer's current weights as the
-        target (after a re-trained block was written: AIHWKit's stale-reference pitfall)."""
-        self.model.eval()
+    def _program_tiles(self, block_only: bool, *step: int | str) -> None:
+        """Program tiles (all, or the block's only) each from ``derive_seed(chip_seed, *step, layer, tile)``;
+        the backbone is programmed from its stored target, a block write from the weights just written."""
         with torch.random.fork_rng(devices=[]):
             for name, j, _layer, tile in named_analog_tiles(self.model):
-                if only_block and not is_tsb_name(name):
+                if block_only and not is_tsb_name(name):
                     continue
-                torch.manual_seed(derive_seed(self.chip_seed, name, j))
-                tile.program_weights(from_reference=not new_target)
+                torch.manual_seed(derive_seed(self.chip_seed, *step, name, j))
+                tile.program_weights(from_reference=not block_only)
                 reset_drift_compensation(tile)
-        if not only_block:
-            self.block_written_at, self.block_writes = 0.0, 0
+
+    def program(self) -> str:
+        """Program every tile as this chip; returns the backbone's digest.
+
+        Tiles are programmed from their stored target (AIHWKit's reference, taken at the first programming),
+        so drifted weights never become a target."""
+        self.model.eval()
+        self._program_tiles(False)
+        self.block_written_at, self.block_writes = 0.0, 0
         return self.digest()
 
     @torch.no_grad()
     def drift(self, t: float) -> None:
-        """Drift to chip time ``t`` after programming (read noise seeded by tile and time). t = 0 leaves the
-        programmed weights as they are. A block re-written at ``r`` drifts on its own clock, to ``t - r``."""
+        """Drift to chip time ``t`` after programming (read noise seeded by tile and time). t = 0 restores the
+        programmed weights (no read noise, compensation 1). A block re-written at ``r`` drifts on its own clock,
+        to ``t - r``."""
         age = t - self.block_written_at
         if age < 0:
             raise RuntimeError(f"chip time {t} is before the block write at {self.block_written_at}")
@@ -129,12 +133,8 @@ class Chip:
 
         get_tsb(self.model).conv.set_weights(weight)
         self.block_writes = self.block_writes + 1 if at > 0 else 0  # at 0: the normal TSB write (write 0)
-        with torch.random.fork_rng(devices=[]):
-            for name, j, _layer, tile in named_analog_tiles(self.model):
-                if is_tsb_name(name):
-                    torch.manual_seed(derive_seed(self.chip_seed, "block-write", self.block_writes, name, j))
-                    tile.program_weights(from_reference=False)
-                    reset_drift_compensation(tile)
+        # a new target (AIHWKit's stale-reference pitfall: from the reference it would revert the block)
+        self._program_tiles(True, "block-write", self.block_writes)
         self.block_written_at = at
 
     def calibrate_adc(self, loader: Any) -> Any:
