@@ -6,12 +6,33 @@ moment it finishes, so a killed run keeps everything that finished and a re-run 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+import contextlib
+from typing import Any, Callable, Hashable, Iterator, Protocol, Sequence
 
 from tqdm.auto import tqdm
 
 from tsb_aihw.parallel.executor import Executor, SerialExecutor, current_executor
 from tsb_aihw.utils.store import ResultStore
+
+_LIVE: dict[Hashable, Any] = {}
+
+
+def live_context(key: Hashable, build: Callable[[], Any]) -> Any:
+    """The per-process state a task needs (data, trained models), built once per process: the live object the
+    parent shared with :func:`sharing`, else ``build()`` (a worker loading the parent's checkpoints)."""
+    if key not in _LIVE:
+        _LIVE[key] = build()
+    return _LIVE[key]
+
+
+@contextlib.contextmanager
+def sharing(key: Hashable, value: Any) -> Iterator[None]:
+    """Let tasks run in this process use ``value`` under ``key`` instead of rebuilding it; forgotten afterwards."""
+    _LIVE[key] = value
+    try:
+        yield
+    finally:
+        _LIVE.pop(key, None)
 
 
 class Task(Protocol):

@@ -121,23 +121,21 @@ class _DriftContext:
         return self.analog[preset_name]
 
 
-_CONTEXTS: dict[str, _DriftContext] = {}
-
-
 def run_drift_chip(task: DriftChipTask) -> dict[str, Any]:
     """Program chip ``task.chip`` on the task's preset and evaluate it at every time (any executor)."""
     from tsb_aihw.analog.chip import Chip
     from tsb_aihw.evaluation.monte_carlo import evaluate_chip
+    from tsb_aihw.parallel.cells import live_context
 
     threads = torch.get_num_threads()
     if task.threads:
         torch.set_num_threads(task.threads)
     try:
-        ck = f"{task.model_path}|{json_fingerprint(task.config)}"
-        if ck not in _CONTEXTS:
+        def build() -> _DriftContext:
             cfg = DriftConfig(**task.config)
-            _CONTEXTS[ck] = _DriftContext(cfg, load_model_checkpoint(build_model(cfg), task.model_path))
-        ctx = _CONTEXTS[ck]
+            return _DriftContext(cfg, load_model_checkpoint(build_model(cfg), task.model_path))
+
+        ctx = live_context(("drift", task.model_path, json_fingerprint(task.config)), build)
         preset, analog = ctx.chip_model(task.preset)
         chip = Chip(analog, preset, ctx.cfg.seed, task.chip)
         digest = chip.program()  # from the stored target: a re-used analog model starts every chip afresh
@@ -161,7 +159,7 @@ def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, ex
     from tsb_aihw.devices import load_preset
     from tsb_aihw.evaluation import evaluate_accuracy, summarize
     from tsb_aihw.evaluation.stats import time_series
-    from tsb_aihw.parallel.cells import run_cells
+    from tsb_aihw.parallel.cells import run_cells, sharing
     from tsb_aihw.plots import plot_accuracy_vs_time
     from tsb_aihw.utils.io import check_accuracies
     from tsb_aihw.utils.provenance import provenance
@@ -176,16 +174,12 @@ def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, ex
     model_path = cfg.checkpoint or str(store.checkpoints.path("model"))
     ctx = _DriftContext(cfg, model)
     config = asdict(cfg)
-    ck = f"{model_path}|{json_fingerprint(config)}"
-    _CONTEXTS[ck] = ctx
     tasks = [DriftChipTask(key=f"{p.folder_name}#chip{c}@{json_fingerprint([p.identity, CELL_VERSION])}",
                            config=config, model_path=model_path, preset=name, chip=c, threads=threads)
              for name, p in presets.items() for c in range(cfg.chips)]
     resumed = {name: sum(t.key in store for t in tasks if t.preset == name) for name in presets}
-    try:
+    with sharing(("drift", model_path, json_fingerprint(config)), ctx):
         run_cells(run_drift_chip, tasks, store, executor, desc="drift: presets x chips", progress=progress)
-    finally:
-        _CONTEXTS.pop(ck, None)
     seconds = parse_times(cfg.times)
     labels = [format_time(t) for t in seconds]
     reference = evaluate_accuracy(model, ctx.loader, device=cfg.device)

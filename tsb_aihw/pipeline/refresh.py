@@ -37,7 +37,7 @@ from tsb_aihw.evaluation.stats import time_series
 from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.models import get_tsb
 from tsb_aihw.models.counting import is_tsb_name
-from tsb_aihw.parallel.cells import run_cells
+from tsb_aihw.parallel.cells import live_context, run_cells, sharing
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import RefreshConfig, config_from
 from tsb_aihw.pipeline.study import study_identity
@@ -135,17 +135,15 @@ class RefreshChipTask:
     chip: int
 
 
-_RUNNERS: dict[tuple[str, str], RefreshRunner] = {}
-
-
 def run_refresh_chip(task: RefreshChipTask) -> dict[str, Any]:
     """One chip of the refresh study, wherever it runs (workers load the parent's checkpoints)."""
-    key = (task.out, json_fingerprint(task.config))
-    if key not in _RUNNERS:
+    def build() -> RefreshRunner:
         cfg = config_from(RefreshConfig, task.config, "refresh task")
-        _RUNNERS[key] = RefreshRunner(StudyContext(cfg, Path(task.out), progress=False, can_train=False), cfg)
+        return RefreshRunner(StudyContext(cfg, Path(task.out), progress=False, can_train=False), cfg)
+
+    runner: RefreshRunner = live_context(("refresh", task.out, json_fingerprint(task.config)), build)
     start = time.perf_counter()
-    row = _RUNNERS[key].run_chip(task.chip)
+    row = runner.run_chip(task.chip)
     row["seconds"] = time.perf_counter() - start
     return row
 
@@ -163,15 +161,12 @@ def run_refresh_study(cfg: RefreshConfig, out: str | Path, progress: bool = True
     ctx.models.check_block()
     runner = RefreshRunner(ctx, cfg)  # trains (or loads) the early, TSB and (b) models here, in the parent
     config = cfg.to_dict()
-    rkey = (str(store.out.resolve()), json_fingerprint(config))
-    _RUNNERS[rkey] = runner
+    out_dir = str(store.out.resolve())
     tasks = [RefreshChipTask(key=f"refresh#{c}@{json_fingerprint([ctx.preset.identity, CELL_VERSION])}",
-                             config=config, out=rkey[0], chip=c) for c in range(cfg.chips)]
-    try:
+                             config=config, out=out_dir, chip=c) for c in range(cfg.chips)]
+    with sharing(("refresh", out_dir, json_fingerprint(config)), runner):
         run_cells(run_refresh_chip, tasks, store, executor, desc=f"refresh study ({ctx.preset.name})",
                   progress=progress)
-    finally:
-        _RUNNERS.pop(rkey, None)
     rows = [store.get(t.key) for t in tasks]
     for row in rows:
         for arm in ARMS:

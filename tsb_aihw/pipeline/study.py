@@ -13,13 +13,13 @@ from typing import Any
 from tsb_aihw.analog import weight_report
 from tsb_aihw.evaluation import evaluate_accuracy, summarize
 from tsb_aihw.models import get_tsb
-from tsb_aihw.parallel.cells import run_cells
+from tsb_aihw.parallel.cells import run_cells, sharing
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.claims import compute_claims
 from tsb_aihw.pipeline.config import StudyConfig
 from tsb_aihw.pipeline.deploy import CellResult
 from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
-from tsb_aihw.pipeline.tasks import StudyContext, register, run_cell_task, unregister
+from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.utils.io import atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.store import ResultStore
@@ -75,12 +75,9 @@ def deploy_study(cfg: StudyConfig, store: ResultStore, progress: bool = True, ex
     specs = method_specs(ctx)
     ctx.models.prepare(specs)
     tasks = [ctx.task(spec, chip, threads) for spec in specs for chip in range(cfg.chips)]
-    key = register(ctx)
-    try:
+    with sharing(ctx.key, ctx):
         run_cells(run_cell_task, tasks, store, executor, desc=desc or f"{ctx.preset.name}: methods x chips",
                   progress=progress)
-    finally:
-        unregister(key)
     cells = {spec.key: [CellResult.from_dict(store.get(t.key), str(store.path)) for t in tasks if t.spec == spec]
              for spec in specs}
     return assemble_study(ctx, specs, cells)

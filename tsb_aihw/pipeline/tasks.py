@@ -15,6 +15,7 @@ import torch
 
 from tsb_aihw.devices import DevicePreset, load_preset
 from tsb_aihw.evaluation.times import format_time, parse_times
+from tsb_aihw.parallel.cells import live_context
 from tsb_aihw.pipeline.config import StudyConfig, study_config_from_dict
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec, deploy_cell
 from tsb_aihw.pipeline.methods import MethodSpec
@@ -83,25 +84,10 @@ class CellTask:
     threads: int | None = None  # torch threads while the cell runs (None: leave as is)
 
 
-_CONTEXTS: dict[tuple[str, str], StudyContext] = {}
-
-
-def register(ctx: StudyContext) -> tuple[str, str]:
-    """Let tasks run in this process reuse ``ctx`` (its in-memory data and models) instead of reloading."""
-    _CONTEXTS[ctx.key] = ctx
-    return ctx.key
-
-
-def unregister(key: tuple[str, str]) -> None:
-    _CONTEXTS.pop(key, None)
-
-
 def _context(task: CellTask) -> StudyContext:
-    key = (task.out, json_fingerprint(task.config))
-    if key not in _CONTEXTS:
-        _CONTEXTS[key] = StudyContext(study_config_from_dict(task.config, "cell task"), Path(task.out),
-                                      progress=False, can_train=False)
-    return _CONTEXTS[key]
+    return live_context((task.out, json_fingerprint(task.config)),
+                        lambda: StudyContext(study_config_from_dict(task.config, "cell task"), Path(task.out),
+                                             progress=False, can_train=False))
 
 
 def run_cell_task(task: CellTask) -> CellResult:

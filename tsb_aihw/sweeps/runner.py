@@ -16,12 +16,12 @@ from typing import Any, Sequence
 from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import parse_times
-from tsb_aihw.parallel.cells import run_cells
+from tsb_aihw.parallel.cells import run_cells, sharing
 from tsb_aihw.pipeline.config import ALL_METHODS, StudyConfig
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec
 from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
 from tsb_aihw.pipeline.study import method_specs, study_identity
-from tsb_aihw.pipeline.tasks import StudyContext, register, run_cell_task, unregister
+from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.sweeps.axes import POINT_METHODS, SweepAxis, value_label
 from tsb_aihw.sweeps.result import SweepResult, assemble_sweep
 from tsb_aihw.utils.store import ResultStore
@@ -169,13 +169,12 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
     threads = threads if threads is not None else ex.threads
     tasks = {(p.id, chip): ctx.task(p.spec, chip, threads, deploy=p.deploy)
              for p in points for chip in range(cfg.chips)}
-    key = register(ctx)
     try:
-        resumed = run_cells(run_cell_task, list(dict.fromkeys(tasks.values())), store, ex,
-                            desc=f"sweep {axis.kind}: cells", progress=progress)
+        with sharing(ctx.key, ctx):
+            resumed = run_cells(run_cell_task, list(dict.fromkeys(tasks.values())), store, ex,
+                                desc=f"sweep {axis.kind}: cells", progress=progress)
         where = ex.describe()
     finally:
-        unregister(key)
         if own:
             ex.close()
     cells = {p.id: [CellResult.from_dict(store.get(tasks[p.id, chip].key), str(store.path))
