@@ -27,7 +27,7 @@ class _Study:
     """The pieces of one tiny study the tests below poke at: config, data, trained models, preset."""
 
     def __init__(self, ctx: StudyContext):
-        self.cfg, self.data, self.preset = ctx.cfg, ctx.data, ctx.preset
+        self.cfg, self.data, self.preset, self.models = ctx.cfg, ctx.data, ctx.preset, ctx.models
         self.backbone, self.tsb_model = ctx.models.backbone, ctx.models.tsb_model
 
 
@@ -98,7 +98,7 @@ def test_chip_block_trains_and_backbone_stays_bit_identical(study: _Study) -> No
     analog = to_analog(model, study.preset, verify="tsb").eval()
     chip = program_chip(analog, chip_seed=7)
     backbone_tiles = {k: v for k, v in _tile_weights(analog).items() if not k[0].startswith("tsb")}
-    weight, seconds = train_chip_block(model, read_back(analog), study.cfg, study.data.train, seed=1)
+    weight, seconds = train_chip_block(study.models, model, read_back(analog), seed=1)
     assert seconds > 0 and weight.abs().sum() > 0  # the block learned something
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k  # the shared digital model is untouched
@@ -241,3 +241,47 @@ def test_study_trains_with_a_recipe_and_refuses_a_bad_one(tmp_path) -> None:
         study_config_from_dict(tiny_study(backbone={"recipe": {"lr": -1}}))
     with pytest.raises(ConfigError, match="backbone.recipe: unknown recipe key"):
         study_config_from_dict(tiny_study(backbone={"recipe": {"lrr": 0.1}}))
+
+
+def test_calibration_images_train_every_block_on_one_fixed_cached_subset(tmp_path) -> None:
+    """block.calibration_images: a seeded subset of the configured size, un-augmented, the same for every
+    block; the cached training gives the block that uncached training on that subset gives."""
+    from tsb_aihw.models import get_tsb
+    from tsb_aihw.training import train_block
+    from tsb_aihw.training.block_cache import build_block_cache
+
+    raw = tiny_study(block={"epochs": 2, "calibration_images": 96})
+    ctx = StudyContext(study_config_from_dict(raw), tmp_path / "a", progress=False)
+    models = ctx.models
+    calib = models.calibration_set()
+    assert len(calib) == 96 and not calib.dataset.info.augment
+    again = StudyContext(study_config_from_dict(raw), tmp_path / "b", progress=False).models.calibration_set()
+    assert calib.indices == again.indices  # seeded by the study, not by the process
+    other = StudyContext(study_config_from_dict(raw | {"seed": 4}), tmp_path / "c", progress=False)
+    assert calib.indices != other.models.calibration_set().indices
+
+    twin = copy.deepcopy(models.tsb_model())
+    res = models.fit_block(twin, seed=5, loader_keys=("t",))
+    assert res.wall_time_s > 0
+    reference = copy.deepcopy(models.tsb_model())
+    order = build_block_cache(copy.deepcopy(reference), calib).indices.tolist()  # the cache's image order
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(calib, order), batch_size=raw["data"]["batch_size"],
+                                         shuffle=True, generator=torch.Generator())
+    train_block(reference, loader, block_params=list(get_tsb(reference).parameters()), epochs=2,
+                lr=models.cfg.block.lr, seed=5, progress=False)
+    w_cached, w_ref = get_tsb(twin).conv.weight, get_tsb(reference).conv.weight
+    assert w_cached.abs().sum() > 0
+    assert torch.allclose(w_cached, w_ref, atol=1e-5)
+
+
+def test_calibration_images_beyond_the_split_fail_before_training(tmp_path) -> None:
+    raw = tiny_study(block={"epochs": 1, "calibration_images": 10**6})
+    with pytest.raises(ConfigError, match="calibration_images"):
+        run_study(study_config_from_dict(raw), tmp_path / "s", progress=False)
+    assert not (tmp_path / "s" / "checkpoints").exists() or not any((tmp_path / "s" / "checkpoints").iterdir())
+
+
+def test_calibration_images_refuse_an_augmenting_block_recipe() -> None:
+    raw = tiny_study(block={"calibration_images": 64, "recipe": {"augment": "crop_flip"}})
+    with pytest.raises(ConfigError, match="calibration_images"):
+        study_config_from_dict(raw).validate()

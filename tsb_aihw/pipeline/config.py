@@ -80,6 +80,10 @@ class BlockConfig:
     lr: float = spec(5e-3, lo=0.0, lo_open=True, hi=10.0)
     read_time: float = spec(0.0, lo=0.0, hi=1e10)  # seconds after programming at which the chip is read back
     n_reads: int = spec(1, lo=1, hi=1000)  # read-backs averaged (reduces read noise)
+    # images the block trains on (a real chip gets a limited calibration set): a fixed seeded subset of the
+    # training split, un-augmented, whose activations before the first site are cached per model
+    # (tsb_aihw.training.block_cache); None: the whole (shuffled) training split, uncached
+    calibration_images: Union[int, None] = spec(None, lo=1, hi=10_000_000)
     recipe: Union[dict[str, Any], None] = None  # a TrainRecipe for the block; None: Adam at lr
 
 
@@ -125,14 +129,11 @@ class StudyConfig:
         if isinstance(self.block.k, str) and self.block.k != "auto":
             raise ConfigError(f"block.k = {self.block.k!r}: must be 'auto' or an integer >= 1 (channels of the "
                               "shared block)")
-        for where, recipe in (("backbone.recipe", self.backbone.recipe), ("block.recipe", self.block.recipe)):
-            if recipe is not None:
-                from tsb_aihw.training.recipe import TrainRecipe
-
-                try:
-                    TrainRecipe.from_dict(recipe)
-                except ConfigError as exc:
-                    raise ConfigError(f"{where}: {exc}") from None
+        recipe_of(self.backbone.recipe, "backbone.recipe")
+        block_recipe = recipe_of(self.block.recipe, "block.recipe")
+        if self.block.calibration_images is not None and block_recipe is not None and block_recipe.augment != "none":
+            raise ConfigError(f"block.calibration_images caches un-augmented activations, but block.recipe.augment = "
+                              f"{block_recipe.augment!r}; set block.recipe.augment: none or calibration_images: null")
         if "selective_verify" in self.methods and not self.selective.methods:
             raise ConfigError(f"selective.methods is empty but methods has selective_verify; give at least one "
                               f"of {', '.join(SELECTION_METHODS)} or drop selective_verify")
@@ -143,6 +144,19 @@ class StudyConfig:
 
             check_fast_eval_env()
         return self
+
+
+def recipe_of(values: Mapping[str, Any] | None, where: str = "recipe") -> Any:
+    """The :class:`~tsb_aihw.training.recipe.TrainRecipe` of a config's ``recipe`` mapping (None: none); a bad
+    mapping fails naming ``where``."""
+    if values is None:
+        return None
+    from tsb_aihw.training.recipe import TrainRecipe
+
+    try:
+        return TrainRecipe.from_dict(dict(values))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_names(preset: str, overrides: Mapping[str, Any], dataset: str, model: str, device: str) -> Any:

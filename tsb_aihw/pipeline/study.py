@@ -20,6 +20,7 @@ from tsb_aihw.pipeline.config import StudyConfig
 from tsb_aihw.pipeline.deploy import CellResult
 from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
 from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
+from tsb_aihw.pipeline.trained import backbone_args
 from tsb_aihw.utils.io import atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.store import ResultStore
@@ -129,7 +130,7 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
     results = {
         "config": cfg.to_dict(), "seed": cfg.seed, "provenance": provenance(),
         "preset": ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
-        "model": cfg.model.name, "width": cfg.model.width,
+        "model": cfg.model.name, "width": cfg.model.width, "model_args": backbone_args(cfg, ctx.data.info),
         "dataset": {"name": cfg.data.name, "split_note": ctx.data.test_info.split_note,
                     "eval_size": len(ctx.data.test.dataset)},
         "times": ctx.times, "time_labels": labels, "reference_accuracy": reference,

@@ -13,11 +13,14 @@ checkpoints, so a missing one is an error there.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset, Subset
 
 from tsb_aihw.analog import load_read_back
 from tsb_aihw.baselines import selection_masks
@@ -26,9 +29,11 @@ from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.models import get_model, get_tsb, insert_tsb
 from tsb_aihw.models.pretrained import load_state_checked
-from tsb_aihw.pipeline.config import StudyConfig
+from tsb_aihw.pipeline.config import StudyConfig, recipe_of
 from tsb_aihw.pipeline.methods import MethodSpec
-from tsb_aihw.training import train_block, train_noise_injection
+from tsb_aihw.training import TrainResult, train_block, train_noise_injection
+from tsb_aihw.training.block_cache import build_block_cache
+from tsb_aihw.utils.device import resolve_device
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
 from tsb_aihw.utils.store import Checkpoints
 
@@ -42,13 +47,6 @@ class StudyData:
     test: Any
     info: Any
     test_info: Any
-
-
-def recipe_of(values: dict[str, Any] | None) -> Any:
-    """The :class:`~tsb_aihw.training.recipe.TrainRecipe` of a config's ``recipe`` mapping (None: none)."""
-    from tsb_aihw.training.recipe import TrainRecipe
-
-    return None if values is None else TrainRecipe.from_dict(values)
 
 
 def load_study_data(cfg: StudyConfig) -> StudyData:
@@ -68,31 +66,33 @@ def load_study_data(cfg: StudyConfig) -> StudyData:
                      info=train.info, test_info=full_test.info)
 
 
+def backbone_args(cfg: StudyConfig, info: Any) -> dict[str, Any]:
+    """``get_model``'s arguments for the configured architecture sized for the dataset (results.json records
+    them, so an exported state dict can be rebuilt without the data)."""
+    extra = {"fc_init": cfg.model.fc_init} if cfg.model.fc_init is not None else {}
+    return {"name": cfg.model.name, "num_classes": info.num_classes, "in_channels": info.in_channels,
+            "width": cfg.model.width, "input_size": info.image_size[0], **extra}
+
+
 def build_backbone(cfg: StudyConfig, info: Any) -> nn.Module:
     """A fresh backbone of the configured architecture, sized for the dataset."""
-    extra = {"fc_init": cfg.model.fc_init} if cfg.model.fc_init is not None else {}
-    return get_model(cfg.model.name, num_classes=info.num_classes, in_channels=info.in_channels,
-                     width=cfg.model.width, input_size=info.image_size[0], **extra)
+    return get_model(**backbone_args(cfg, info))
 
 
-def train_chip_block(model_tsb: nn.Module, weights: dict[str, torch.Tensor], cfg: StudyConfig, train_loader: Any,
-                     seed: int, progress: bool = False,
+def train_chip_block(models: "TrainedModels", model_tsb: nn.Module, weights: dict[str, torch.Tensor], seed: int,
+                     loader_keys: tuple[Any, ...] = ("block-train",), progress: bool = False,
                      bn_state: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
     """Train a fresh zero-initialised block on a digital twin holding one chip's read-back backbone weights
     (and, with ``bn_state``, the BN statistics re-estimated through that chip).
 
-    Returns the trained block weight and the wall time."""
+    Returns the trained block weight and the wall time (the calibration cache's build included)."""
     twin = copy.deepcopy(model_tsb)
     load_read_back(twin, {k: v for k, v in weights.items() if not k.startswith("tsb")})
     if bn_state:
         load_bn_state(twin, bn_state)
     block = get_tsb(twin)
     block.reset_parameters()
-    seed_everything(seed)
-    recipe = recipe_of(cfg.block.recipe)
-    res = train_block(twin, train_loader, block_params=list(block.parameters()), epochs=cfg.block.epochs,
-                      lr=None if recipe else cfg.block.lr, device=cfg.device, seed=seed, progress=progress,
-                      recipe=recipe)
+    res = models.fit_block(twin, seed, loader_keys, progress=progress)
     return block.conv.weight.detach().clone(), res.wall_time_s
 
 
@@ -123,9 +123,8 @@ def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: i
     the twin takes the chip's current BN statistics (re-estimated through the chip before this call)."""
     b = models.cfg.block
     weights = chip.read_back(at, b.n_reads, write=write)
-    return train_chip_block(models.tsb_model(backbone), weights, models.cfg,
-                            models.train_loader("block-train", chip.index, write), chip.step_seed("block-train", write),
-                            bn_state=bn_state(chip.model) if with_bn else None)
+    return train_chip_block(models, models.tsb_model(backbone), weights, chip.step_seed("block-train", write),
+                            ("block-train", chip.index, write), bn_state=bn_state(chip.model) if with_bn else None)
 
 
 class TrainedModels:
@@ -138,6 +137,7 @@ class TrainedModels:
         self.models: dict[str, nn.Module] = {}
         self.meta: dict[str, dict[str, Any]] = {}
         self.masks: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
+        self._calibration: Dataset | None = None
 
     @property
     def noise_std(self) -> float:
@@ -152,6 +152,44 @@ class TrainedModels:
         if gen is not None:
             gen.manual_seed(derive_seed(self.cfg.seed, "loader", *[str(k) for k in keys]))
         return self.data.train
+
+    def calibration_set(self) -> Dataset:
+        """The blocks' calibration images (``block.calibration_images``): one fixed seeded subset of the
+        un-augmented training split, the same for every chip and block of the study."""
+        if self._calibration is None:
+            n = self.cfg.block.calibration_images
+            d = self.cfg.data
+            ds = self.data.train.dataset
+            if getattr(ds.info, "augment", False):  # the cache must see the images as they are
+                ds = get_dataset(d.name, "train", root=d.root, download=d.download, seed=self.cfg.seed, augment=False)
+            if n is None or n > len(ds):
+                raise ConfigError(f"block.calibration_images = {n} but the training split has {len(ds)} images; "
+                                  "lower it, or set it to null to train blocks on the whole split")
+            gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "calibration"))
+            self._calibration = Subset(ds, torch.randperm(len(ds), generator=gen)[:n].tolist())
+        return self._calibration
+
+    def fit_block(self, model: nn.Module, seed: int, loader_keys: tuple[Any, ...], *,
+                  backbone_noise_std: float = 0.0, progress: bool = False) -> TrainResult:
+        """Train ``model``'s block with the config's budget: the one way every block of a study trains.
+
+        On the whole shuffled training split, or (``block.calibration_images``) on the fixed calibration set,
+        replayed from activations cached before the first site unless the backbone is redrawn at every step
+        (``backbone_noise_std`` > 0). ``wall_time_s`` includes the cache's build."""
+        b, dev = self.cfg.block, resolve_device(self.cfg.device)
+        recipe = recipe_of(b.recipe)
+        seed_everything(seed)
+        train = functools.partial(train_block, model, block_params=list(get_tsb(model).parameters()),
+                                  epochs=b.epochs, lr=None if recipe else b.lr, device=dev, seed=seed,
+                                  progress=progress, backbone_noise_std=backbone_noise_std, recipe=recipe)
+        if b.calibration_images is None:
+            return train(self.train_loader(*loader_keys))
+        batch = self.cfg.data.batch_size
+        if backbone_noise_std > 0:
+            return train(make_loader(self.calibration_set(), batch, shuffle=True, seed=self.cfg.seed))
+        cache = build_block_cache(model.to(dev), self.calibration_set(), batch_size=batch, device=dev)
+        res = train(cache.loader(batch), cache=cache)
+        return dataclasses.replace(res, wall_time_s=res.wall_time_s + cache.build_seconds)
 
     def _key(self, what: str, **extra: Any) -> dict[str, Any]:
         """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
@@ -176,6 +214,8 @@ class TrainedModels:
                        residual=self.cfg.block.residual)
         except (ConfigError, ValueError) as exc:
             raise ConfigError(f"block: {exc}") from None
+        if self.cfg.block.calibration_images is not None:
+            self.calibration_set()  # too many calibration images fail now too
 
     # -- models -------------------------------------------------------------------------------------------
     def backbone(self, which: str) -> nn.Module:
@@ -221,7 +261,6 @@ class TrainedModels:
         if name in self.models:
             return self.models[name]
         model = copy.deepcopy(self.tsb_model())
-        b = self.cfg.block
         noise = 0.0 if kind == "clean" else self.noise_std
         epochs = self.cfg.backbone.early_epochs
         key = self._key(name, block=self.cfg.to_dict()["block"], noise=noise, epochs=epochs)
@@ -232,12 +271,8 @@ class TrainedModels:
             load_state_checked(model, state, str(self.ckpt.path(file)))
         else:
             self._need_training(file)
-            seed = derive_seed(self.cfg.seed, name)
-            seed_everything(seed)
-            recipe = recipe_of(b.recipe)
-            res = train_block(model, self.train_loader(name), block_params=list(get_tsb(model).parameters()),
-                              epochs=b.epochs, lr=None if recipe else b.lr, device=self.cfg.device, seed=seed,
-                              progress=self.progress, backbone_noise_std=noise, recipe=recipe)
+            res = self.fit_block(model, derive_seed(self.cfg.seed, name), (name,), backbone_noise_std=noise,
+                                 progress=self.progress)
             meta = {"train_time_s": res.wall_time_s, "noise_std": noise}
             self.ckpt.save(file, key, model.state_dict(), meta)
         self.models[name], self.meta[name] = model.eval(), meta

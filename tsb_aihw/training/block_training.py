@@ -117,6 +117,9 @@ def train_block(
     if cache is not None and backbone_noise_std > 0:
         raise ConfigError("backbone_noise_std > 0 redraws the backbone at every step, so its activations cannot be "
                           "cached; pass cache=None")
+    if cache is not None and recipe is not None and recipe.augment != "none":
+        raise ConfigError(f"recipe augment={recipe.augment!r} would crop and flip the cached activations, not the "
+                          "images; use a recipe with augment='none' for cached block training")
     if backbone_noise_std > 0 and not backbone_layers:
         raise ConfigError("backbone_noise_std > 0 needs digital Conv/Linear backbone layers; train on a "
                           "digital twin or pass backbone_noise_std=0")

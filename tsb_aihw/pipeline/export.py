@@ -1,0 +1,101 @@
+"""Copy a finished study into a folder meant for the repository (``results/<study>/``): its results, report,
+tables and plots, and every trained digital model as a plain state dict, so the numbers can be re-checked
+(and the models reused) without re-training.
+
+Why a plain state dict: a checkpoint in ``OUT/checkpoints`` carries the key that produced it (for resuming);
+the exported file is just ``model.state_dict()``, loadable with ``get_model`` at the config's width (see
+``models.json`` for each file's model, what it is and its training meta). Exporting never replaces earlier
+files: a destination that holds anything is refused unless ``move_aside`` renames it first.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.io import atomic_write_json, read_json
+
+#: checkpoint file -> exported name (methods' names, as in results.json); early budgets keep their epochs
+EXPORT_NAMES = {"backbone_full": "full_noise_injection", "backbone_early": "backbone_early",
+                "block_clean": "tsb_clean", "block_generic": "tsb_generic"}
+#: study files worth committing (results and what a reader looks at); store.json and checkpoints stay in runs/
+STUDY_FILES = ("results.json", "report.md", "methods.csv")
+STUDY_SUFFIXES = (".csv", ".png")
+
+
+@dataclass
+class ExportedModel:
+    """One exported state dict: how to rebuild its model and what it is."""
+
+    file: str
+    checkpoint: str
+    model: dict[str, Any]  # get_model's keyword arguments (results.json's model_args)
+    tsb_block: dict[str, Any] | None  # insert_tsb's k / where / residual when the model holds the block
+    meta: dict[str, Any]
+
+
+def _export_name(stem: str) -> str:
+    base, _, budget = stem.partition("-")
+    name = EXPORT_NAMES.get(base, base)
+    return f"{name}-{budget}" if budget else name
+
+
+def study_dirs(source: Path) -> list[Path]:
+    """``source`` itself when it is one study (results.json with methods), else its study subfolders."""
+    def is_study(d: Path) -> bool:
+        return (d / "results.json").is_file() and "methods" in read_json(d / "results.json")
+
+    found = [source] if is_study(source) else sorted(d for d in source.iterdir() if d.is_dir() and is_study(d))
+    if not found:
+        raise ConfigError(f"{source} holds no finished study (no results.json with methods); run the study first")
+    return found
+
+
+def export_study(source: str | os.PathLike, dest: str | os.PathLike, move_aside: bool = False) -> list[Path]:
+    """Export every study under ``source`` into ``dest`` (one subfolder per study when there are several)."""
+    import torch
+
+    from tsb_aihw.models.pretrained import read_state_dict
+
+    source, dest = Path(source), Path(dest)
+    if not source.is_dir():
+        raise ConfigError(f"{source} is not a directory; pass a study's --out")
+    studies = study_dirs(source)
+    if dest.exists() and any(dest.iterdir()):
+        if not move_aside:
+            raise ConfigError(f"{dest} is not empty; pass another destination, or add --move-aside to rename it to "
+                              f"{dest}.moved-<time> (nothing is deleted)")
+        target = dest.with_name(f"{dest.name}.moved-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+        os.replace(dest, target)
+        print(f"tsb-aihw: moved the earlier export in {dest} to {target}", flush=True)
+    written: list[Path] = []
+    for study in studies:
+        out = dest if len(studies) == 1 else dest / study.name
+        out.mkdir(parents=True, exist_ok=True)
+        results = read_json(study / "results.json")
+        cfg = results["config"]
+        for f in sorted(study.iterdir()):
+            if f.is_file() and (f.name in STUDY_FILES or f.suffix in STUDY_SUFFIXES):
+                shutil.copy2(f, out / f.name)
+                written.append(out / f.name)
+        models: list[ExportedModel] = []
+        for ckpt in sorted((study / "checkpoints").glob("*.pt")):
+            blob = read_state_dict(ckpt)
+            name = f"{_export_name(ckpt.stem)}.pt"
+            torch.save(blob["state_dict"], out / name)
+            written.append(out / name)
+            has_block = any(k.startswith("tsb.") for k in blob["state_dict"])
+            block = ({"k": results["tsb"]["k"], "where": cfg["block"]["where"], "residual": cfg["block"]["residual"]}
+                     if has_block else None)  # the resolved k, not "auto"
+            models.append(ExportedModel(file=name, checkpoint=ckpt.name, model=dict(results["model_args"]),
+                                        tsb_block=block, meta=blob.get("meta") or {}))
+        atomic_write_json(out / "models.json", {
+            "how_to_load": "model = get_model(**model); with tsb_block: model = insert_tsb(model, **tsb_block); "
+                           "then model.load_state_dict(torch.load(file))",
+            "dataset": results.get("dataset"), "models": [asdict(m) for m in models]})
+        written.append(out / "models.json")
+    return written
