@@ -37,9 +37,12 @@ def test_export_writes_results_and_loadable_state_dicts(study, tmp_path) -> None
     data = load_study_data(study_config_from_dict(raw))
     for entry in index["models"]:
         model = get_model(**entry["model"])
+        state = torch.load(dest / entry["file"])
         if entry["tsb_block"]:
+            assert set(state) == {"tsb.conv.weight"} and entry["base"] in files
             model = insert_tsb(model, **entry["tsb_block"])
-        model.load_state_dict(torch.load(dest / entry["file"]))  # a plain state dict, loaded strictly
+            state = {**torch.load(dest / entry["base"]), **state}
+        model.load_state_dict(state)  # plain state dicts, loaded strictly
         if entry["file"] == "full_noise_injection.pt":
             assert evaluate_accuracy(model, data.test) == pytest.approx(results["reference_accuracy"])
 

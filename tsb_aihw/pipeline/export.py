@@ -4,8 +4,10 @@ tables and plots, and every trained digital model as a plain state dict, so the 
 
 Why a plain state dict: a checkpoint in ``OUT/checkpoints`` carries the key that produced it (for resuming);
 the exported file is just ``model.state_dict()``, loadable with ``get_model`` at the config's width (see
-``models.json`` for each file's model, what it is and its training meta). Exporting never replaces earlier
-files: a destination that holds anything is refused unless ``move_aside`` renames it first.
+``models.json`` for each file's model, what it is and its training meta). A fixed block trained on the frozen
+early backbone is exported as its own tensors only, with the backbone file it belongs to (``base``).
+Exporting never replaces earlier files: a destination that holds anything is refused unless ``move_aside``
+renames it first.
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ class ExportedModel:
     file: str
     checkpoint: str
     model: dict[str, Any]  # get_model's keyword arguments (results.json's model_args)
-    tsb_block: dict[str, Any] | None  # insert_tsb's k / where / residual when the model holds the block
+    tsb_block: dict[str, Any] | None  # insert_tsb's k / where / residual when the file holds a block
+    base: str | None  # a block's backbone file (the block file holds only the block's tensors)
     meta: dict[str, Any]
 
 
@@ -83,19 +86,25 @@ def export_study(source: str | os.PathLike, dest: str | os.PathLike, move_aside:
                 shutil.copy2(f, out / f.name)
                 written.append(out / f.name)
         models: list[ExportedModel] = []
+        early = f"backbone_early-{cfg['backbone']['early_epochs']}ep.pt"
         for ckpt in sorted((study / "checkpoints").glob("*.pt")):
-            blob = read_state_dict(ckpt)
+            blob = read_state_dict(ckpt)  # a checkpoint: {fingerprint, key, state_dict, meta}
+            state = blob["state_dict"]
+            has_block = any(k.startswith("tsb.") for k in state)
             name = f"{_export_name(ckpt.stem)}.pt"
-            torch.save(blob["state_dict"], out / name)
+            if has_block:  # a fixed block on the frozen early backbone: only the block's tensors are new
+                state = {k: v for k, v in state.items() if k.startswith("tsb.")}
+            torch.save(state, out / name)
             written.append(out / name)
-            has_block = any(k.startswith("tsb.") for k in blob["state_dict"])
             block = ({"k": results["tsb"]["k"], "where": cfg["block"]["where"], "residual": cfg["block"]["residual"]}
                      if has_block else None)  # the resolved k, not "auto"
             models.append(ExportedModel(file=name, checkpoint=ckpt.name, model=dict(results["model_args"]),
-                                        tsb_block=block, meta=blob.get("meta") or {}))
+                                        tsb_block=block, base=early if has_block else None,
+                                        meta=blob.get("meta") or {}))
         atomic_write_json(out / "models.json", {
-            "how_to_load": "model = get_model(**model); with tsb_block: model = insert_tsb(model, **tsb_block); "
-                           "then model.load_state_dict(torch.load(file))",
+            "how_to_load": "model = get_model(**model); model.load_state_dict(torch.load(file)); a block file: "
+                           "model = insert_tsb(model, **tsb_block) and load_state_dict({**torch.load(base), "
+                           "**torch.load(file)})",
             "dataset": results.get("dataset"), "models": [asdict(m) for m in models]})
         written.append(out / "models.json")
     return written
