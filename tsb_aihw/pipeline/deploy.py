@@ -7,6 +7,7 @@ arguments, so it gives the same numbers in-process, in a process pool or on a Da
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class CellResult:
     block_time_s: float
     verified_fraction: float
     chip: str  # digest of the programmed backbone (equal digests = the same chip)
+    wall_s: float = 0.0  # the whole cell: conversion, programming, adaptation, evaluation (0: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,12 +60,14 @@ class CellResult:
         if not isinstance(d["cost"], dict):
             raise ConfigError(f"{where}: a stored cell's cost is not a mapping; the store was edited or damaged")
         return cls(acc=check_accuracies(d["acc"], where), cost=dict(d["cost"]), block_time_s=float(d["block_time_s"]),
-                   verified_fraction=float(d["verified_fraction"]), chip=str(d["chip"]))
+                   verified_fraction=float(d["verified_fraction"]), chip=str(d["chip"]),
+                   wall_s=float(d.get("wall_s", 0.0)))
 
 
 def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: DevicePreset) -> CellResult:
     """Program ``spec``'s model as chip ``chip`` on ``preset``, adapt it if the method does, evaluate at every
     time. Every random step is seeded by the chip (:class:`Chip`): the result depends on nothing else."""
+    start = time.perf_counter()
     cfg = models.cfg
     verify: Any = models.selection(*spec.selection) if spec.verify == "masks" and spec.selection else spec.verify
     analog = to_analog(models.digital_model(spec), preset, verify=verify).eval()
@@ -82,4 +86,5 @@ def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: Devi
     cost = {k: v for k, v in programming_cost(analog, preset).to_dict().items() if isinstance(v, (int, float))}
     fraction = weight_report(analog).verified_fraction
     accs = [c.evaluate(models.data.test, t, device=cfg.device, fast=cfg.fast_eval) for t in parse_times(cfg.times)]
-    return CellResult(acc=accs, cost=cost, block_time_s=block_time, verified_fraction=fraction, chip=digest)
+    return CellResult(acc=accs, cost=cost, block_time_s=block_time, verified_fraction=fraction, chip=digest,
+                      wall_s=time.perf_counter() - start)

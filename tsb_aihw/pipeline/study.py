@@ -116,6 +116,7 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
             "clean_accuracy": evaluate_accuracy(models.digital_model(spec), ctx.data.test, device=cfg.device)
             if spec.block != "chip" else None,
             "train_time_s": models.train_time(spec, block_time),
+            "cell_time_s": sum(r.wall_s for r in rows) / len(rows),  # mean wall time of one chip's cell
             "accuracy": {t: summarize([c[i] for c in per_chip]).to_dict() for i, t in enumerate(labels)},
             "gap": {t: summarize([reference - c[i] for c in per_chip]).to_dict() for i, t in enumerate(labels)},
             "per_chip": per_chip, "chips": [r.chip for r in rows],

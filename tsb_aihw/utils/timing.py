@@ -14,6 +14,7 @@ from typing import Any
 
 WALL_CLOCK_KEYS = frozenset({
     "wall_time_s", "train_time_s", "block_time_s", "backbone_time_s",  # study and training durations
+    "wall_s", "cell_time_s",  # one (method, chip) cell, and its mean per method
     "seconds", "seconds_per_epoch",  # per-epoch training history
     "chip_seconds",  # Monte-Carlo: wall time per chip
 })
