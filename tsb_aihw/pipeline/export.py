@@ -81,7 +81,8 @@ def export_study(source: str | os.PathLike, dest: str | os.PathLike, move_aside:
         out.mkdir(parents=True, exist_ok=True)
         results = read_json(study / "results.json")
         cfg = results["config"]
-        for f in sorted(study.iterdir()):
+        report = [source / "report.md"] if study != source and len(studies) == 1 else []  # run's combined report
+        for f in [*sorted(study.iterdir()), *[r for r in report if r.is_file()]]:
             if f.is_file() and (f.name in STUDY_FILES or f.suffix in STUDY_SUFFIXES):
                 shutil.copy2(f, out / f.name)
                 written.append(out / f.name)
