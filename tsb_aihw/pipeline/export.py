@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.utils.io import atomic_write_json, read_json
+from tsb_aihw.utils.store import rename_aside
 
 #: checkpoint file -> exported name (methods' names, as in results.json); early budgets keep their epochs
 EXPORT_NAMES = {"backbone_full": "full_noise_injection", "backbone_early": "backbone_early",
@@ -72,9 +72,7 @@ def export_study(source: str | os.PathLike, dest: str | os.PathLike, move_aside:
         if not move_aside:
             raise ConfigError(f"{dest} is not empty; pass another destination, or add --move-aside to rename it to "
                               f"{dest}.moved-<time> (nothing is deleted)")
-        target = dest.with_name(f"{dest.name}.moved-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
-        os.replace(dest, target)
-        print(f"tsb-aihw: moved the earlier export in {dest} to {target}", flush=True)
+        rename_aside(dest, "export")
     written: list[Path] = []
     for study in studies:
         out = dest if len(studies) == 1 else dest / study.name

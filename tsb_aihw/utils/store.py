@@ -42,6 +42,19 @@ def move_aside_hint(out: Path) -> str:
     return f"pass another --out, or add --move-aside to rename {out} to {out}.moved-<time> (nothing is deleted)"
 
 
+def rename_aside(path: Path, what: str) -> Path:
+    """Rename ``path`` to ``path.moved-<UTC time>[-n]`` (never onto an existing name) and say so; returns it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.moved-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.moved-{stamp}-{n}")
+        n += 1
+    os.replace(path, target)
+    print(f"tsb-aihw: moved the earlier {what} in {path} to {target}", flush=True)
+    return target
+
+
 class ResultStore:
     """Finished cells of one configuration in ``OUT/store.json`` (see the module docstring)."""
 
@@ -110,15 +123,8 @@ class ResultStore:
         return blob
 
     def _move_aside(self) -> None:
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        target = self.out.with_name(f"{self.out.name}.moved-{stamp}")
-        n = 1
-        while target.exists():
-            target = self.out.with_name(f"{self.out.name}.moved-{stamp}-{n}")
-            n += 1
         release(self.out)
-        os.replace(self.out, target)
-        print(f"tsb-aihw: moved the earlier results in {self.out} to {target}", flush=True)
+        rename_aside(self.out, "results")
 
     def _lock(self) -> None:
         key = str(self.out.resolve())
