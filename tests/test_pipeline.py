@@ -285,3 +285,19 @@ def test_calibration_images_refuse_an_augmenting_block_recipe() -> None:
     raw = tiny_study(block={"calibration_images": 64, "recipe": {"augment": "crop_flip"}})
     with pytest.raises(ConfigError, match="calibration_images"):
         study_config_from_dict(raw).validate()
+
+
+def test_at_sigmas_gives_one_study_per_sigma_each_trained_at_it() -> None:
+    from tsb_aihw.pipeline.config import at_sigmas
+    from tsb_aihw.pipeline.studies import study_folders
+
+    base = study_config_from_dict(tiny_study(preset_overrides={"noise.sigma": 0.1, "noise.weight_bits": 8}))
+    configs = at_sigmas(base, [0.1, 0.25])
+    assert [c.preset_overrides for c in configs] == [{"noise.sigma": 0.1, "noise.weight_bits": 8},
+                                                     {"noise.sigma": 0.25, "noise.weight_bits": 8}]
+    assert configs[0].to_dict() == base.to_dict() and base.preset_overrides["noise.sigma"] == 0.1
+    assert len(set(study_folders(configs))) == 2  # each sigma its own study folder, trained on its own
+    with pytest.raises(ConfigError, match="distinct"):
+        at_sigmas(base, [0.2, 0.2])
+    with pytest.raises(ConfigError, match="which preset 'pcm'"):
+        at_sigmas(study_config_from_dict(tiny_study(preset="pcm")), [0.2])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, command_line, executor_from
+from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, command_line, csv_list, executor_from
 
 NAME = "run"
 HELP = "run one TSB study (all methods, Monte-Carlo chips) from a YAML config; resumes finished cells"
@@ -15,19 +15,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chips", type=int, default=None, help="override the config's chip count")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
+    p.add_argument("--sigma", default=None, help="comma-separated device sigmas (noise.sigma): one study per value, "
+                   "its backbones trained at it (a sigma sweep instead deploys one trained set at every value)")
     add_executor_arguments(p, "(method, chip) cells")
 
 
 def run(args: argparse.Namespace) -> int:
+    from tsb_aihw.errors import ConfigError
     from tsb_aihw.parallel import use_executor
-    from tsb_aihw.pipeline.config import load_sweep_config
+    from tsb_aihw.pipeline.config import at_sigmas, load_sweep_config
     from tsb_aihw.pipeline.studies import run_studies
 
     # a config may carry a sweep: section for `tsb-aihw sweep`; `run` deploys its base study
     cfg, _sweeps = load_sweep_config(args.config, {"chips": args.chips, "seed": args.seed, "device": args.device},
                                      what="study config")
+    configs = [cfg]
+    if args.sigma is not None:
+        try:
+            sigmas = [float(v) for v in csv_list(args.sigma) or []]
+        except ValueError:
+            raise ConfigError(f"--sigma {args.sigma!r}: give numbers separated by commas, e.g. --sigma 0.1,0.2"
+                              ) from None
+        configs = at_sigmas(cfg, sigmas)
     with executor_from(args) as executor, use_executor(executor):
-        run_studies(args.out, [cfg], command=command_line(), progress=not args.no_progress,
+        run_studies(args.out, configs, command=command_line(), progress=not args.no_progress,
                     move_aside=args.move_aside)
     print(f"see {args.out}/report.md")
     return 0

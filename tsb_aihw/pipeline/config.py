@@ -146,6 +146,28 @@ class StudyConfig:
         return self
 
 
+def at_sigmas(cfg: StudyConfig, sigmas: list[float], flag: str = "--sigma") -> list[StudyConfig]:
+    """One study per device sigma, each *trained and deployed* at it (``noise.sigma`` in ``preset_overrides``).
+
+    A sigma sweep instead deploys one set of models trained at the base sigma at every value; a study of TSB at a
+    larger sigma needs backbones that saw that sigma's noise in training."""
+    from tsb_aihw.devices import load_preset
+
+    preset = load_preset(cfg.preset, overrides=cfg.preset_overrides)
+    if not hasattr(preset.noise, "sigma"):
+        raise ConfigError(f"{flag} sets noise.sigma, which preset {cfg.preset!r} (noise.model {preset.noise.model!r}) "
+                          "does not have; drop it or use preset: nvcim-gaussian")
+    if not sigmas or len(set(sigmas)) != len(sigmas):
+        raise ConfigError(f"{flag} {sigmas}: give one or more distinct values, e.g. {flag} 0.1,0.2")
+    out = []
+    for s in sigmas:
+        try:
+            out.append(dataclasses.replace(cfg, preset_overrides={**cfg.preset_overrides, "noise.sigma": s}).validate())
+        except ConfigError as exc:
+            raise ConfigError(f"{flag} {s}: {exc}") from None
+    return out
+
+
 def recipe_of(values: Mapping[str, Any] | None, where: str = "recipe") -> Any:
     """The :class:`~tsb_aihw.training.recipe.TrainRecipe` of a config's ``recipe`` mapping (None: none); a bad
     mapping fails naming ``where``."""
