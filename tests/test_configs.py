@@ -20,6 +20,10 @@ def test_shipped_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -
     if path.parent.name == "frontier":
         cfg = config_from(FrontierConfig, read_config_file(path), str(path))
         assert cfg.chips >= 20 and cfg.budgets
+        if path.stem.startswith("cifar10-"):  # the frontier twins of the CIFAR-10 studies
+            assert cfg.data.eval_limit >= 5000 and cfg.block.calibration_images == 5000
+            assert cfg.model.width == (1.0 if path.stem.endswith("-gpu") else 0.25)
+            assert (cfg.device == "cuda") == path.stem.endswith("-gpu")
     else:
         cfg, sweeps = load_sweep_config(path)
         if path.stem.startswith("cifar10-"):

@@ -50,3 +50,16 @@ def csv_list(text: str | None) -> list[str] | None:
     if text is None:
         return None
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def float_list(text: str | None, flag: str) -> list[float] | None:
+    """``"0.1,0.2"`` -> ``[0.1, 0.2]`` for a numeric list flag; anything else is one clear error naming ``flag``."""
+    from tsb_aihw.errors import ConfigError
+
+    values = csv_list(text)
+    if values is None:
+        return None
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: give numbers separated by commas, e.g. {flag} 0.1,0.2") from None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, csv_list, executor_from
+from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, csv_list, executor_from, float_list
 
 NAME = "frontier"
 HELP = ("the speed-up vs gap-improvement frontier: one study per early-backbone budget on the same chips, TSB "
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from tsb_aihw.pipeline.frontier import FrontierConfig, run_frontier
 
     raw = read_config_file(args.config, "frontier config") if args.config else {}
-    flags = {"budgets": [float(b) for b in csv_list(args.budgets) or []] or None,
+    flags = {"budgets": float_list(args.budgets, "--budgets") or None,
              "variants": csv_list(args.variants), "chips": args.chips, "seed": args.seed, "device": args.device}
     overrides = (QUICK if args.quick else {}) | {k: v for k, v in flags.items() if v is not None}
     cfg = config_from(FrontierConfig, raw, args.config or "", overrides)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, command_line, csv_list, executor_from
+from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, command_line, executor_from, float_list
 
 NAME = "run"
 HELP = "run one TSB study (all methods, Monte-Carlo chips) from a YAML config; resumes finished cells"
@@ -21,7 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tsb_aihw.errors import ConfigError
     from tsb_aihw.parallel import use_executor
     from tsb_aihw.pipeline.config import at_sigmas, load_sweep_config
     from tsb_aihw.pipeline.studies import run_studies
@@ -30,12 +29,8 @@ def run(args: argparse.Namespace) -> int:
     cfg, _sweeps = load_sweep_config(args.config, {"chips": args.chips, "seed": args.seed, "device": args.device},
                                      what="study config")
     configs = [cfg]
-    if args.sigma is not None:
-        try:
-            sigmas = [float(v) for v in csv_list(args.sigma) or []]
-        except ValueError:
-            raise ConfigError(f"--sigma {args.sigma!r}: give numbers separated by commas, e.g. --sigma 0.1,0.2"
-                              ) from None
+    sigmas = float_list(args.sigma, "--sigma")
+    if sigmas is not None:
         configs = at_sigmas(cfg, sigmas)
     with executor_from(args) as executor, use_executor(executor):
         run_studies(args.out, configs, command=command_line(), progress=not args.no_progress,
