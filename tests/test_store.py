@@ -169,3 +169,40 @@ def test_a_flag_that_does_not_apply_is_an_error(tmp_path: Path, capsys: pytest.C
                  "--key", "noise.sigma"]) == 2
     assert "--key applies to the param kind only" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
+
+
+def test_a_schema_that_gains_a_neutral_field_keeps_every_identity(tmp_path: Path) -> None:
+    """Results are keyed by a config's non-default values: a new field at its default (as
+    ``block.calibration_images`` once was) keeps the store identity, the cell keys and the checkpoint keys, so
+    earlier results stay resumable; setting it to anything else changes all three."""
+    import dataclasses
+
+    from tsb_aihw.pipeline.config import BlockConfig, StudyConfig
+    from tsb_aihw.pipeline.methods import BASE_METHODS
+    from tsb_aihw.pipeline.study import study_identity
+    from tsb_aihw.pipeline.tasks import StudyContext
+    from tsb_aihw.utils.schema import non_default_tree
+
+    @dataclasses.dataclass
+    class GrownBlock(BlockConfig):
+        new_knob: float = 1.0
+
+    @dataclasses.dataclass
+    class GrownStudy(StudyConfig):
+        block: GrownBlock = dataclasses.field(default_factory=GrownBlock)
+        new_flag: bool = False
+
+    base = study_config_from_dict(tiny_study(chips=2, block={"epochs": 1, "k": 3}))
+    grown = GrownStudy(**{f.name: getattr(base, f.name) for f in dataclasses.fields(StudyConfig) if f.name != "block"},
+                       block=GrownBlock(**dataclasses.asdict(base.block)))
+    changed = dataclasses.replace(grown, block=dataclasses.replace(grown.block, new_knob=2.0))
+
+    def keys(cfg: StudyConfig) -> tuple[object, ...]:
+        ctx = StudyContext(cfg, tmp_path / "s", progress=False)
+        return (study_identity(cfg), ctx.cell_key(BASE_METHODS["tsb"], 0, ctx.preset),
+                ctx.models._key("block_clean", block=non_default_tree(cfg.block)), ctx.models._key("backbone_full"))
+
+    old, new, other = keys(base), keys(grown), keys(changed)
+    assert old == new and old[:3] != other[:3] and old[1] != keys(dataclasses.replace(base, seed=4))[1]
+    assert [a != b for a, b in zip(old, other)] == [True, True, True, False]  # the backbone does not use the block
+    assert study_identity(base)["config"]["block"] == {"epochs": 1, "k": 3}  # only what differs from the defaults

@@ -24,6 +24,7 @@ from tsb_aihw.evaluation.times import format_time, parse_times
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import DriftConfig
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint
+from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
 from tsb_aihw.utils.store import ResultStore
 
@@ -146,9 +147,9 @@ def run_drift_chip(task: DriftChipTask) -> dict[str, Any]:
 
 
 def drift_identity(cfg: DriftConfig) -> dict[str, Any]:
-    c = asdict(cfg)
+    c = non_default_tree(cfg)  # a new field at its neutral default keeps the identity
     for k in ("chips", "presets"):  # more chips or presets extend a study
-        c.pop(k)
+        c.pop(k, None)
     return {"kind": "drift", "config": c}
 
 

@@ -80,7 +80,7 @@ def frontier_identity(cfg: FrontierConfig) -> dict[str, Any]:
     """The frontier's store identity: its config minus chips, budgets and variants (those only add cells)."""
     ident = study_identity(cfg, "frontier")
     for k in ("budgets", "variants", "methods"):
-        ident["config"].pop(k)
+        ident["config"].pop(k, None)
     return ident
 
 

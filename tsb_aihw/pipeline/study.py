@@ -23,6 +23,7 @@ from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.pipeline.trained import backbone_args
 from tsb_aihw.utils.io import atomic_write_json
 from tsb_aihw.utils.provenance import provenance
+from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.store import ResultStore
 
 #: config keys that only select cells: a store accepts more chips without a new identity
@@ -30,10 +31,11 @@ SELECTING_KEYS = ("chips",)
 
 
 def study_identity(cfg: StudyConfig, kind: str = "study") -> dict[str, Any]:
-    """What an output directory of this study is bound to (the config minus the chip count)."""
-    c = cfg.to_dict()
+    """What an output directory of this study is bound to: the config's non-default values (a new field with
+    a neutral default keeps it) minus the chip count."""
+    c = non_default_tree(cfg)
     for k in SELECTING_KEYS:
-        c.pop(k)
+        c.pop(k, None)
     return {"kind": kind, "config": c}
 
 

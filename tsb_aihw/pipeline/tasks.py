@@ -21,6 +21,7 @@ from tsb_aihw.pipeline.deploy import CellResult, DeploySpec, deploy_cell
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.pipeline.trained import StudyData, TrainedModels, load_study_data
 from tsb_aihw.utils.io import json_fingerprint
+from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.store import Checkpoints
 
 CELL_VERSION = 3  # bump when a cell's computation changes, so stored cells are not mixed with new ones
@@ -56,11 +57,14 @@ class StudyContext:
     def cell_key(self, spec: MethodSpec, chip: int, preset: DevicePreset) -> str:
         """A cell's full fingerprint: everything it depends on (config minus what only selects cells, the
         preset's content, the method and the chip)."""
-        c = self.cfg.to_dict()
+        c = non_default_tree(self.cfg)  # a new field at its neutral default keeps every key
         for k in ("chips", "methods", "selective"):
-            c.pop(k)
+            c.pop(k, None)
         # a cell depends on its own backbone's budget only, so budgets of the other backbone reuse it (frontier)
-        c["backbone"].pop("early_epochs" if spec.backbone == "full" else "full_epochs")
+        backbone = c.pop("backbone", {})
+        backbone.pop("early_epochs" if spec.backbone == "full" else "full_epochs", None)
+        if backbone:
+            c["backbone"] = backbone
         deps = {"config": c, "preset": preset.identity, "version": CELL_VERSION,
                 "spec": [spec.backbone, spec.block, spec.verify, spec.selection, spec.bn_recalibration]}
         return f"{spec.key}#{chip}@{json_fingerprint(deps)}"

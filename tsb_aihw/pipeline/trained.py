@@ -34,6 +34,7 @@ from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.training import TrainResult, train_block, train_noise_injection
 from tsb_aihw.training.block_cache import build_block_cache
 from tsb_aihw.utils.device import resolve_device
+from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
 from tsb_aihw.utils.store import Checkpoints
 
@@ -194,10 +195,10 @@ class TrainedModels:
     def _key(self, what: str, **extra: Any) -> dict[str, Any]:
         """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
         full backbones of studies with other budgets share checkpoints)."""
-        c = self.cfg.to_dict()
-        data = {k: c["data"][k] for k in ("name", "root", "batch_size")}
-        backbone = {k: v for k, v in c["backbone"].items() if k not in ("full_epochs", "early_epochs")}
-        return {"what": what, "model": c["model"], "data": data, "backbone": backbone, "seed": c["seed"],
+        c = non_default_tree(self.cfg)  # a new field at its neutral default keeps every checkpoint
+        data = {k: v for k, v in c.get("data", {}).items() if k in ("name", "root", "batch_size")}
+        backbone = {k: v for k, v in c.get("backbone", {}).items() if k not in ("full_epochs", "early_epochs")}
+        return {"what": what, "model": c.get("model", {}), "data": data, "backbone": backbone, "seed": self.cfg.seed,
                 "noise_std": self.noise_std, **extra}  # training sees the device only through its noise std
 
     def _need_training(self, name: str) -> None:
@@ -263,7 +264,7 @@ class TrainedModels:
         model = copy.deepcopy(self.tsb_model())
         noise = 0.0 if kind == "clean" else self.noise_std
         epochs = self.cfg.backbone.early_epochs
-        key = self._key(name, block=self.cfg.to_dict()["block"], noise=noise, epochs=epochs)
+        key = self._key(name, block=non_default_tree(self.cfg.block), noise=noise, epochs=epochs)
         file = f"{name}-{epochs}ep"
         hit = self.ckpt.load(file, key)
         if hit:

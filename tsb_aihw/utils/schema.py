@@ -280,23 +280,43 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def non_default_leaves(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """``{dotted key: value}`` of every leaf that differs from its field default (a variant's tag always
-    counts): what a tree says beyond its schema, stable when a schema gains a field with a neutral default."""
+def _is_default(f: Any, value: Any) -> bool:
+    if f.default is not MISSING:
+        return bool(value == f.default)
+    return f.default_factory is not MISSING and bool(value == f.default_factory())
+
+
+def non_default_tree(obj: Any) -> dict[str, Any]:
+    """The tree as nested mappings holding only the leaves that differ from their field defaults (a variant's
+    tag always counts; sections with nothing left are dropped). What results are keyed by: it stays the same when
+    the schema gains a field with a neutral default. A default that changes results needs a new cell version."""
     out: dict[str, Any] = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        key = prefix + f.name
         if dataclasses.is_dataclass(value):
+            sub = non_default_tree(value)
             if f.metadata.get("variants"):
-                out[f"{key}.{f.metadata['tag']}"] = getattr(value, f.metadata["tag"])
-            out.update(non_default_leaves(value, key + "."))
-        elif f.default is not MISSING and value == f.default:
-            continue
-        elif f.default_factory is not MISSING and value == f.default_factory():
-            continue
-        else:
-            out[key] = value
+                sub[f.metadata["tag"]] = getattr(value, f.metadata["tag"])
+            if sub:
+                out[f.name] = sub
+        elif not _is_default(f, value):
+            out[f.name] = value
+    return out
+
+
+def non_default_leaves(obj: Any) -> dict[str, Any]:
+    """``{dotted key: value}`` of :func:`non_default_tree` (preset identities)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Mapping[str, Any], prefix: str, schema: Any) -> None:
+        for key, value in node.items():
+            sub = getattr(schema, key, None)
+            if isinstance(value, dict) and dataclasses.is_dataclass(sub):
+                walk(value, f"{prefix}{key}.", sub)
+            else:
+                out[prefix + key] = value
+
+    walk(non_default_tree(obj), "", obj)
     return out
 
 

@@ -3,8 +3,9 @@
 Policy, the same for every command that resumes (``run``, ``demo``, ``sweep``, ``drift``, ``refresh``):
 
 - ``OUT/store.json`` records what the directory holds: a kind (``study``, ``sweep``, ...), an identity (the
-  configuration minus what only selects cells, such as the chip count) and the finished cells, each keyed by
-  its own full fingerprint (config, preset content, model, data, seed, chip).
+  configuration's non-default values, ``utils.schema.non_default_tree``, minus what only selects cells, such as
+  the chip count) and the finished cells, each keyed by its own full fingerprint (config, preset content, model,
+  data, seed, chip). A schema that gains a field with a neutral default keeps every identity and key.
 - A run into a directory that holds another configuration's results refuses, in one line naming the keys
   that differ and the choices: another ``--out``, or ``--move-aside``, which renames the old directory to
   ``OUT.moved-<UTC time>`` (nothing is ever deleted).
