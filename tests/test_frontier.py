@@ -46,9 +46,9 @@ def test_bn_variant_re_estimates_bn_through_the_chip_before_the_block(monkeypatc
         calls.append(("bn",))
         return real_bn(model, *a, **k)
 
-    def block(models, chip, at, write=0, backbone="early", with_bn=False):
+    def block(models, chip, at, write=0, backbone="early", with_bn=False, block=None):
         calls.append(("block", backbone, with_bn))
-        return real_block(models, chip, at, write, backbone, with_bn)
+        return real_block(models, chip, at, write, backbone, with_bn, block)
 
     monkeypatch.setattr(deploy, "recalibrate_bn", bn)
     monkeypatch.setattr(deploy, "train_block_for_chip", block)

@@ -167,7 +167,7 @@ def test_a_flag_that_does_not_apply_is_an_error(tmp_path: Path, capsys: pytest.C
     cfg.write_text(yaml.safe_dump(tiny_study()))
     assert main(["sweep", "sigma", "--config", str(cfg), "--out", str(tmp_path / "s"), "--values", "0.1",
                  "--key", "noise.sigma"]) == 2
-    assert "--key applies to the param kind only" in capsys.readouterr().err
+    assert "--key applies to the param / block kinds only" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
 
 

@@ -60,11 +60,11 @@ def test_fraction_sweep_writes_results_and_resumes_after_interruption(tmp_path, 
     original = tasks_module.deploy_cell
     seen = []
 
-    def stop_at_the_fourth(spec, chip, models, preset):
+    def stop_at_the_fourth(spec, chip, models, preset, **kw):
         if len(seen) == 3:
             raise Stop
         seen.append((spec.key, chip))
-        return original(spec, chip, models, preset)
+        return original(spec, chip, models, preset, **kw)
 
     monkeypatch.setattr(tasks_module, "deploy_cell", stop_at_the_fourth)
     with pytest.raises(Stop):
@@ -74,9 +74,9 @@ def test_fraction_sweep_writes_results_and_resumes_after_interruption(tmp_path, 
 
     calls = []
 
-    def counting(spec, chip, models, preset):
+    def counting(spec, chip, models, preset, **kw):
         calls.append((spec.key, chip))
-        return original(spec, chip, models, preset)
+        return original(spec, chip, models, preset, **kw)
 
     monkeypatch.setattr(tasks_module, "deploy_cell", counting)
     resumed = run_sweep(_cfg(), "verified_fraction", FRACTIONS, out, progress=False)
@@ -117,11 +117,52 @@ def test_sigma_sweep_accuracy_falls_with_sigma_and_reuses_training(tmp_path) -> 
     ({}, "param", [1], {"key": "noise.nope"}, "unknown key"),
     ({}, "presets", ["no-such-preset"], {}, "unknown device preset"),
     ({}, "volume", [1], {}, "unknown sweep kind"),
+    ({}, "block", [1], {}, "choose --key block.epochs"),
+    ({}, "block", [1], {"key": "block.k"}, "not one"),
+    ({}, "block", [16], {"key": "block.calibration_images"}, "null in the config"),
+    ({"block": {"epochs": 1, "calibration_images": 64}}, "block", [100_000], {"key": "calibration_images"},
+     "training split has"),
+    ({}, "block", [0], {"key": "block.epochs"}, "block.epochs"),
+    ({"methods": ["full_noise_injection"]}, "block", [2], {"key": "block.epochs"}, "train none"),
 ])
 def test_bad_sweeps_fail_before_training(tmp_path, over, axis, values, extra, message) -> None:
     with pytest.raises(ConfigError, match=message):
         run_sweep(_cfg(**over), axis, values, tmp_path, progress=False, **extra)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_block_sweep_trains_each_chip_block_with_its_budget_against_the_study_reference(tmp_path, monkeypatch
+                                                                                       ) -> None:
+    """A block sweep: the per-chip block at each calibration-set size (its cache holds exactly that many images),
+    the config's own size as the paired reference (equal to the study's TSB cells), the other methods once."""
+    import tsb_aihw.pipeline.trained as trained
+    from tsb_aihw.pipeline.study import run_study
+
+    cfg = _cfg(block={"epochs": 1, "calibration_images": 96}, methods=["full_noise_injection", "tsb"])
+    sizes = []
+    real = trained.build_block_cache
+
+    def recording(model, dataset, **kw):
+        sizes.append(len(dataset))
+        return real(model, dataset, **kw)
+
+    monkeypatch.setattr(trained, "build_block_cache", recording)
+    res = run_sweep(cfg, "block", [24, 48], tmp_path / "sweep", key="block.calibration_images", progress=False)
+    assert sorted(sizes) == [24, 24, 48, 48, 96, 96]  # 2 chips x (two values + the config's own)
+    curve = {p["axis_value"]: p for p in res.points if p["role"] == "curve"}
+    assert sorted(curve) == [24, 48, 96] and {p["method"] for p in curve.values()} == {"tsb"}
+    assert [p["method"] for p in res.points if p["role"] == "point"] == ["full_noise_injection"]
+    assert curve[96]["paired_vs_config"]["0s"]["mean"] == 0.0
+    assert curve[24]["per_chip"] != curve[96]["per_chip"]  # the budget reaches the block
+    for p in curve.values():
+        assert p["block_time_s"] > 0 and p["block_time_over_backbone_epoch"] > 0
+    summary = res.data["block_budget"]
+    assert summary["config_value"] == 96 and summary["key"] == "block.calibration_images"
+    assert summary["cheapest_within_ci"]["tsb"] in (24, 48, 96)
+    assert (tmp_path / "sweep" / "accuracy_vs_block_calibration_images.png").stat().st_size > 1000
+    study = run_study(cfg, tmp_path / "study", progress=False)
+    assert study["methods"]["tsb"]["per_chip"] == curve[96]["per_chip"]  # the reference is the study's TSB
+    assert study["methods"]["full_noise_injection"]["per_chip"] == res.points[-1]["per_chip"]
 
 
 def test_sweep_yaml_section_and_cli(tmp_path, capsys) -> None:
@@ -173,9 +214,9 @@ def test_killed_sweep_process_resumes_to_identical_results(tmp_path) -> None:
     calls = []
     original = tasks_module.deploy_cell
 
-    def counting(spec, chip, models, preset):
+    def counting(spec, chip, models, preset, **kw):
         calls.append(chip)
-        return original(spec, chip, models, preset)
+        return original(spec, chip, models, preset, **kw)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(tasks_module, "deploy_cell", counting)

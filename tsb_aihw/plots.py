@@ -156,6 +156,37 @@ def plot_accuracy_vs_parameter(
         return _finish(fig, ax, path, xlabel=xlabel, reference=reference, title=title)
 
 
+def plot_block_budget(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    levels: Mapping[str, float],
+    cost: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | os.PathLike,
+    *,
+    xlabel: str,
+    reference: float | None = None,
+    title: str = "",
+    logx: bool = False,
+) -> list[Path]:
+    """A block-budget sweep. Left: accuracy vs the per-chip block's budget (mean and 95% CI band per method),
+    the methods without a per-chip block as horizontal lines. Right: ``cost[method]["y"]`` (the block's time per
+    chip in backbone epochs) against ``cost[method]["x"]``."""
+    with plt.rc_context(STYLE):
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
+        for name, s in curves.items():
+            _mean_with_band(ax, s["x"], s, name)
+        for i, (name, y) in enumerate(levels.items()):
+            ax.axhline(100 * y, color=f"C{(len(curves) + i) % 10}", ls="--", lw=1, label=name)
+        for name, c in cost.items():
+            ax2.plot(c["x"], c["y"], marker="o", ms=3, label=name)
+        ax2.set_xlabel(xlabel)
+        ax2.set_ylabel("block training per chip (backbone epochs)")
+        ax2.set_ylim(bottom=0)
+        if logx:
+            ax.set_xscale("log")
+            ax2.set_xscale("log")
+        return _finish(fig, ax, path, xlabel=xlabel, reference=reference, title=title)
+
+
 def _error_pools(panel: WeightErrors | Mapping[str, Any], split: str | None) -> dict[str, np.ndarray]:
     if hasattr(panel, "split"):
         return panel.split(split)

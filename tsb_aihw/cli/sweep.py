@@ -7,7 +7,7 @@ import argparse
 from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, csv_list
 
 NAME = "sweep"
-HELP = ("sweep one axis (verified-fraction, sigma, adc-bits, param, presets) over Monte-Carlo chips; every cell "
+HELP = ("sweep one axis (verified-fraction, sigma, adc-bits, param, presets, block) over Monte-Carlo chips; every cell "
         "is saved as it finishes and a re-run resumes")
 
 EPILOG = """\
@@ -18,6 +18,11 @@ kinds:
   adc-bits           ADC and DAC bits (periphery.adc_bits / dac_bits; needs periphery.is_perfect false)
   param              any preset key: --key noise.prog_noise_scale --values 0.5,1,2
   presets            one deployment per preset, accuracy vs time: --presets pcm,rram --times 1s,1d,1y
+  block              the per-chip block's budget: --key block.calibration_images --values 250,1000 (or
+                     block.epochs, block.lr, block.n_reads, block.read_time); chip-block methods (tsb,
+                     tsb_full, tsb_bn) at every value and at the config's own (the paired reference), the
+                     others once; reports the block's time in backbone epochs and the cheapest value whose
+                     paired per-chip accuracy difference is not measurably below the config's
 
 Backbones and fixed blocks are trained once on the config's preset and reused at every axis value.
 Outputs in --out: sweep.json, sweep.csv, sweep_chips.csv, PNG+PDF plots, store.json (finished cells),
@@ -27,6 +32,8 @@ examples:
   tsb-aihw sweep verified-fraction --config configs/sweeps/mnist5k-lenet3.yaml --out runs/fraction
   tsb-aihw sweep sigma --config configs/sweeps/mnist5k-lenet3.yaml --values 0.1,0.2,0.35 --out runs/sigma --workers 2
   tsb-aihw sweep adc-bits --config configs/sweeps/mnist5k-lenet3-periphery.yaml --values 2,4,6,8 --out runs/adc
+  tsb-aihw sweep block --config configs/sweeps/mnist5k-lenet3.yaml --key block.calibration_images \\
+      --values 128,512,2048 --out runs/block-images
   tsb-aihw sweep presets --config configs/sweeps/mnist5k-lenet3-drift.yaml --presets pcm,rram,nvcim-gaussian \\
       --times 1s,1h,1d,1mo,1y --out runs/drift --scheduler tcp://10.0.0.5:8786
 """
@@ -35,7 +42,7 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
-    p.add_argument("kind", choices=["verified-fraction", "sigma", "adc-bits", "param", "presets"],
+    p.add_argument("kind", choices=["verified-fraction", "sigma", "adc-bits", "param", "presets", "block"],
                    help="what to sweep (see below)")
     p.add_argument("--config", required=True, help="base study YAML (schema of `tsb-aihw run --config`, plus an "
                    "optional sweep: section); see configs/sweeps/")
@@ -44,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "values of --key, or preset names")
     p.add_argument("--presets", default=None, help="presets kind: comma-separated preset names or YAML paths "
                    "(same as --values)")
-    p.add_argument("--key", default=None, help="param kind: the preset key to set, dotted (noise.prog_noise_scale)")
+    p.add_argument("--key", default=None, help="param kind: the preset key to set, dotted (noise.prog_noise_scale); "
+                   "block kind: the block budget field (block.calibration_images, block.epochs, ...)")
     p.add_argument("--io", default=None, help="adc-bits kind: which converters get the bits: adc, dac or adc,dac "
                    "(default both)")
     p.add_argument("--rules", default=None, help="verified-fraction kind: selection rules of the curves "
@@ -54,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tsb-fraction", action="store_true", help="verified-fraction kind: do not add TSB's own "
                    "verified fraction to the curves' fractions")
     p.add_argument("--methods", default=None, help="methods deployed at every value (sigma/adc-bits/param/presets; "
-                   "default: the config's methods)")
+                   "block: the chip-block ones at every value, the others once; default: the config's methods)")
     p.add_argument("--times", default=None, help="drift times, e.g. 0,1s,1h,1d,1mo,1y (default: the config's)")
     p.add_argument("--chips", type=int, default=None, help="override the config's chip count")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
@@ -74,10 +82,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give the presets with --presets or --values, not both")
     if args.presets is not None and kind != "presets":
         raise ConfigError(f"--presets applies to the presets kind only; for {args.kind} pass --values")
-    for flag, kinds in (("key", ("param",)), ("io", ("adc_bits",)), ("rules", ("verified_fraction",)),
+    for flag, kinds in (("key", ("param", "block")), ("io", ("adc_bits",)), ("rules", ("verified_fraction",)),
                         ("points", ("verified_fraction",)), ("no_tsb_fraction", ("verified_fraction",))):
         if getattr(args, flag) not in (None, False) and kind not in kinds:
-            raise ConfigError(f"--{flag.replace('_', '-')} applies to the {' / '.join(kinds)} kind only, not "
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to the {' / '.join(kinds)} "
+                              f"kind{'s' if len(kinds) > 1 else ''} only, not "
                               f"{args.kind}; drop it")
     cfg, sections = load_sweep_config(args.config, {"seed": args.seed, "device": args.device})
     opts = sections.get(kind)

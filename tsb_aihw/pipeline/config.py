@@ -87,6 +87,10 @@ class BlockConfig:
     recipe: Union[dict[str, Any], None] = None  # a TrainRecipe for the block; None: Adam at lr
 
 
+#: the per-chip block's budget, which a sweep may set per point (k, where and residual change the TSB model itself)
+BLOCK_BUDGET_KEYS = ("epochs", "lr", "calibration_images", "n_reads", "read_time")
+
+
 @dataclass
 class SelectiveConfig:
     methods: list[str] = spec(choices=SELECTION_METHODS, what="selection method",

@@ -7,6 +7,7 @@ arguments, so it gives the same numbers in-process, in a process pool or on a Da
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,22 +18,39 @@ from tsb_aihw.baselines import recalibrate_bn
 from tsb_aihw.devices import DevicePreset, programming_cost
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import parse_times
+from tsb_aihw.pipeline.config import BLOCK_BUDGET_KEYS, BlockConfig
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.pipeline.trained import TrainedModels, train_block_for_chip
 from tsb_aihw.utils.io import check_accuracies
+from tsb_aihw.utils.schema import check
 
 
 @dataclass(frozen=True)
 class DeploySpec:
-    """The device a cell's chips are programmed on: a preset name or path plus dotted overrides."""
+    """What a cell's chips are programmed on and adapted with: a preset name or path plus dotted overrides, and
+    overrides of the per-chip block's budget (``block`` fields of :data:`BLOCK_BUDGET_KEYS`; empty: the
+    config's)."""
 
     preset: str
     overrides: dict[str, Any] = field(default_factory=dict, hash=False)
+    block: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def load(self) -> DevicePreset:
         from tsb_aihw.devices import load_preset
 
         return load_preset(self.preset, overrides=self.overrides)
+
+    def block_config(self, base: BlockConfig) -> BlockConfig:
+        """``base`` with this spec's block overrides, checked by the config schema."""
+        if not self.block:
+            return base
+        bad = [k for k in self.block if k not in BLOCK_BUDGET_KEYS]
+        if bad:
+            raise ConfigError(f"block overrides {bad} are not the per-chip block's budget; choose from "
+                              f"{', '.join(BLOCK_BUDGET_KEYS)}")
+        out = dataclasses.replace(base, **self.block)
+        check(out, prefix="block.")
+        return out
 
 
 @dataclass
@@ -64,9 +82,11 @@ class CellResult:
                    wall_s=float(d.get("wall_s", 0.0)))
 
 
-def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: DevicePreset) -> CellResult:
-    """Program ``spec``'s model as chip ``chip`` on ``preset``, adapt it if the method does, evaluate at every
-    time. Every random step is seeded by the chip (:class:`Chip`): the result depends on nothing else."""
+def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: DevicePreset,
+                block: BlockConfig | None = None) -> CellResult:
+    """Program ``spec``'s model as chip ``chip`` on ``preset``, adapt it if the method does (a per-chip block
+    with ``block``'s budget; None: the config's), evaluate at every time. Every random step is seeded by the
+    chip (:class:`Chip`): the result depends on nothing else."""
     start = time.perf_counter()
     cfg = models.cfg
     verify: Any = models.selection(*spec.selection) if spec.verify == "masks" and spec.selection else spec.verify
@@ -79,8 +99,9 @@ def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: Devi
             recalibrate_bn(analog, models.train_loader("bn", chip), batches=cfg.bn_recalibration_batches,
                            device=cfg.device)
     if spec.block == "chip":
-        w, block_time = train_block_for_chip(models, c, cfg.block.read_time, backbone=spec.backbone,
-                                             with_bn=spec.bn_recalibration)
+        b = block if block is not None else cfg.block
+        w, block_time = train_block_for_chip(models, c, b.read_time, backbone=spec.backbone,
+                                             with_bn=spec.bn_recalibration, block=b)
         c.write_block(w)
     c.calibrate_adc(models.train_loader("adc", chip))  # a no-op unless the preset calibrates its ADC ranges
     cost = {k: v for k, v in programming_cost(analog, preset).to_dict().items() if isinstance(v, (int, float))}

@@ -7,6 +7,7 @@ from the config and the checkpoints (never trained there).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 from tsb_aihw.devices import DevicePreset, load_preset
 from tsb_aihw.evaluation.times import format_time, parse_times
 from tsb_aihw.parallel.cells import live_context
-from tsb_aihw.pipeline.config import StudyConfig, study_config_from_dict
+from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, study_config_from_dict
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec, deploy_cell
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.pipeline.trained import StudyData, TrainedModels, load_study_data
@@ -54,10 +55,11 @@ class StudyContext:
             self._presets[k] = deploy.load()
         return self._presets[k]
 
-    def cell_key(self, spec: MethodSpec, chip: int, preset: DevicePreset) -> str:
+    def cell_key(self, spec: MethodSpec, chip: int, preset: DevicePreset, block: BlockConfig | None = None) -> str:
         """A cell's full fingerprint: everything it depends on (config minus what only selects cells, the
-        preset's content, the method and the chip)."""
-        c = non_default_tree(self.cfg)  # a new field at its neutral default keeps every key
+        preset's content, the per-chip block's budget, the method and the chip)."""
+        cfg = self.cfg if block is None else dataclasses.replace(self.cfg, block=block)
+        c = non_default_tree(cfg)  # a new field at its neutral default keeps every key
         for k in ("chips", "methods", "selective"):
             c.pop(k, None)
         # a cell depends on its own backbone's budget only, so budgets of the other backbone reuse it (frontier)
@@ -71,7 +73,8 @@ class StudyContext:
 
     def task(self, spec: MethodSpec, chip: int, threads: int | None = None,
              deploy: DeploySpec | None = None) -> "CellTask":
-        return CellTask(key=self.cell_key(spec, chip, self.deploy_preset(deploy)), config=self.cfg.to_dict(),
+        block = deploy.block_config(self.cfg.block) if deploy is not None and deploy.block else None
+        return CellTask(key=self.cell_key(spec, chip, self.deploy_preset(deploy), block), config=self.cfg.to_dict(),
                         out=str(self.out.resolve()), spec=spec, chip=chip, deploy=deploy, threads=threads)
 
 
@@ -103,6 +106,7 @@ def run_cell_task(task: CellTask) -> CellResult:
         torch.set_num_threads(wanted)
     try:
         ctx = _context(task)
-        return deploy_cell(task.spec, task.chip, ctx.models, ctx.deploy_preset(task.deploy))
+        block = task.deploy.block_config(ctx.cfg.block) if task.deploy is not None else None
+        return deploy_cell(task.spec, task.chip, ctx.models, ctx.deploy_preset(task.deploy), block=block)
     finally:
         torch.set_num_threads(threads)

@@ -29,7 +29,7 @@ from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.models import get_model, get_tsb, insert_tsb
 from tsb_aihw.models.pretrained import load_state_checked
-from tsb_aihw.pipeline.config import StudyConfig, recipe_of
+from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, recipe_of
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.training import TrainResult, train_block, train_noise_injection
 from tsb_aihw.training.block_cache import build_block_cache
@@ -82,19 +82,21 @@ def build_backbone(cfg: StudyConfig, info: Any) -> nn.Module:
 
 def train_chip_block(models: "TrainedModels", model_tsb: nn.Module, weights: dict[str, torch.Tensor], seed: int,
                      loader_keys: tuple[Any, ...] = ("block-train",), progress: bool = False,
-                     bn_state: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
+                     bn_state: dict[str, torch.Tensor] | None = None,
+                     block: BlockConfig | None = None) -> tuple[torch.Tensor, float]:
     """Train a fresh zero-initialised block on a digital twin holding one chip's read-back backbone weights
-    (and, with ``bn_state``, the BN statistics re-estimated through that chip).
+    (and, with ``bn_state``, the BN statistics re-estimated through that chip), with ``block``'s budget (None:
+    the config's).
 
     Returns the trained block weight and the wall time (the calibration cache's build included)."""
     twin = copy.deepcopy(model_tsb)
     load_read_back(twin, {k: v for k, v in weights.items() if not k.startswith("tsb")})
     if bn_state:
         load_bn_state(twin, bn_state)
-    block = get_tsb(twin)
-    block.reset_parameters()
-    res = models.fit_block(twin, seed, loader_keys, progress=progress)
-    return block.conv.weight.detach().clone(), res.wall_time_s
+    tsb = get_tsb(twin)
+    tsb.reset_parameters()
+    res = models.fit_block(twin, seed, loader_keys, progress=progress, block=block)
+    return tsb.conv.weight.detach().clone(), res.wall_time_s
 
 
 def bn_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -118,14 +120,16 @@ def load_bn_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: int = 0, backbone: str = "early",
-                         with_bn: bool = False) -> tuple[torch.Tensor, float]:
+                         with_bn: bool = False, block: BlockConfig | None = None) -> tuple[torch.Tensor, float]:
     """Block write ``write`` of a :class:`~tsb_aihw.analog.chip.Chip`: read its backbone at chip time ``at``
     and train a fresh block on it (read-back, batches and initialisation seeded by chip and write). ``with_bn``:
-    the twin takes the chip's current BN statistics (re-estimated through the chip before this call)."""
-    b = models.cfg.block
+    the twin takes the chip's current BN statistics (re-estimated through the chip before this call).
+    ``block``: the block's budget (reads, epochs, lr, calibration images; None: the config's)."""
+    b = block if block is not None else models.cfg.block
     weights = chip.read_back(at, b.n_reads, write=write)
     return train_chip_block(models, models.tsb_model(backbone), weights, chip.step_seed("block-train", write),
-                            ("block-train", chip.index, write), bn_state=bn_state(chip.model) if with_bn else None)
+                            ("block-train", chip.index, write), bn_state=bn_state(chip.model) if with_bn else None,
+                            block=b)
 
 
 class TrainedModels:
@@ -138,7 +142,7 @@ class TrainedModels:
         self.models: dict[str, nn.Module] = {}
         self.meta: dict[str, dict[str, Any]] = {}
         self.masks: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
-        self._calibration: Dataset | None = None
+        self._calibration: dict[int | None, Dataset] = {}
 
     @property
     def noise_std(self) -> float:
@@ -154,11 +158,12 @@ class TrainedModels:
             gen.manual_seed(derive_seed(self.cfg.seed, "loader", *[str(k) for k in keys]))
         return self.data.train
 
-    def calibration_set(self) -> Dataset:
-        """The blocks' calibration images (``block.calibration_images``): one fixed seeded subset of the
-        un-augmented training split, the same for every chip and block of the study."""
-        if self._calibration is None:
-            n = self.cfg.block.calibration_images
+    def calibration_set(self, n: int | None = None) -> Dataset:
+        """The blocks' calibration images: the first ``n`` (default ``block.calibration_images``) of one fixed
+        seeded permutation of the un-augmented training split, the same for every chip and block of the study
+        (so a smaller set is part of every larger one)."""
+        n = n if n is not None else self.cfg.block.calibration_images
+        if n not in self._calibration:
             d = self.cfg.data
             ds = self.data.train.dataset
             if getattr(ds.info, "augment", False):  # the cache must see the images as they are
@@ -167,17 +172,20 @@ class TrainedModels:
                 raise ConfigError(f"block.calibration_images = {n} but the training split has {len(ds)} images; "
                                   "lower it, or set it to null to train blocks on the whole split")
             gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "calibration"))
-            self._calibration = Subset(ds, torch.randperm(len(ds), generator=gen)[:n].tolist())
-        return self._calibration
+            self._calibration[n] = Subset(ds, torch.randperm(len(ds), generator=gen)[:n].tolist())
+        return self._calibration[n]
 
     def fit_block(self, model: nn.Module, seed: int, loader_keys: tuple[Any, ...], *,
-                  backbone_noise_std: float = 0.0, progress: bool = False) -> TrainResult:
-        """Train ``model``'s block with the config's budget: the one way every block of a study trains.
+                  backbone_noise_std: float = 0.0, progress: bool = False,
+                  block: BlockConfig | None = None) -> TrainResult:
+        """Train ``model``'s block with ``block``'s budget (None: the config's): the one way every block of a
+        study trains.
 
         On the whole shuffled training split, or (``block.calibration_images``) on the fixed calibration set,
         replayed from activations cached before the first site unless the backbone is redrawn at every step
         (``backbone_noise_std`` > 0). ``wall_time_s`` includes the cache's build."""
-        b, dev = self.cfg.block, resolve_device(self.cfg.device)
+        b = block if block is not None else self.cfg.block
+        dev = resolve_device(self.cfg.device)
         recipe = recipe_of(b.recipe)
         seed_everything(seed)
         train = functools.partial(train_block, model, block_params=list(get_tsb(model).parameters()),
@@ -187,8 +195,10 @@ class TrainedModels:
             return train(self.train_loader(*loader_keys))
         batch = self.cfg.data.batch_size
         if backbone_noise_std > 0:
-            return train(make_loader(self.calibration_set(), batch, shuffle=True, seed=self.cfg.seed))
-        cache = build_block_cache(model.to(dev), self.calibration_set(), batch_size=batch, device=dev)
+            return train(make_loader(self.calibration_set(b.calibration_images), batch, shuffle=True,
+                                     seed=self.cfg.seed))
+        cache = build_block_cache(model.to(dev), self.calibration_set(b.calibration_images), batch_size=batch,
+                                  device=dev)
         res = train(cache.loader(batch), cache=cache)
         return dataclasses.replace(res, wall_time_s=res.wall_time_s + cache.build_seconds)
 

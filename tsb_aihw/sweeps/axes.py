@@ -7,7 +7,7 @@ from typing import Any
 
 from tsb_aihw.errors import ConfigError
 
-KINDS = ("verified_fraction", "sigma", "adc_bits", "param", "presets")
+KINDS = ("verified_fraction", "sigma", "adc_bits", "param", "presets", "block")
 #: fixed methods drawn as points on the verified-fraction plot (each at its own verified fraction)
 POINT_METHODS = ("tsb", "tsb_clean", "tsb_generic", "bn_recalibration", "backbone_early")
 IO_KEYS = {"adc": "periphery.adc_bits", "dac": "periphery.dac_bits"}
@@ -17,7 +17,7 @@ def canonical_kind(kind: str) -> str:
     """``verified-fraction`` / ``adc-bits`` (CLI spelling) -> ``verified_fraction`` / ``adc_bits``."""
     k = str(kind).strip().lower().replace("-", "_")
     aliases = {"fraction": "verified_fraction", "verified": "verified_fraction", "adc": "adc_bits",
-               "bits": "adc_bits", "preset": "presets", "time": "presets"}
+               "bits": "adc_bits", "preset": "presets", "time": "presets", "block_budget": "block"}
     k = aliases.get(k, k)
     if k not in KINDS:
         raise ConfigError(f"unknown sweep kind {kind!r}; valid: {', '.join(k.replace('_', '-') for k in KINDS)}")
@@ -30,9 +30,10 @@ class SweepAxis:
 
     Attributes:
         kind: one of ``KINDS``.
-        values: fractions in [0, 1] (verified_fraction), numbers (sigma, adc_bits, param) or preset names/paths
-            (presets).
-        key: the preset key a ``param`` sweep sets (dotted, e.g. ``noise.prog_noise_scale``).
+        values: fractions in [0, 1] (verified_fraction), numbers (sigma, adc_bits, param, block) or preset
+            names/paths (presets).
+        key: the preset key a ``param`` sweep sets (dotted, e.g. ``noise.prog_noise_scale``), or the per-chip
+            block's budget field a ``block`` sweep sets (``block.calibration_images``, ``block.epochs``, ...).
         io: for ``adc_bits``: which converters get the value (``adc``, ``dac`` or both).
         rules: for ``verified_fraction``: selection rules of the selective write-verify curves (default: the
             config's ``selective.methods``).
@@ -68,6 +69,8 @@ class SweepAxis:
             self.values = [_number(v, self.kind) for v in self.values]
         if len(set(map(str, self.values))) != len(self.values):
             raise ConfigError(f"sweep {self.kind}: repeated values in {self.values}; give each value once")
+        if self.kind == "block":
+            self.values = sorted(self.values)
         if self.kind == "verified_fraction":
             bad = [v for v in self.values if not 0.0 <= v <= 1.0]
             if bad:
@@ -84,6 +87,15 @@ class SweepAxis:
         if self.kind == "param" and not self.key:
             raise ConfigError("a param sweep needs the preset key it sets, e.g. key='noise.prog_noise_scale' "
                               "(CLI: --key noise.prog_noise_scale)")
+        if self.kind == "block":
+            from tsb_aihw.pipeline.config import BLOCK_BUDGET_KEYS
+
+            name = str(self.key or "").strip().removeprefix("block.")
+            if name not in BLOCK_BUDGET_KEYS:
+                given = f"key {self.key!r} is not one" if self.key else "no key given"
+                raise ConfigError(f"a block sweep sets one field of the per-chip block's budget; {given}: choose "
+                                  f"--key block.{' / block.'.join(BLOCK_BUDGET_KEYS)}")
+            self.key = f"block.{name}"
 
     # -- what the axis sets ------------------------------------------------------------------------------
     def override_keys(self) -> list[str]:
@@ -94,7 +106,12 @@ class SweepAxis:
             return [IO_KEYS[x] for x in self.io]
         if self.kind == "param":
             return [str(self.key).replace("__", ".")]
-        return []
+        return []  # fraction and preset sweeps; a block sweep sets the block's budget (block_field), no preset key
+
+    @property
+    def block_field(self) -> str | None:
+        """The ``BlockConfig`` field a block sweep sets (None for the other kinds)."""
+        return str(self.key).removeprefix("block.") if self.kind == "block" else None
 
     @property
     def name(self) -> str:
@@ -105,6 +122,8 @@ class SweepAxis:
             return "device preset"
         if self.kind == "sigma":
             return "device sigma (noise.sigma)"
+        if self.kind == "block":
+            return f"per-chip block budget ({self.key})"
         if self.kind == "adc_bits":
             return "/".join(x.upper() for x in self.io) + " bits (" + ", ".join(self.override_keys()) + ")"
         return str(self.key)

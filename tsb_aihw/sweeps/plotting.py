@@ -4,7 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from tsb_aihw.plots import plot_accuracy_vs_parameter, plot_accuracy_vs_time, plot_accuracy_vs_verified_fraction
+from tsb_aihw.plots import (
+    plot_accuracy_vs_parameter,
+    plot_accuracy_vs_time,
+    plot_accuracy_vs_verified_fraction,
+    plot_block_budget,
+)
 
 
 def _pt(p: Mapping[str, Any], t: str, x: float) -> tuple[float, float, float, float]:
@@ -45,6 +50,11 @@ def fraction_plot_data(data: Mapping[str, Any], t: str) -> tuple[dict[str, Any],
     return {k: _series(v, "fraction") for k, v in curves.items()}, points
 
 
+def _spans_decades(xs: list[float]) -> bool:
+    """A log axis reads better for positive values over at least a factor of 10 (images, epochs, lr)."""
+    return min(xs) > 0 and max(xs) / min(xs) >= 10
+
+
 def plot_sweep(data: Mapping[str, Any], out: Path) -> list[Path]:
     """Draw the sweep's plots into ``out``; returns the PNG and PDF paths."""
     kind, labels, ref = data["kind"], data["time_labels"], data["reference_accuracy"]
@@ -68,9 +78,26 @@ def plot_sweep(data: Mapping[str, Any], out: Path) -> list[Path]:
             series[f"{p['axis_value']}: {p['label']}"] = s
         files += plot_accuracy_vs_time(series, out / "accuracy_vs_time", reference=ref,
                                        title=f"{what}: accuracy over time per device")
-    else:
+    elif kind == "block":
+        tuned = sorted((q for q in data["points"] if q["role"] == "curve"), key=lambda q: q["axis_value"])
+        key = data["axis"]["key"]
         for t in labels:
             by_method: dict[str, list] = {}
+            cost: dict[str, dict[str, list]] = {}
+            for q in tuned:
+                by_method.setdefault(q["label"], []).append(_pt(q, t, float(q["axis_value"])))
+                c = cost.setdefault(q["label"], {"x": [], "y": []})
+                c["x"].append(float(q["axis_value"]))
+                c["y"].append(q["block_time_over_backbone_epoch"])
+            levels = {q["label"]: q["accuracy"][t]["mean"] for q in data["points"] if q["role"] == "point"}
+            files += plot_block_budget({k: _series(v, "x") for k, v in by_method.items()}, levels, cost,
+                                       out / f"accuracy_vs_{key.replace('.', '_')}{_suffix(labels, t)}",
+                                       xlabel=data["axis"]["name"], reference=ref,
+                                       logx=_spans_decades([float(q["axis_value"]) for q in tuned]),
+                                       title=f"{what}, {data['base_preset']['name']}, t={t}")
+    else:
+        for t in labels:
+            by_method = {}
             for p in data["points"]:
                 by_method.setdefault(p["label"], []).append(_pt(p, t, float(p["axis_value"])))
             series = {k: _series(v, "x") for k, v in by_method.items()}

@@ -53,7 +53,42 @@ def assemble_sweep(ctx: Any, axis: Any, points: list[Any], cells: Mapping[str, l
         "points": rows_out,
         "training": {k: {"train_time_s": v.get("train_time_s")} for k, v in models.meta.items()},
     }
+    if axis.kind == "block":
+        data["block_budget"] = block_budget_summary(cfg, axis, rows_out, labels, models.meta["backbone_full"])
     return SweepResult(data, ctx.out, run_info={"executor": executor, "cells_reused": resumed})
+
+
+#: budget fields where a smaller value is cheaper (the "cheapest within the CI" question has an answer)
+CHEAPER_WHEN_SMALLER = ("epochs", "calibration_images", "n_reads")
+
+
+def block_budget_summary(cfg: Any, axis: Any, points: list[dict[str, Any]], labels: list[str],
+                         full_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A block sweep's answer: per chip-block point, the block's time in backbone epochs and the per-chip
+    paired accuracy difference against the config's own value; per method, the cheapest value whose paired
+    95% CI reaches 0 (not measurably worse than the config's budget) at the first time.
+
+    Adds ``block_time_over_backbone_epoch`` and ``paired_vs_config`` to each chip-block point in place."""
+    name = axis.block_field
+    own = getattr(cfg.block, name)
+    epoch_s = float(full_meta["train_time_s"]) / int(full_meta["epochs"])
+    curves = [p for p in points if p["role"] == "curve"]
+    ref = {p["method"]: p for p in curves if p["axis_value"] == own}
+    cheapest: dict[str, Any] = {}
+    for p in curves:
+        r = ref[p["method"]]
+        p["block_time_over_backbone_epoch"] = p["block_time_s"] / epoch_s
+        p["paired_vs_config"] = {t: summarize([a[i] - b[i] for a, b in zip(p["per_chip"], r["per_chip"])]).to_dict()
+                                 for i, t in enumerate(labels)}
+        d = p["paired_vs_config"][labels[0]]
+        ok = p["axis_value"] == own or d["ci95_high"] >= 0.0
+        if name in CHEAPER_WHEN_SMALLER and ok and p["axis_value"] < cheapest.get(p["method"], float("inf")):
+            cheapest[p["method"]] = p["axis_value"]
+    return {"key": axis.key, "config_value": own, "backbone_epoch_s": epoch_s,
+            "backbone_epoch_definition": "training time of (b) / its epochs (full_epochs)",
+            "criterion": f"paired per-chip accuracy difference at t={labels[0]} against the config's {axis.key} = "
+                         f"{own}: its 95% CI reaches 0 (not measurably worse)",
+            "cheapest_within_ci": cheapest if name in CHEAPER_WHEN_SMALLER else None}
 
 
 class SweepResult:
@@ -96,7 +131,9 @@ class SweepResult:
                             "chips": a["n"], "acc_mean": a["mean"], "acc_std": a["std"],
                             "acc_ci95_low": a["ci95_low"], "acc_ci95_high": a["ci95_high"],
                             "verified_fraction": p["verified_fraction"], "pulses": p["cost"].get("pulses"),
-                            "program_energy_j": p["cost"].get("energy_j")})
+                            "program_energy_j": p["cost"].get("energy_j"), "block_time_s": p.get("block_time_s"),
+                            "block_time_over_backbone_epoch": p.get("block_time_over_backbone_epoch"),
+                            "paired_vs_config_mean": p.get("paired_vs_config", {}).get(t, {}).get("mean")})
         return out
 
     def chip_rows(self) -> list[dict[str, Any]]:

@@ -46,8 +46,11 @@ class Point:
 
 
 def deploy_for(cfg: StudyConfig, axis: SweepAxis, value: Any) -> DeploySpec:
-    """The device preset (name + dotted overrides) that cells at ``value`` are programmed on."""
+    """The device preset (name + dotted overrides) that cells at ``value`` are programmed on, and for a block
+    sweep the per-chip block's budget there (``value`` None: the config's)."""
     base = {str(k).replace("__", "."): v for k, v in cfg.preset_overrides.items()}
+    if axis.kind == "block":
+        return DeploySpec(cfg.preset, base, block={} if value is None else {str(axis.block_field): value})
     if axis.kind == "presets":
         return DeploySpec(str(value), base if str(value) == str(cfg.preset) else {})
     return DeploySpec(cfg.preset, base | {key: value for key in axis.override_keys()})
@@ -65,6 +68,10 @@ def check_axis(cfg: StudyConfig, axis: SweepAxis) -> dict[Any, DevicePreset]:
         raise ConfigError(f"preset {cfg.preset!r} has periphery.is_perfect: true (exact MVM), so ADC/DAC bits change "
                           "nothing; add preset_overrides: {periphery__is_perfect: false} to the config (or use "
                           "pcm/rram)")
+    if axis.kind == "block":  # one device; every value must be a valid budget
+        for v in axis.values:
+            check_block_value(cfg, axis, v)
+        return {None: base}
     presets = {}
     for v in (axis.values if axis.kind != "verified_fraction" else [None]):
         try:
@@ -76,6 +83,38 @@ def check_axis(cfg: StudyConfig, axis: SweepAxis) -> dict[Any, DevicePreset]:
     if axis.kind == "presets" and len(set(folders)) != len(folders):
         raise ConfigError(f"sweep presets {axis.values}: two values are the same device; give each once")
     return presets
+
+
+def check_block_value(cfg: StudyConfig, axis: SweepAxis, value: Any) -> None:
+    """A block sweep's value must be valid for its budget field (the config schema's rules)."""
+    if getattr(cfg.block, str(axis.block_field)) is None:
+        raise ConfigError(f"{axis.key} is null in the config (blocks train on the whole split, uncached), so a "
+                          f"sweep of it has no reference point; set {axis.key} to the reference size in the config")
+    try:
+        deploy_for(cfg, axis, value).block_config(cfg.block)
+    except ConfigError as exc:
+        raise ConfigError(f"sweep block value {value!r}: {exc}") from None
+
+
+def block_points(ctx: StudyContext, axis: SweepAxis) -> list[Point]:
+    """A block sweep: every chip-block method at every value and at the config's own value (the paired
+    reference); the other methods once, as points at the config's value (they do not train a per-chip block)."""
+    cfg, name = ctx.cfg, str(axis.block_field)
+    specs = method_specs(ctx)
+    chip_specs = [s for s in specs if s.block == "chip"]
+    if not chip_specs:
+        raise ConfigError(f"a block sweep varies the per-chip block, but methods {cfg.methods} train none; add tsb "
+                          "(or tsb_full / tsb_bn) to methods")
+    own = getattr(cfg.block, name)
+    values = sorted(set(axis.values) | {own})
+    if name == "calibration_images":
+        for v in values:
+            try:
+                ctx.models.calibration_set(v)  # more images than the training split fail now, before training
+            except ConfigError as exc:
+                raise ConfigError(f"sweep block value {v!r}: {exc}") from None
+    pts = [Point(v, s, deploy_for(cfg, axis, v)) for v in values for s in chip_specs]
+    return pts + [Point(own, s, deploy_for(cfg, axis, None), role="point") for s in specs if s.block != "chip"]
 
 
 def build_points(ctx: StudyContext, axis: SweepAxis, methods: Sequence[str]) -> list[Point]:
@@ -107,6 +146,8 @@ def build_points(ctx: StudyContext, axis: SweepAxis, methods: Sequence[str]) -> 
             frac = weight_report(ctx.models.digital_model(spec), verify=spec.verify)
             pts.append(Point(round(frac.verified_fraction, 10), spec, deploy, role="point"))
         return pts
+    if axis.kind == "block":
+        return block_points(ctx, axis)
     specs = method_specs(ctx)
     return [Point(v, s, deploy_for(cfg, axis, v)) for v in axis.values for s in specs]
 

@@ -17,8 +17,9 @@ WALL_CLOCK_KEYS = frozenset({
     "wall_s", "cell_time_s",  # one (method, chip) cell, and its mean per method
     "seconds", "seconds_per_epoch",  # per-epoch training history
     "chip_seconds",  # Monte-Carlo: wall time per chip
+    "backbone_epoch_s",  # block sweep: one epoch of (b)'s training
 })
-DERIVED_FROM_TIMINGS = frozenset({"training_speedup"})
+DERIVED_FROM_TIMINGS = frozenset({"training_speedup", "block_time_over_backbone_epoch"})
 # What happened to this run rather than what it computed: which chips a resumed run read back from disk.
 RUN_HISTORY_KEYS = frozenset({"resumed_chips"})
 
