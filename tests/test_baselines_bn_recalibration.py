@@ -98,3 +98,24 @@ def test_errors_leave_statistics_untouched(trained):
         recalibrate_bn(nn.Linear(2, 2), [])
     with pytest.raises(ConfigError, match="batches"):
         recalibrate_bn(chip, [], batches=0)
+
+
+def test_no_autograd_graph_and_the_same_statistics_as_with_one(trained):
+    """The re-estimation runs without autograd (no graph through the analog tiles) and gives bit-identical
+    statistics to a forward with autograd on (what it did before)."""
+    model, calib, _ = trained
+    chip = noisy_copy(model, 0.3, seed=2)
+    twin = copy.deepcopy(chip)
+    grads: list[bool] = []
+    handle = chip[0].register_forward_hook(lambda m, i, o: grads.append(o.requires_grad))
+    recalibrate_bn(chip, calib, batches=2)
+    handle.remove()
+    assert grads == [False, False]
+    twin.eval()
+    for bn in (m for m in twin.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    for x, _ in list(calib)[:2]:
+        assert twin(x).requires_grad  # the old path: the same forward with a graph
+    assert all(torch.equal(a, b) for a, b in zip(chip.state_dict().values(), twin.state_dict().values()))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import sys
+import time
 
 import pytest
 
@@ -85,3 +87,40 @@ def test_make_executor_choices_and_errors() -> None:
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
         DaskExecutor("tcp://127.0.0.1:9", timeout="2s")  # nothing listens on the discard port
     assert list(SerialExecutor().run(abs, [-1, 2])) == [(0, 1), (1, 2)]
+
+
+PARENT = """
+import os, sys, time
+from tsb_aihw.parallel.executor import ProcessExecutor
+ex = ProcessExecutor(1)
+for _, pid in ex.run(os.readlink, ["/proc/self"]):  # the worker's pid; now a task that outlives the parent
+    print(pid, flush=True)
+ex._pool.submit(time.sleep, 120)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_pool_workers_die_with_a_killed_parent() -> None:
+    """SIGKILL the parent in the middle of a cell: its worker stops too, instead of computing for nobody."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and _alive(worker):
+        time.sleep(0.1)
+    assert not _alive(worker), f"worker {worker} outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

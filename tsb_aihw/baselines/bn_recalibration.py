@@ -48,12 +48,13 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int | None = Non
             bn.reset_running_stats()
             bn.momentum = None  # cumulative moving average: every batch counts equally
             bn.train()
-        for i, batch in enumerate(loader):
-            if batches is not None and i >= batches:
-                break
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            model(x.to(dev))
-            seen += int(x.shape[0])
+        with torch.no_grad():  # statistics only: no autograd graph through the analog tiles
+            for i, batch in enumerate(loader):
+                if batches is not None and i >= batches:
+                    break
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                model(x.to(dev))
+                seen += int(x.shape[0])
         ok = seen > 0
     finally:
         if not ok:  # failed or empty: leave the statistics as they were, not reset

@@ -25,8 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tsb_aihw.utils.memory import keep_freed_memory
+
     args = build_parser().parse_args(argv)
     try:
+        keep_freed_memory()  # a third less CPU per chip evaluation (tsb_aihw/utils/memory.py)
         return int(args._run(args) or 0)
     except TSBError as exc:
         print(f"tsb-aihw {args.command}: error: {exc}", file=sys.stderr)

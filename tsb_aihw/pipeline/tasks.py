@@ -100,7 +100,9 @@ def _context(task: CellTask) -> StudyContext:
 def run_cell_task(task: CellTask) -> CellResult:
     """Compute one cell wherever this is called (any executor): the result depends only on the task."""
     from tsb_aihw.parallel.executor import check_threads
+    from tsb_aihw.utils.memory import keep_freed_memory
 
+    keep_freed_memory()  # pool and Dask workers too (once per process)
     threads, wanted = torch.get_num_threads(), check_threads(task.threads, "cell threads")
     if wanted is not None:
         torch.set_num_threads(wanted)
