@@ -181,9 +181,12 @@ def plot_block_budget(
         ax2.set_xlabel(xlabel)
         ax2.set_ylabel("block training per chip (backbone epochs)")
         ax2.set_ylim(bottom=0)
-        if logx:
-            ax.set_xscale("log")
-            ax2.set_xscale("log")
+        xs = sorted({x for c in curves.values() for x in c["x"]})
+        for a in (ax, ax2):
+            if logx:
+                a.set_xscale("log")
+            a.set_xticks(xs, [f"{x:g}" for x in xs])  # the swept values themselves, not log decades
+            a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         return _finish(fig, ax, path, xlabel=xlabel, reference=reference, title=title)
 
 
