@@ -81,14 +81,15 @@ def plot_sweep(data: Mapping[str, Any], out: Path) -> list[Path]:
     elif kind == "block":
         tuned = sorted((q for q in data["points"] if q["role"] == "curve"), key=lambda q: q["axis_value"])
         key = data["axis"]["key"]
+        cost: dict[str, dict[str, list]] = {}  # the block's time does not depend on the evaluation time
+        for q in tuned:
+            c = cost.setdefault(q["label"], {"x": [], "y": []})
+            c["x"].append(float(q["axis_value"]))
+            c["y"].append(q["block_time_over_backbone_epoch"])
         for t in labels:
             by_method: dict[str, list] = {}
-            cost: dict[str, dict[str, list]] = {}
             for q in tuned:
                 by_method.setdefault(q["label"], []).append(_pt(q, t, float(q["axis_value"])))
-                c = cost.setdefault(q["label"], {"x": [], "y": []})
-                c["x"].append(float(q["axis_value"]))
-                c["y"].append(q["block_time_over_backbone_epoch"])
             levels = {q["label"]: q["accuracy"][t]["mean"] for q in data["points"] if q["role"] == "point"}
             files += plot_block_budget({k: _series(v, "x") for k, v in by_method.items()}, levels, cost,
                                        out / f"accuracy_vs_{key.replace('.', '_')}{_suffix(labels, t)}",

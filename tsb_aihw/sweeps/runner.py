@@ -69,6 +69,10 @@ def check_axis(cfg: StudyConfig, axis: SweepAxis) -> dict[Any, DevicePreset]:
                           "nothing; add preset_overrides: {periphery__is_perfect: false} to the config (or use "
                           "pcm/rram)")
     if axis.kind == "block":  # one device; every value must be a valid budget
+        if getattr(cfg.block, str(axis.block_field)) is None:
+            raise ConfigError(f"{axis.key} is null in the config (blocks train on the whole split, uncached), so a "
+                              f"sweep of it has no reference point; set {axis.key} to the reference size in the "
+                              "config")
         for v in axis.values:
             check_block_value(cfg, axis, v)
         return {None: base}
@@ -87,9 +91,6 @@ def check_axis(cfg: StudyConfig, axis: SweepAxis) -> dict[Any, DevicePreset]:
 
 def check_block_value(cfg: StudyConfig, axis: SweepAxis, value: Any) -> None:
     """A block sweep's value must be valid for its budget field (the config schema's rules)."""
-    if getattr(cfg.block, str(axis.block_field)) is None:
-        raise ConfigError(f"{axis.key} is null in the config (blocks train on the whole split, uncached), so a "
-                          f"sweep of it has no reference point; set {axis.key} to the reference size in the config")
     try:
         deploy_for(cfg, axis, value).block_config(cfg.block)
     except ConfigError as exc:
