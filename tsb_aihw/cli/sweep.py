@@ -32,8 +32,8 @@ examples:
   tsb-aihw sweep verified-fraction --config configs/sweeps/mnist5k-lenet3.yaml --out runs/fraction
   tsb-aihw sweep sigma --config configs/sweeps/mnist5k-lenet3.yaml --values 0.1,0.2,0.35 --out runs/sigma --workers 2
   tsb-aihw sweep adc-bits --config configs/sweeps/mnist5k-lenet3-periphery.yaml --values 2,4,6,8 --out runs/adc
-  tsb-aihw sweep block --config configs/sweeps/mnist5k-lenet3.yaml --key block.calibration_images \\
-      --values 128,512,2048 --out runs/block-images
+  tsb-aihw sweep block --config configs/sweeps/mnist5k-lenet3-block.yaml --key block.calibration_images \\
+      --values 256,512,1024,2048 --out runs/block-images
   tsb-aihw sweep presets --config configs/sweeps/mnist5k-lenet3-drift.yaml --presets pcm,rram,nvcim-gaussian \\
       --times 1s,1h,1d,1mo,1y --out runs/drift --scheduler tcp://10.0.0.5:8786
 """

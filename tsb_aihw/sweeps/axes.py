@@ -69,8 +69,6 @@ class SweepAxis:
             self.values = [_number(v, self.kind) for v in self.values]
         if len(set(map(str, self.values))) != len(self.values):
             raise ConfigError(f"sweep {self.kind}: repeated values in {self.values}; give each value once")
-        if self.kind == "block":
-            self.values = sorted(self.values)
         if self.kind == "verified_fraction":
             bad = [v for v in self.values if not 0.0 <= v <= 1.0]
             if bad:
@@ -96,6 +94,7 @@ class SweepAxis:
                 raise ConfigError(f"a block sweep sets one field of the per-chip block's budget; {given}: choose "
                                   f"--key block.{' / block.'.join(BLOCK_BUDGET_KEYS)}")
             self.key = f"block.{name}"
+            self.values = sorted(self.values)
 
     # -- what the axis sets ------------------------------------------------------------------------------
     def override_keys(self) -> list[str]:
