@@ -119,3 +119,73 @@ def test_no_autograd_graph_and_the_same_statistics_as_with_one(trained):
     for x, _ in list(calib)[:2]:
         assert twin(x).requires_grad  # the old path: the same forward with a graph
     assert all(torch.equal(a, b) for a, b in zip(chip.state_dict().values(), twin.state_dict().values()))
+
+
+def pcm_chip(model: nn.Module, seed: int = 0) -> nn.Module:
+    """``model`` on the pcm preset (output noise, 8-bit DAC/ADC: the fast path's noisy, quantised case),
+    programmed and drifted an hour."""
+    from tsb_aihw.analog import to_analog
+    from tsb_aihw.devices import load_preset
+
+    torch.manual_seed(seed)
+    analog = to_analog(copy.deepcopy(model), load_preset("pcm"), verify="none").eval()
+    analog.program_analog_weights()
+    analog.drift_analog_weights(3600.0)
+    return analog
+
+
+def bn_state(model: nn.Module) -> list[torch.Tensor]:
+    return [v for k, v in model.state_dict().items() if "running" in k]
+
+
+def recalibrated(chip: nn.Module, calib, fast: str, seed: int = 5) -> nn.Module:
+    out = copy.deepcopy(chip)
+    torch.manual_seed(seed)
+    recalibrate_bn(out, calib, batches=3, fast=fast)
+    return out
+
+
+def test_analog_recalibration_runs_on_the_chosen_forward(trained):
+    """'exact' and 'statistical' patch every analog layer while BN re-estimates ('off': none), and the
+    analog layers' own forwards are back afterwards."""
+    from tsb_aihw.analog.fast_eval import analog_layers
+
+    model, calib, _ = trained
+    chip = pcm_chip(model)
+    layers = [layer for _, layer in analog_layers(chip)]
+    for fast, patched in (("exact", True), ("statistical", True), ("off", False)):
+        seen: list[bool] = []
+        handles = [layer.register_forward_pre_hook(lambda m, a: seen.append("forward" in m.__dict__))
+                   for layer in layers]
+        recalibrate_bn(chip, calib, batches=1, fast=fast)
+        for h in handles:
+            h.remove()
+        assert seen == [patched] * len(layers), fast
+        assert not any("forward" in layer.__dict__ for layer in layers)
+
+
+def test_exact_fast_recalibration_equals_aihwkits(trained):
+    """The exact fast path draws AIHWKit's output noise in its order: with one seed, the statistics are
+    AIHWKit's to float rounding."""
+    model, calib, _ = trained
+    chip = pcm_chip(model)
+    ref, fast = recalibrated(chip, calib, "off"), recalibrated(chip, calib, "exact")
+    for a, b in zip(bn_state(ref), bn_state(fast)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_statistical_recalibration_agrees_with_aihwkit_within_its_noise(trained):
+    """Another noise stream: the statistics differ by no more than two AIHWKit runs with two seeds differ,
+    and both move the statistics the same way away from the digital model's."""
+    model, calib, _ = trained
+    chip = pcm_chip(model)
+    ref = bn_state(recalibrated(chip, calib, "off", seed=5))
+    ref2 = bn_state(recalibrated(chip, calib, "off", seed=6))
+    stat = bn_state(recalibrated(chip, calib, "statistical", seed=5))
+    digital = bn_state(model)
+    for a, a2, s, d in zip(ref, ref2, stat, digital):
+        spread = (a - a2).abs().max().item()
+        assert (s - a).abs().max().item() <= 3 * spread + 1e-4, ((s - a).abs().max(), spread)
+        shift = (a - d).abs().mean().item()
+        assert shift > 5 * spread  # the chip's shift is real, not seed noise ...
+        assert (s - a).abs().mean().item() < 0.1 * shift  # ... and the statistical mode reproduces it

@@ -693,6 +693,19 @@ def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 @contextmanager
+def chip_forward(model: nn.Module, fast: bool | str | None = None) -> Iterator[str]:
+    """Within the block, ``model``'s analog layers run the forward ``fast`` selects (:func:`fast_eval_mode`:
+    'off' keeps AIHWKit's). The one switch for every pass through a chip that is not training it (accuracy,
+    BN re-estimation), so they all compute the same model. Yields the mode."""
+    mode = fast_eval_mode(fast)
+    if mode == "off":
+        yield mode
+        return
+    with fast_forward(model, mode):
+        yield mode
+
+
+@contextmanager
 @torch.no_grad()
 def fast_forward(model: nn.Module, mode: str = "exact") -> Iterator[dict[str, str]]:
     """Within the block, every supported analog layer of ``model`` (in eval mode) runs the fast forward.

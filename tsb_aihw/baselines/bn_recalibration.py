@@ -3,10 +3,13 @@
 A cheap, digital baseline (docs/notes/tsb-method.md section 8): the noisy analog layers shift the activation
 statistics, and re-measuring mean/var on a few unlabelled batches undoes part of the damage. Only BN
 buffers change. Only the BN modules are switched to train mode, so AIHWKit layers stay in eval mode and
-forward through the programmed (drift-compensated) tiles exactly as at inference.
+forward through the programmed (drift-compensated) tiles exactly as at inference, on the same forward as
+the chip's accuracy (``fast``: :func:`tsb_aihw.analog.fast_eval.chip_forward`; the fast path's native
+kernels make this 5-20x cheaper than AIHWKit's forward on a ResNet).
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Iterable
 
 import torch
@@ -14,7 +17,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.evaluation.accuracy import model_device
+from tsb_aihw.evaluation.accuracy import has_analog_layers, model_device
 from tsb_aihw.utils.device import resolve_device
 
 
@@ -24,10 +27,11 @@ def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int | None = None,
-                   device: str | torch.device = "cpu") -> int:
+                   device: str | torch.device = "cpu", fast: bool | str | None = None) -> int:
     """Reset BN running stats and re-estimate them as a cumulative average over ``batches`` batches (all if
     None). Works on digital and AIHWKit analog models; returns the number of samples used. Training flags and
-    BN momenta are restored afterwards."""
+    BN momenta are restored afterwards. ``fast``: how analog layers forward, as in ``evaluate_accuracy``
+    (None: the process's mode; 'off': AIHWKit's own forward)."""
     bns = batchnorm_layers(model)
     if not bns:
         raise ConfigError("the model has no BatchNorm layers with running statistics; BN recalibration does "
@@ -48,7 +52,11 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int | None = Non
             bn.reset_running_stats()
             bn.momentum = None  # cumulative moving average: every batch counts equally
             bn.train()
-        with torch.no_grad():  # statistics only: no autograd graph through the analog tiles
+        with torch.no_grad(), ExitStack() as stack:  # statistics only: no autograd graph through the tiles
+            if has_analog_layers(model):
+                from tsb_aihw.analog.fast_eval import chip_forward  # lazy: pulls in AIHWKit
+
+                stack.enter_context(chip_forward(model, fast))  # analog layers are in eval mode: fast path
             for i, batch in enumerate(loader):
                 if batches is not None and i >= batches:
                     break

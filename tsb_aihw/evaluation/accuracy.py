@@ -51,11 +51,9 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, device: str | torch.de
     correct = total = 0
     with eval_mode(model), ExitStack() as stack:
         if has_analog_layers(model):
-            from tsb_aihw.analog.fast_eval import fast_eval_mode, fast_forward  # lazy: pulls in AIHWKit
+            from tsb_aihw.analog.fast_eval import chip_forward  # lazy: pulls in AIHWKit
 
-            mode = fast_eval_mode(fast)
-            if mode != "off":
-                stack.enter_context(fast_forward(model, mode))
+            stack.enter_context(chip_forward(model, fast))
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break

@@ -97,7 +97,7 @@ def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: Devi
     if spec.bn_recalibration:  # before the block: a TSB variant trains its block on the re-estimated BN
         with c.rng("bn-recalibration"):
             recalibrate_bn(analog, models.train_loader("bn", chip), batches=cfg.bn_recalibration_batches,
-                           device=cfg.device)
+                           device=cfg.device, fast=cfg.fast_eval)
     if spec.block == "chip":
         b = block if block is not None else cfg.block
         w, block_time = train_block_for_chip(models, c, b.read_time, backbone=spec.backbone,

@@ -26,6 +26,9 @@ from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.store import Checkpoints
 
 CELL_VERSION = 3  # bump when a cell's computation changes, so stored cells are not mixed with new ones
+# bump when only BN re-estimation changes: only the cells that run it (spec.bn_recalibration) are recomputed.
+# 2: the re-estimation forwards on the chip's evaluation forward (fast path), not AIHWKit's.
+BN_RECALIBRATION_VERSION = 2
 
 
 class StudyContext:
@@ -69,6 +72,8 @@ class StudyContext:
             c["backbone"] = backbone
         deps = {"config": c, "preset": preset.identity, "version": CELL_VERSION,
                 "spec": [spec.backbone, spec.block, spec.verify, spec.selection, spec.bn_recalibration]}
+        if spec.bn_recalibration:  # version 1 (AIHWKit's forward) had no entry; other cells keep their keys
+            deps["bn_recalibration"] = BN_RECALIBRATION_VERSION
         return f"{spec.key}#{chip}@{json_fingerprint(deps)}"
 
     def task(self, spec: MethodSpec, chip: int, threads: int | None = None,
