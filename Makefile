@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= runs/demo
+# the demo's (method, chip) cells run in this many processes, one torch thread each (1: in make's process)
+DEMO_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: setup demo test lint bench clean
 
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
-	$(PY) -m tsb_aihw.cli.main demo --out $(DEMO_OUT)
+	$(PY) -m tsb_aihw.cli.main demo --out $(DEMO_OUT) --workers $(DEMO_WORKERS)
 
 test: setup
 	$(PY) -m pytest -q

@@ -4,8 +4,8 @@ A cheap, digital baseline (docs/notes/tsb-method.md section 8): the noisy analog
 statistics, and re-measuring mean/var on a few unlabelled batches undoes part of the damage. Only BN
 buffers change. Only the BN modules are switched to train mode, so AIHWKit layers stay in eval mode and
 forward through the programmed (drift-compensated) tiles exactly as at inference, on the same forward as
-the chip's accuracy (``fast``: :func:`tsb_aihw.analog.fast_eval.chip_forward`; the fast path's native
-kernels make this 5-20x cheaper than AIHWKit's forward on a ResNet).
+the chip's accuracy (``fast``: :func:`tsb_aihw.analog.fast_eval.chip_forward`: the fast path's native kernels,
+not AIHWKit's elementwise passes; cost measured in docs/performance.md).
 """
 from __future__ import annotations
 

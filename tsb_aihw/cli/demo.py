@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from tsb_aihw.cli.common import add_out_arguments, command_line
+from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, command_line, executor_from
 
 NAME = "demo"
 HELP = "TSB vs baselines on simulated chips: lenet3 on MNIST-5k, nvcim-gaussian and PCM with drift"
@@ -23,9 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--quick", action="store_true", help="1-minute smoke run (few chips, epochs, images)")
+    add_executor_arguments(p, "(method, chip) cells")  # make demo: --workers = the machine's cores
 
 
 def run(args: argparse.Namespace) -> int:
+    from tsb_aihw.parallel import use_executor
     from tsb_aihw.pipeline.claims import format_claim
     from tsb_aihw.pipeline.demo import config_summary, demo_configs
     from tsb_aihw.pipeline.studies import run_studies
@@ -35,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     for c in configs:
         print(f"study: {config_summary(c)}", flush=True)
     t0 = time.perf_counter()
-    res = run_studies(args.out, configs, command=command_line("tsb-aihw demo"),
-                      progress=not args.no_progress, move_aside=args.move_aside)
+    with executor_from(args) as executor, use_executor(executor):
+        res = run_studies(args.out, configs, command=command_line("tsb-aihw demo"),
+                          progress=not args.no_progress, move_aside=args.move_aside)
     print(f"done in {time.perf_counter() - t0:.0f} s; see {args.out}/report.md")
     for name, claims in res["claims"].items():
         print(f"  {name}: " + "; ".join(f"{k} {format_claim(k, claims.get(k))}" for k in
