@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= runs/demo
-# the demo's (method, chip) cells run in this many processes, one torch thread each (1: in make's process)
-DEMO_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+# DEMO_WORKERS=N runs the demo's (method, chip) cells in N processes, one torch thread each (1: in this process;
+# on 2 cores that was not faster: docs/performance.md)
+DEMO_WORKERS ?= 1
 
 .PHONY: setup demo test lint bench clean
 

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--quick", action="store_true", help="1-minute smoke run (few chips, epochs, images)")
-    add_executor_arguments(p, "(method, chip) cells")  # make demo: --workers = the machine's cores
+    add_executor_arguments(p, "(method, chip) cells")
 
 
 def run(args: argparse.Namespace) -> int:
