@@ -37,9 +37,9 @@ def main() -> None:
     from tsb_aihw.analog import to_analog
     from tsb_aihw.analog.chip import Chip
     from tsb_aihw.analog.fast_eval import fast_eval_mode
-    from tsb_aihw.baselines import recalibrate_bn
     from tsb_aihw.evaluation.stats import summarize
     from tsb_aihw.pipeline.config import at_sigmas, load_sweep_config
+    from tsb_aihw.pipeline.deploy import recalibrate_chip_bn
     from tsb_aihw.pipeline.methods import BASE_METHODS
     from tsb_aihw.pipeline.studies import study_folders
     from tsb_aihw.pipeline.tasks import StudyContext
@@ -51,8 +51,12 @@ def main() -> None:
     cfg, _ = load_sweep_config(args.config, {}, what="study config")
     if args.sigma is not None:
         cfg = at_sigmas(cfg, [args.sigma])[0]
+    mode = fast_eval_mode(cfg.fast_eval)
+    if mode == "off":  # checked before the study's data and checkpoints are loaded
+        raise SystemExit(f"{args.config}: the study evaluates with fast_eval off, so there is no fast path to compare "
+                         "with AIHWKit's forward; run a study with fast_eval exact or statistical")
     ctx = StudyContext(cfg, Path(args.out) / study_folders([cfg])[0], progress=False, can_train=False)
-    spec, models, mode = BASE_METHODS["bn_recalibration"], ctx.models, fast_eval_mode(cfg.fast_eval)
+    spec, models = BASE_METHODS["bn_recalibration"], ctx.models
     ways = ("off", mode)
     rows = []
     for i in range(args.chips):
@@ -61,12 +65,10 @@ def main() -> None:
         chip.program()
         row: dict[str, float | int] = {"chip": i}
         for way in ways:
-            twin = copy.deepcopy(chip)  # the same programmed chip, re-estimated each way
-            with twin.rng("bn-recalibration"):
-                t0 = time.perf_counter()
-                recalibrate_bn(twin.model, models.train_loader("bn", i), batches=cfg.bn_recalibration_batches,
-                               device=cfg.device, fast=way)
-                row[f"{way}_s"] = time.perf_counter() - t0
+            twin = copy.deepcopy(chip)  # the same programmed chip, re-estimated each way as a BN cell does
+            t0 = time.perf_counter()
+            recalibrate_chip_bn(twin, models, fast=way)
+            row[f"{way}_s"] = time.perf_counter() - t0
             row[f"{way}_acc"] = twin.evaluate(models.data.test, 0.0, device=cfg.device, fast=cfg.fast_eval)
         rows.append(row)
         print(f"chip {i}: " + ", ".join(f"{w} {row[f'{w}_acc']:.4f} in {row[f'{w}_s']:.1f} s" for w in ways),

@@ -82,6 +82,15 @@ class CellResult:
                    wall_s=float(d.get("wall_s", 0.0)))
 
 
+def recalibrate_chip_bn(c: Chip, models: TrainedModels, fast: bool | str | None = None) -> None:
+    """A cell's BN re-estimation of chip ``c``: seeded by the chip, on the training loader reset for it, with
+    the config's batches; forward ``fast`` (None: the config's ``fast_eval``)."""
+    cfg = models.cfg
+    with c.rng("bn-recalibration"):
+        recalibrate_bn(c.model, models.train_loader("bn", c.index), batches=cfg.bn_recalibration_batches,
+                       device=cfg.device, fast=cfg.fast_eval if fast is None else fast)
+
+
 def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: DevicePreset,
                 block: BlockConfig | None = None) -> CellResult:
     """Program ``spec``'s model as chip ``chip`` on ``preset``, adapt it if the method does (a per-chip block
@@ -95,9 +104,7 @@ def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: Devi
     digest = c.program()
     block_time = 0.0
     if spec.bn_recalibration:  # before the block: a TSB variant trains its block on the re-estimated BN
-        with c.rng("bn-recalibration"):
-            recalibrate_bn(analog, models.train_loader("bn", chip), batches=cfg.bn_recalibration_batches,
-                           device=cfg.device, fast=cfg.fast_eval)
+        recalibrate_chip_bn(c, models)
     if spec.block == "chip":
         b = block if block is not None else cfg.block
         w, block_time = train_block_for_chip(models, c, b.read_time, backbone=spec.backbone,
