@@ -71,3 +71,58 @@ def test_export_of_a_run_takes_its_report(tmp_path) -> None:
 def test_export_refuses_a_folder_without_a_study(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no finished study"):
         export_study(tmp_path, tmp_path / "x")
+
+
+# -- models_from: a later run takes the trained models instead of re-training them ---------------------------------
+def _no_training(monkeypatch) -> None:
+    def refuse(*_a, **_k):
+        raise AssertionError("trained although --models-from holds this model")
+
+    monkeypatch.setattr("tsb_aihw.pipeline.trained.train_noise_injection", refuse)
+
+
+def _cells(out) -> dict:
+    return json.loads((out / "store.json").read_text())["cells"]
+
+
+@pytest.mark.parametrize("source", ["run", "export", "export_without_keys"])
+def test_models_from_takes_the_same_models_and_gives_the_same_cells(study, tmp_path, monkeypatch, source) -> None:
+    raw, out, _results = study
+    src = out
+    if source != "run":
+        src = tmp_path / "exported"
+        export_study(out, src)
+        if source == "export_without_keys":  # an export made before models.json recorded keys
+            index = json.loads((src / "models.json").read_text())
+            for m in index["models"]:
+                assert m.pop("key") is not None
+            (src / "models.json").write_text(json.dumps(index))
+    _no_training(monkeypatch)  # the fixed clean block's training goes through fit_block, not this: patch it too
+    monkeypatch.setattr("tsb_aihw.pipeline.trained.TrainedModels.fit_block",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("fixed block re-trained")))
+    raw2 = {**raw, "methods": ["full_noise_injection", "tsb_clean"]}
+    again = tmp_path / "again"
+    run_study(study_config_from_dict(raw2), again, progress=False, models_from=[src])
+    mine = _cells(again)
+    theirs = _cells(out)
+    assert mine and set(mine) <= set(theirs)  # the same cell keys
+    assert all(theirs[k]["acc"] == v["acc"] for k, v in mine.items())  # bit-identical chip accuracies
+    meta = torch.load(again / "checkpoints" / "backbone_full.pt")["meta"]
+    assert meta["adopted_from"].startswith(str(src)) and meta["train_time_s"] > 0  # its training time is kept
+
+
+def test_models_from_trains_what_was_trained_for_another_config(study, tmp_path, capsys) -> None:
+    raw, out, _results = study
+    other = {**raw, "seed": raw.get("seed", 0) + 1, "methods": ["full_noise_injection"]}
+    run_study(study_config_from_dict(other), tmp_path / "o", progress=False, models_from=[out])
+    said = capsys.readouterr().out
+    assert "trained for another configuration (differs in: seed)" in said and "training it here" in said
+    assert "adopted_from" not in torch.load(tmp_path / "o" / "checkpoints" / "backbone_full.pt")["meta"]
+
+
+def test_models_from_a_missing_folder_is_one_line_before_training(tmp_path, capsys) -> None:
+    assert main(["frontier", "--config", "configs/frontier/mnist5k-lenet3.yaml", "--quick", "--out",
+                 str(tmp_path / "x"), "--models-from", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--models-from" in err[0] and "no such directory" in err[0]
+    assert not (tmp_path / "x").exists()

@@ -200,7 +200,7 @@ def test_a_schema_that_gains_a_neutral_field_keeps_every_identity(tmp_path: Path
     def keys(cfg: StudyConfig) -> tuple[object, ...]:
         ctx = StudyContext(cfg, tmp_path / "s", progress=False)
         return (study_identity(cfg), ctx.cell_key(BASE_METHODS["tsb"], 0, ctx.preset),
-                ctx.models._key("block_clean", block=non_default_tree(cfg.block)), ctx.models._key("backbone_full"))
+                ctx.models.keys["block_clean-1ep"], ctx.models.keys["backbone_full"])
 
     old, new, other = keys(base), keys(grown), keys(changed)
     assert old == new and old[:3] != other[:3] and old[1] != keys(dataclasses.replace(base, seed=4))[1]

@@ -28,6 +28,26 @@ def add_out_arguments(p: argparse.ArgumentParser, default: str | None = None) ->
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_models_from_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-from", action="append", default=[], metavar="DIR",
+                   help="take trained backbones and fixed blocks from DIR (a finished run's --out, or an exported "
+                        "results/<study> folder) wherever they were trained for this config, instead of training "
+                        "them again; repeatable")
+
+
+def models_from(args: argparse.Namespace) -> list[str]:
+    """The ``--models-from`` folders, each checked to exist before anything is trained."""
+    import os
+
+    from tsb_aihw.errors import ConfigError
+
+    for d in args.models_from:
+        if not os.path.isdir(d):
+            raise ConfigError(f"--models-from {d}: no such directory; pass a finished run's --out or an exported "
+                              "results/<study> folder")
+    return list(args.models_from)
+
+
 def executor_from(args: argparse.Namespace) -> Any:
     """The executor the flags ask for (checked before any training: a bad --scheduler fails here)."""
     from tsb_aihw.parallel import make_executor

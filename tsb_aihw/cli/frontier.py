@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, csv_list, executor_from, float_list
+from tsb_aihw.cli.common import (
+    add_executor_arguments,
+    add_models_from_argument,
+    add_out_arguments,
+    csv_list,
+    executor_from,
+    float_list,
+    models_from,
+)
 
 NAME = "frontier"
 HELP = ("the speed-up vs gap-improvement frontier: one study per early-backbone budget on the same chips, TSB "
@@ -14,6 +22,7 @@ QUICK = {"chips": 2, "budgets": [0.34, 1.0], "variants": ["tsb", "tsb_full"], "d
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_out_arguments(p)
+    add_models_from_argument(p)
     p.add_argument("--config", default=None, help="YAML frontier config (a study config plus budgets and variants; "
                    "see configs/frontier/); the options below override it")
     p.add_argument("--budgets", default=None, help="early-backbone budgets, fractions of backbone.full_epochs, "
@@ -36,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
              "variants": csv_list(args.variants), "chips": args.chips, "seed": args.seed, "device": args.device}
     overrides = (QUICK if args.quick else {}) | {k: v for k, v in flags.items() if v is not None}
     cfg = config_from(FrontierConfig, raw, args.config or "", overrides)
+    sources = models_from(args)
     with executor_from(args) as executor:
         res = run_frontier(cfg, args.out, progress=not args.no_progress, executor=executor, threads=executor.threads,
-                           move_aside=args.move_aside)
+                           move_aside=args.move_aside, models_from=sources)
     for key, pts in res["curves"].items():
         cells = ", ".join(f"{p['budget']:g}: {p['speedup']:.1f}x / "
                           + ("n/a" if p["gap_improvement"] is None else f"{p['gap_improvement']:.1f}x") for p in pts)

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, command_line, executor_from, float_list
+from tsb_aihw.cli.common import (
+    add_executor_arguments,
+    add_models_from_argument,
+    add_out_arguments,
+    command_line,
+    executor_from,
+    float_list,
+    models_from,
+)
 
 NAME = "run"
 HELP = "run one TSB study (all methods, Monte-Carlo chips) from a YAML config; resumes finished cells"
@@ -12,6 +20,7 @@ HELP = "run one TSB study (all methods, Monte-Carlo chips) from a YAML config; r
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML study config (see configs/)")
     add_out_arguments(p)
+    add_models_from_argument(p)
     p.add_argument("--chips", type=int, default=None, help="override the config's chip count")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
@@ -32,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
     sigmas = float_list(args.sigma, "--sigma")
     if sigmas is not None:
         configs = at_sigmas(cfg, sigmas)
+    sources = models_from(args)
     with executor_from(args) as executor, use_executor(executor):
         run_studies(args.out, configs, command=command_line(), progress=not args.no_progress,
-                    move_aside=args.move_aside)
+                    move_aside=args.move_aside, models_from=sources)
     print(f"see {args.out}/report.md")
     return 0

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from tsb_aihw.cli.common import add_executor_arguments, add_out_arguments, csv_list
+from tsb_aihw.cli.common import (
+    add_executor_arguments,
+    add_models_from_argument,
+    add_out_arguments,
+    csv_list,
+    models_from,
+)
 
 NAME = "sweep"
 HELP = ("sweep one axis (verified-fraction, sigma, adc-bits, param, presets, block) over Monte-Carlo chips; every cell "
@@ -47,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="base study YAML (schema of `tsb-aihw run --config`, plus an "
                    "optional sweep: section); see configs/sweeps/")
     add_out_arguments(p)
+    add_models_from_argument(p)
     p.add_argument("--values", default=None, help="comma-separated axis values: fractions in [0, 1], sigmas, bits, "
                    "values of --key, or preset names")
     p.add_argument("--presets", default=None, help="presets kind: comma-separated preset names or YAML paths "
@@ -107,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_sweep(cfg, axis, out=args.out, methods=pick("methods"), chips=pick("chips"),  # type: ignore[arg-type]
                        times=pick("times"), workers=args.workers, scheduler=args.scheduler,  # type: ignore[arg-type]
                        threads=args.threads if args.threads is not None else 1, progress=not args.no_progress,
-                       plot=not args.no_plots, move_aside=args.move_aside)
+                       plot=not args.no_plots, move_aside=args.move_aside, models_from=models_from(args))
     n = len(result.points)
     pngs = [p for p in result.data.get("plots", []) if p.endswith(".png")]
     print(f"sweep {args.kind}: {n} points x {result.data['chips']} chips; see {args.out}/sweep.json, sweep.csv"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.parallel.executor import Executor
@@ -85,8 +85,10 @@ def frontier_identity(cfg: FrontierConfig) -> dict[str, Any]:
 
 
 def run_frontier(cfg: FrontierConfig, out: str | Path, progress: bool = True, executor: Executor | None = None,
-                 threads: int | None = None, move_aside: bool = False) -> dict[str, Any]:
-    """Run (or resume) every budget's study into one store and write the frontier files into ``out``."""
+                 threads: int | None = None, move_aside: bool = False,
+                 models_from: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Run (or resume) every budget's study into one store and write the frontier files into ``out``
+    (``models_from``: finished runs or exported folders whose trained models are taken, as in ``run_study``)."""
     from tsb_aihw.plots import plot_frontier
 
     t0 = time.perf_counter()
@@ -95,7 +97,7 @@ def run_frontier(cfg: FrontierConfig, out: str | Path, progress: bool = True, ex
     studies: dict[str, Any] = {}
     for budget in sorted(cfg.budgets):
         studies[f"{budget:g}"] = deploy_study(budget_config(cfg, budget), store, progress, executor, threads,
-                                              desc=f"frontier budget {budget:g}")
+                                              desc=f"frontier budget {budget:g}", models_from=models_from)
     result = assemble_frontier(cfg, studies)
     result["wall_time_s"] = time.perf_counter() - t0
     result["plots"] = [p.name for p in plot_frontier(result, store.out / "frontier")]

@@ -3,7 +3,7 @@ named by the preset's identity, plus the combined results.json, methods.csv and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tsb_aihw.devices import load_preset
 from tsb_aihw.errors import ConfigError
@@ -24,13 +24,15 @@ def study_folders(configs: list[StudyConfig]) -> list[str]:
 
 
 def run_studies(out: str | Path, configs: list[StudyConfig], command: str, progress: bool = True,
-                move_aside: bool = False) -> dict[str, Any]:
-    """Run every study into ``out/<preset folder>/`` and write the combined results, CSV and report into ``out``."""
+                move_aside: bool = False, models_from: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Run every study into ``out/<preset folder>/`` and write the combined results, CSV and report into ``out``
+    (``models_from``: see ``run_study``)."""
     for cfg in configs:  # every config is checked before anything is trained
         cfg.validate()
     folders = study_folders(configs)
     store = ResultStore(out, "studies", {"studies": [study_identity(c) for c in configs]}, move_aside=move_aside)
-    studies = [run_study(cfg, store.out / name, progress=progress) for cfg, name in zip(configs, folders)]
+    studies = [run_study(cfg, store.out / name, progress=progress, models_from=models_from)
+               for cfg, name in zip(configs, folders)]
     for r, name in zip(studies, folders):  # plots of each study are referenced from the top-level report
         r["plots"] = [f"{name}/{p}" for p in r["plots"]]
     combined = {"command": command, "provenance": provenance(), "folders": folders,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tsb_aihw.analog import weight_report
 from tsb_aihw.evaluation import evaluate_accuracy, summarize
@@ -52,17 +52,19 @@ def method_specs(ctx: StudyContext) -> list[MethodSpec]:
 
 
 def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True, executor: Executor | None = None,
-              threads: int | None = None, move_aside: bool = False) -> dict[str, Any]:
+              threads: int | None = None, move_aside: bool = False,
+              models_from: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Run (or resume) one study and write ``results.json``, CSVs and plots into ``out``.
 
     ``executor`` (``tsb_aihw.parallel``; default: the one set by ``use_executor``, else in-process) runs the
-    (method, chip) cells; ``threads`` sets torch's thread count inside each cell."""
+    (method, chip) cells; ``threads`` sets torch's thread count inside each cell; ``models_from``: finished
+    runs or exported folders whose trained models (same key) are taken instead of re-trained."""
     from tsb_aihw.pipeline.report import write_plots, write_tables
 
     t0 = time.perf_counter()
     cfg.validate()
     store = ResultStore(out, "study", study_identity(cfg), move_aside=move_aside)
-    results = deploy_study(cfg, store, progress, executor, threads)
+    results = deploy_study(cfg, store, progress, executor, threads, models_from=models_from)
     results["plots"] = [str(p.name) for p in write_plots(results, store.out)]
     write_tables(results, store.out)
     results["wall_time_s"] = time.perf_counter() - t0
@@ -71,9 +73,11 @@ def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True, executor
 
 
 def deploy_study(cfg: StudyConfig, store: ResultStore, progress: bool = True, executor: Executor | None = None,
-                 threads: int | None = None, desc: str | None = None) -> dict[str, Any]:
-    """Train (or load) the study's models, run its (method, chip) cells into ``store``, assemble the results."""
-    ctx = StudyContext(cfg, store.out, progress=progress)
+                 threads: int | None = None, desc: str | None = None,
+                 models_from: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Train (or load, or take from ``models_from``) the study's models, run its (method, chip) cells into
+    ``store``, assemble the results."""
+    ctx = StudyContext(cfg, store.out, progress=progress, models_from=models_from)
     ctx.models.check_block()
     specs = method_specs(ctx)
     ctx.models.prepare(specs)

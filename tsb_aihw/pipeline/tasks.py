@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -34,7 +34,8 @@ BN_RECALIBRATION_VERSION = 2
 class StudyContext:
     """One study's live state in a process: config, data, trained models and the presets it deploys on."""
 
-    def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, can_train: bool = True):
+    def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, can_train: bool = True,
+                 models_from: Sequence[str | Path] = ()):
         self.cfg = cfg
         self.out = Path(out)
         self.preset = load_preset(cfg.preset, overrides=cfg.preset_overrides)
@@ -42,7 +43,7 @@ class StudyContext:
         self.labels = [format_time(t) for t in self.times]
         self.data: StudyData = load_study_data(cfg)
         self.models = TrainedModels(cfg, self.data, self.preset, Checkpoints(self.out / "checkpoints"),
-                                    progress=progress, can_train=can_train)
+                                    progress=progress, can_train=can_train, models_from=models_from)
         self._presets: dict[str, DevicePreset] = {}
 
     @property

@@ -8,7 +8,8 @@
 - ``selection(rule, fraction)``: selective write-verify masks on (b).
 
 Training happens in the process that owns the output directory; workers (``can_train=False``) only load
-checkpoints, so a missing one is an error there.
+checkpoints, so a missing one is an error there. ``models_from`` names finished runs or exported folders
+(``results/<study>``) whose models are taken instead of re-trained when their key is this study's.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import copy
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -132,13 +134,36 @@ def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: i
                             block=b)
 
 
+def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) -> dict[str, Any]:
+    """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
+    full backbones of studies with other budgets share checkpoints)."""
+    c = non_default_tree(cfg)  # a new field at its neutral default keeps every checkpoint
+    data = {k: v for k, v in c.get("data", {}).items() if k in ("name", "root", "batch_size")}
+    backbone = {k: v for k, v in c.get("backbone", {}).items() if k not in ("full_epochs", "early_epochs")}
+    return {"what": what, "model": c.get("model", {}), "data": data, "backbone": backbone, "seed": cfg.seed,
+            "noise_std": noise_std, **extra}  # training sees the device only through its noise std
+
+
+def checkpoint_keys(cfg: StudyConfig, noise_std: float) -> dict[str, dict[str, Any]]:
+    """Every digital model a study can train, by checkpoint file name, with its key: the one naming used to
+    train, resume and adopt (``models_from``) them."""
+    early = cfg.backbone.early_epochs
+    block = non_default_tree(cfg.block)
+    return {"backbone_full": checkpoint_key(cfg, noise_std, "backbone_full", epochs=cfg.backbone.full_epochs),
+            f"backbone_early-{early}ep": checkpoint_key(cfg, noise_std, "backbone_early", epochs=early),
+            **{f"block_{kind}-{early}ep": checkpoint_key(cfg, noise_std, f"block_{kind}", block=block, noise=noise,
+                                                         epochs=early)
+               for kind, noise in (("clean", 0.0), ("generic", noise_std))}}
+
+
 class TrainedModels:
     """Every digital model of one study (see the module docstring), cached in memory and on disk."""
 
     def __init__(self, cfg: StudyConfig, data: StudyData, preset: DevicePreset, checkpoints: Checkpoints,
-                 progress: bool = True, can_train: bool = True):
+                 progress: bool = True, can_train: bool = True, models_from: Sequence[str | Path] = ()):
         self.cfg, self.data, self.preset, self.ckpt = cfg, data, preset, checkpoints
         self.progress, self.can_train = progress, can_train
+        self.models_from = [Path(p) for p in models_from]
         self.models: dict[str, nn.Module] = {}
         self.meta: dict[str, dict[str, Any]] = {}
         self.masks: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
@@ -202,14 +227,27 @@ class TrainedModels:
         res = train(cache.loader(batch), cache=cache)
         return dataclasses.replace(res, wall_time_s=res.wall_time_s + cache.build_seconds)
 
-    def _key(self, what: str, **extra: Any) -> dict[str, Any]:
-        """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
-        full backbones of studies with other budgets share checkpoints)."""
-        c = non_default_tree(self.cfg)  # a new field at its neutral default keeps every checkpoint
-        data = {k: v for k, v in c.get("data", {}).items() if k in ("name", "root", "batch_size")}
-        backbone = {k: v for k, v in c.get("backbone", {}).items() if k not in ("full_epochs", "early_epochs")}
-        return {"what": what, "model": c.get("model", {}), "data": data, "backbone": backbone, "seed": self.cfg.seed,
-                "noise_std": self.noise_std, **extra}  # training sees the device only through its noise std
+    @property
+    def keys(self) -> dict[str, dict[str, Any]]:
+        return checkpoint_keys(self.cfg, self.noise_std)
+
+    def _load(self, file: str, key: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """This directory's checkpoint, else the same model (same key) from a ``models_from`` folder, copied
+        into this directory's checkpoints with where it came from in its meta; None: it must be trained."""
+        hit = self.ckpt.load(file, key)
+        if hit is None and self.models_from and self.can_train:
+            from tsb_aihw.pipeline.export import find_trained
+
+            for source in self.models_from:
+                found = find_trained(source, file, key)
+                if isinstance(found, str):
+                    print(f"tsb-aihw: {found}", flush=True)
+                    continue
+                state, meta = found
+                self.ckpt.save(file, key, state, meta)
+                print(f"tsb-aihw: {file} taken from {meta['adopted_from']} (not re-trained)", flush=True)
+                return state, meta
+        return hit
 
     def _need_training(self, name: str) -> None:
         if not self.can_train:
@@ -234,9 +272,9 @@ class TrainedModels:
             return self.models[which]
         name = f"backbone_{which}"
         epochs = self.cfg.backbone.full_epochs if which == "full" else self.cfg.backbone.early_epochs
-        key = self._key(name, epochs=epochs)
         file = name if which == "full" else f"{name}-{epochs}ep"  # one early backbone per budget (frontier)
-        hit = self.ckpt.load(file, key)
+        key = self.keys[file]
+        hit = self._load(file, key)
         if hit:
             state, meta = hit
             model = build_backbone(self.cfg, self.data.info)
@@ -273,10 +311,9 @@ class TrainedModels:
             return self.models[name]
         model = copy.deepcopy(self.tsb_model())
         noise = 0.0 if kind == "clean" else self.noise_std
-        epochs = self.cfg.backbone.early_epochs
-        key = self._key(name, block=non_default_tree(self.cfg.block), noise=noise, epochs=epochs)
-        file = f"{name}-{epochs}ep"
-        hit = self.ckpt.load(file, key)
+        file = f"{name}-{self.cfg.backbone.early_epochs}ep"
+        key = self.keys[file]
+        hit = self._load(file, key)
         if hit:
             state, meta = hit
             load_state_checked(model, state, str(self.ckpt.path(file)))

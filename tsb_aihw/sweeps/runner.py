@@ -157,7 +157,8 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
               out: str | Path | None = None, *, methods: Sequence[str] | None = None, chips: int | None = None,
               times: Sequence[Any] | None = None, executor: Any = None, workers: int | None = None,
               scheduler: str | None = None, threads: int | None = 1, progress: bool = True,
-              plot: bool = True, move_aside: bool = False, **axis_options: Any) -> SweepResult:
+              plot: bool = True, move_aside: bool = False, models_from: Sequence[str | Path] = (),
+              **axis_options: Any) -> SweepResult:
     """Run (or resume) a sweep and write ``sweep.json``, ``sweep.csv``, ``sweep_chips.csv`` and plots to ``out``.
 
     Args:
@@ -172,6 +173,7 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
         threads: torch threads inside every cell (1 by default on every executor, so results are identical
             across executors; None leaves the thread count alone).
         move_aside: rename an ``out`` that holds another sweep to ``out.moved-<time>`` instead of refusing.
+        models_from: finished runs or exported folders whose trained models (same key) are taken, not re-trained.
     """
     from tsb_aihw.parallel import make_executor
 
@@ -200,7 +202,7 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
     try:                                                                                   # here, before training
         identity = study_identity(cfg, "sweep") | {"axis": {"kind": axis.kind, "key": axis.key, "io": axis.io}}
         store = ResultStore(out, "sweep", identity, move_aside=move_aside)
-        ctx = StudyContext(cfg, store.out, progress=progress)
+        ctx = StudyContext(cfg, store.out, progress=progress, models_from=models_from)
         ctx.models.check_block()
         points = build_points(ctx, axis, cfg.methods)
         ctx.models.prepare([p.spec for p in points])

@@ -39,6 +39,11 @@ def _normal(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
+def key_fingerprint(key: Mapping[str, Any]) -> str:
+    """The fingerprint a checkpoint's key is stored and compared by."""
+    return json_fingerprint(_normal(dict(key)))
+
+
 def move_aside_hint(out: Path) -> str:
     return f"pass another --out, or add --move-aside to rename {out} to {out}.moved-<time> (nothing is deleted)"
 
@@ -179,7 +184,7 @@ class Checkpoints:
         if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
             raise ConfigError(f"{path} is not a tsb-aihw checkpoint (no state_dict); "
                               f"{move_aside_hint(self.root.parent)}")
-        if blob.get("fingerprint") != json_fingerprint(_normal(dict(key))):
+        if blob.get("fingerprint") != key_fingerprint(key):
             raise ConfigError(f"{path} was trained for another configuration (differs in: "
                               f"{', '.join(differing_keys(blob.get('key'), _normal(dict(key)))[:8])}); "
                               f"{move_aside_hint(self.root.parent)}")
@@ -188,8 +193,7 @@ class Checkpoints:
     def save(self, name: str, key: Mapping[str, Any], state: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
         import torch
 
-        key = _normal(dict(key))
         buf = io.BytesIO()
-        torch.save({"fingerprint": json_fingerprint(key), "key": key, "state_dict": dict(state), "meta": dict(meta)},
-                   buf)
+        torch.save({"fingerprint": key_fingerprint(key), "key": _normal(dict(key)), "state_dict": dict(state),
+                    "meta": dict(meta)}, buf)
         atomic_write_bytes(self.path(name), buf.getvalue())
