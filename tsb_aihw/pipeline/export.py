@@ -136,9 +136,8 @@ def find_trained(source: str | os.PathLike, file: str, key: Mapping[str, Any]) -
 def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | str:
     from tsb_aihw.models.pretrained import read_state_dict
     from tsb_aihw.utils.schema import differing_keys
-    from tsb_aihw.utils.store import key_fingerprint
+    from tsb_aihw.utils.store import key_differences, key_fingerprint
 
-    want = key_fingerprint(key)
     if (source / "models.json").is_file():
         entries = [m for m in read_json(source / "models.json").get("models", [])
                    if m.get("checkpoint") == f"{file}.pt"]
@@ -148,7 +147,7 @@ def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> tuple[dict[str,
         held = entry.get("key") or _derived_key(source, file, entry)
         if isinstance(held, str):
             return held
-        if key_fingerprint(held) != want:
+        if key_fingerprint(held) != key_fingerprint(key):
             return (f"{source} has {file} trained for another configuration (differs in: "
                     f"{', '.join(differing_keys(held, dict(key))[:8])}); training it here")
         state = dict(read_state_dict(source / entry["file"]))
@@ -157,10 +156,11 @@ def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> tuple[dict[str,
         return state, {**(entry.get("meta") or {}), "adopted_from": str(source / entry["file"])}
     path = source / "checkpoints" / f"{file}.pt"
     blob = read_state_dict(path)
-    if not isinstance(blob, dict) or blob.get("fingerprint") != want:
-        return (f"{path} was trained for another configuration (differs in: "
-                f"{', '.join(differing_keys(blob.get('key') if isinstance(blob, dict) else None, dict(key))[:8])}); "
-                "training it here")
+    if not isinstance(blob, dict):
+        return f"{path} is not a tsb-aihw checkpoint; training it here"
+    differs = key_differences(blob, key)
+    if differs is not None:
+        return f"{path} was trained for another configuration (differs in: {differs}); training it here"
     return dict(blob["state_dict"]), {**(blob.get("meta") or {}), "adopted_from": str(path)}
 
 

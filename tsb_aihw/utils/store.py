@@ -44,6 +44,13 @@ def key_fingerprint(key: Mapping[str, Any]) -> str:
     return json_fingerprint(_normal(dict(key)))
 
 
+def key_differences(blob: Mapping[str, Any], key: Mapping[str, Any]) -> str | None:
+    """None if the checkpoint ``blob`` was trained for ``key``, else the keys that differ (up to 8)."""
+    if blob.get("fingerprint") == key_fingerprint(key):
+        return None
+    return ", ".join(differing_keys(blob.get("key"), _normal(dict(key)))[:8])
+
+
 def move_aside_hint(out: Path) -> str:
     return f"pass another --out, or add --move-aside to rename {out} to {out}.moved-<time> (nothing is deleted)"
 
@@ -184,9 +191,9 @@ class Checkpoints:
         if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
             raise ConfigError(f"{path} is not a tsb-aihw checkpoint (no state_dict); "
                               f"{move_aside_hint(self.root.parent)}")
-        if blob.get("fingerprint") != key_fingerprint(key):
-            raise ConfigError(f"{path} was trained for another configuration (differs in: "
-                              f"{', '.join(differing_keys(blob.get('key'), _normal(dict(key)))[:8])}); "
+        differs = key_differences(blob, key)
+        if differs is not None:
+            raise ConfigError(f"{path} was trained for another configuration (differs in: {differs}); "
                               f"{move_aside_hint(self.root.parent)}")
         return blob["state_dict"], blob.get("meta") or {}
 
