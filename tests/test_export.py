@@ -126,3 +126,12 @@ def test_models_from_a_missing_folder_is_one_line_before_training(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--models-from" in err[0] and "no such directory" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_models_from_a_missing_folder_is_refused_by_the_api_before_out_is_made(study, tmp_path) -> None:
+    from tsb_aihw.errors import ConfigError
+
+    raw, _out, _results = study
+    with pytest.raises(ConfigError, match="no such directory"):
+        run_study(study_config_from_dict(raw), tmp_path / "y", progress=False, models_from=[tmp_path / "nowhere"])
+    assert not (tmp_path / "y").exists()

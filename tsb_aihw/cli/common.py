@@ -37,14 +37,9 @@ def add_models_from_argument(p: argparse.ArgumentParser) -> None:
 
 def models_from(args: argparse.Namespace) -> list[str]:
     """The ``--models-from`` folders, each checked to exist before anything is trained."""
-    import os
+    from tsb_aihw.pipeline.export import check_sources
 
-    from tsb_aihw.errors import ConfigError
-
-    for d in args.models_from:
-        if not os.path.isdir(d):
-            raise ConfigError(f"--models-from {d}: no such directory; pass a finished run's --out or an exported "
-                              "results/<study> folder")
+    check_sources(args.models_from)
     return list(args.models_from)
 
 

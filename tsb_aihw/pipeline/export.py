@@ -15,7 +15,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.utils.io import atomic_write_json, read_json
@@ -108,6 +108,17 @@ def export_study(source: str | os.PathLike, dest: str | os.PathLike, move_aside:
             "dataset": results.get("dataset"), "models": [asdict(m) for m in models]})
         written.append(out / "models.json")
     return written
+
+
+def check_sources(models_from: Sequence[str | os.PathLike]) -> list[Path]:
+    """The ``models_from`` folders as paths, each checked to exist: a missing one is a one-line error before
+    any output directory is made or anything is trained (every entry point and the CLI call this)."""
+    paths = [Path(d) for d in models_from]
+    for d in paths:
+        if not d.is_dir():
+            raise ConfigError(f"--models-from {d}: no such directory; pass a finished run's --out or an exported "
+                              "results/<study> folder")
+    return paths
 
 
 def find_trained(source: str | os.PathLike, file: str, key: Mapping[str, Any]) -> tuple[dict[str, Any],

@@ -24,6 +24,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.claims import gap_ratio
 from tsb_aihw.pipeline.config import StudyConfig
+from tsb_aihw.pipeline.export import check_sources
 from tsb_aihw.pipeline.study import deploy_study, study_identity
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json
 from tsb_aihw.utils.provenance import provenance
@@ -93,6 +94,7 @@ def run_frontier(cfg: FrontierConfig, out: str | Path, progress: bool = True, ex
 
     t0 = time.perf_counter()
     cfg.validate()
+    check_sources(models_from)
     store = ResultStore(out, "frontier", frontier_identity(cfg), move_aside=move_aside)
     studies: dict[str, Any] = {}
     for budget in sorted(cfg.budgets):

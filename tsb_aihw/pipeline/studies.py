@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from tsb_aihw.devices import load_preset
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.pipeline.config import StudyConfig
+from tsb_aihw.pipeline.export import check_sources
 from tsb_aihw.pipeline.report import method_rows, write_report
 from tsb_aihw.pipeline.study import run_study, study_identity
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json
@@ -30,6 +31,7 @@ def run_studies(out: str | Path, configs: list[StudyConfig], command: str, progr
     for cfg in configs:  # every config is checked before anything is trained
         cfg.validate()
     folders = study_folders(configs)
+    check_sources(models_from)
     store = ResultStore(out, "studies", {"studies": [study_identity(c) for c in configs]}, move_aside=move_aside)
     studies = [run_study(cfg, store.out / name, progress=progress, models_from=models_from)
                for cfg, name in zip(configs, folders)]

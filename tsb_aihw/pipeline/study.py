@@ -18,6 +18,7 @@ from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.claims import compute_claims
 from tsb_aihw.pipeline.config import StudyConfig
 from tsb_aihw.pipeline.deploy import CellResult
+from tsb_aihw.pipeline.export import check_sources
 from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
 from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.pipeline.trained import backbone_args
@@ -63,6 +64,7 @@ def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True, executor
 
     t0 = time.perf_counter()
     cfg.validate()
+    check_sources(models_from)
     store = ResultStore(out, "study", study_identity(cfg), move_aside=move_aside)
     results = deploy_study(cfg, store, progress, executor, threads, models_from=models_from)
     results["plots"] = [str(p.name) for p in write_plots(results, store.out)]

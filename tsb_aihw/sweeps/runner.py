@@ -19,6 +19,7 @@ from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.parallel.cells import run_cells, sharing
 from tsb_aihw.pipeline.config import ALL_METHODS, StudyConfig
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec
+from tsb_aihw.pipeline.export import check_sources
 from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
 from tsb_aihw.pipeline.study import method_specs, study_identity
 from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
@@ -195,6 +196,7 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
             raise ConfigError(f"unknown method(s) {bad}; valid: {', '.join(ALL_METHODS)}")
         cfg.methods = list(methods)
     cfg.validate()
+    check_sources(models_from)
     check_axis(cfg, axis)  # every value loads and can change something: checked before training
 
     own = executor is None
