@@ -81,3 +81,16 @@ def test_frontier_quick_writes_the_frontier_and_reuses_budget_free_cells(tmp_pat
     assert sum(k.startswith("full_noise_injection#") for k in cells) == 2
     assert sum(k.startswith("tsb#") for k in cells) == 4  # one per (budget, chip)
     assert ">5x and >20x together:" in capsys.readouterr().out
+
+
+def test_a_point_shared_by_budgets_gets_one_label(tmp_path, monkeypatch) -> None:
+    """The block on (b) (tsb_full) is the same point at every budget: one label naming both, not two on top."""
+    import tsb_aihw.plots as plots
+
+    result = json.loads(Path("results/frontier-cifar10-vgg8-sigma0.2/frontier.json").read_text())
+    seen: list[list[str]] = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (seen.append([t.get_text() for t in fig.axes[0].texts]),
+                                                           real_save(fig, path))[1])
+    plots.plot_frontier(result, tmp_path / "frontier")
+    assert sorted(seen[0]) == ["0.12", "0.12", "0.12, 0.2", "0.2", "0.2"]  # tsb, tsb_bn per budget; tsb_full once

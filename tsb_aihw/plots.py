@@ -266,11 +266,13 @@ def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Pa
                 continue
             x, y = [p["speedup"] for p in good], [p["gap_improvement"] for p in good]
             (line,) = ax.plot(x, y, marker="o", label=good[0]["label"])
-            for p in good:
+            budgets: dict[tuple[float, float], list[str]] = {}  # a point shared by budgets (the block on (b))
+            for p in good:                                        # gets one label naming them all
                 if p["gap_improvement_kind"] == "lower_bound":
                     ax.plot([p["speedup"]], [p["gap_improvement"]], "o", mfc="white", color=line.get_color())
-                ax.annotate(f"{p['budget']:g}", (p["speedup"], p["gap_improvement"]), fontsize=7,
-                            textcoords="offset points", xytext=(3, 3))
+                budgets.setdefault((p["speedup"], p["gap_improvement"]), []).append(f"{p['budget']:g}")
+            for xy, names in budgets.items():
+                ax.annotate(", ".join(names), xy, fontsize=7, textcoords="offset points", xytext=(3, 3))
             xs += x
             ys += y
         markers = iter("sD^vPX*")
