@@ -118,7 +118,9 @@ def test_sigma_sweep_accuracy_falls_with_sigma_and_reuses_training(tmp_path) -> 
     ({}, "presets", ["no-such-preset"], {}, "unknown device preset"),
     ({}, "volume", [1], {}, "unknown sweep kind"),
     ({}, "block", [1], {}, "choose --key block.epochs"),
-    ({}, "block", [1], {"key": "block.k"}, "not one"),
+    ({}, "block", [1], {"key": "block.where"}, "not one"),
+    ({}, "block", [4096], {"key": "block.k"}, "divides no site width"),
+    ({}, "block", [0], {"key": "block.k"}, "block.k"),
     ({}, "block", [16], {"key": "block.calibration_images"}, "null in the config"),
     ({"block": {"epochs": 1, "calibration_images": 64}}, "block", [100_000], {"key": "calibration_images"},
      "training split has"),
@@ -163,6 +165,26 @@ def test_block_sweep_trains_each_chip_block_with_its_budget_against_the_study_re
     study = run_study(cfg, tmp_path / "study", progress=False)
     assert study["methods"]["tsb"]["per_chip"] == curve[96]["per_chip"]  # the reference is the study's TSB
     assert study["methods"]["full_noise_injection"]["per_chip"] == res.points[-1]["per_chip"]
+
+
+def test_block_sweep_over_k_pairs_each_block_size_with_the_configs_auto_k(tmp_path) -> None:
+    """k per cell: each value's chips get a block of that size (its own verified fraction), the same backbone
+    chips (equal digests), and the config's ``k: auto`` as the paired reference, equal to the study's TSB."""
+    from tsb_aihw.pipeline.study import run_study
+
+    cfg = _cfg(block={"epochs": 1, "calibration_images": 96}, methods=["full_noise_injection", "tsb"])
+    res = run_sweep(cfg, "block", [1, 2], tmp_path / "sweep", key="block.k", progress=False)
+    auto = res.data["tsb"]["k"]
+    assert res.data["block_budget"]["config_value"] == auto and auto not in (1, 2)
+    curve = {p["axis_value"]: p for p in res.points if p["role"] == "curve"}
+    assert sorted(curve) == sorted({1, 2, auto})
+    fractions = {k: p["verified_fraction"] for k, p in curve.items()}
+    assert fractions[1] < fractions[2] < fractions[auto]  # k*k verified weights
+    assert fractions[2] == pytest.approx(4 * fractions[1])
+    assert curve[1]["chips"] == curve[auto]["chips"]  # the same programmed backbone on every chip
+    assert curve[auto]["paired_vs_config"]["0s"]["mean"] == 0.0 and curve[1]["per_chip"] != curve[auto]["per_chip"]
+    study = run_study(cfg, tmp_path / "study", progress=False)
+    assert study["methods"]["tsb"]["per_chip"] == curve[auto]["per_chip"]
 
 
 def test_sweep_yaml_section_and_cli(tmp_path, capsys) -> None:

@@ -24,11 +24,12 @@ kinds:
   adc-bits           ADC and DAC bits (periphery.adc_bits / dac_bits; needs periphery.is_perfect false)
   param              any preset key: --key noise.prog_noise_scale --values 0.5,1,2
   presets            one deployment per preset, accuracy vs time: --presets pcm,rram --times 1s,1d,1y
-  block              the per-chip block's budget: --key block.calibration_images --values 250,1000 (or
-                     block.epochs, block.lr, block.n_reads, block.read_time); chip-block methods (tsb,
-                     tsb_full, tsb_bn) at every value and at the config's own (the paired reference), the
-                     others once; reports the block's time in backbone epochs and the cheapest value whose
-                     paired per-chip accuracy difference is not measurably below the config's
+  block              the per-chip block: --key block.calibration_images --values 250,1000 (or
+                     block.epochs, block.lr, block.n_reads, block.read_time, or its size block.k);
+                     chip-block methods (tsb, tsb_full, tsb_bn) at every value and at the config's own
+                     (the paired reference), the others once; reports the block's time in backbone
+                     epochs and the cheapest value whose paired per-chip accuracy difference is not
+                     measurably below the config's
 
 Backbones and fixed blocks are trained once on the config's preset and reused at every axis value.
 Outputs in --out: sweep.json, sweep.csv, sweep_chips.csv, PNG+PDF plots, store.json (finished cells),
@@ -59,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--presets", default=None, help="presets kind: comma-separated preset names or YAML paths "
                    "(same as --values)")
     p.add_argument("--key", default=None, help="param kind: the preset key to set, dotted (noise.prog_noise_scale); "
-                   "block kind: the block budget field (block.calibration_images, block.epochs, ...)")
+                   "block kind: the per-chip block field (block.calibration_images, block.epochs, ..., block.k)")
     p.add_argument("--io", default=None, help="adc-bits kind: which converters get the bits: adc, dac or adc,dac "
                    "(default both)")
     p.add_argument("--rules", default=None, help="verified-fraction kind: selection rules of the curves "

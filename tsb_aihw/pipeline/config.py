@@ -87,8 +87,11 @@ class BlockConfig:
     recipe: Union[dict[str, Any], None] = None  # a TrainRecipe for the block; None: Adam at lr
 
 
-#: the per-chip block's budget, which a sweep may set per point (k, where and residual change the TSB model itself)
+#: the per-chip block's budget, which a sweep may set per point
 BLOCK_BUDGET_KEYS = ("epochs", "lr", "calibration_images", "n_reads", "read_time")
+#: what a cell may set for its per-chip block: the budget, and the block's size k (the fixed blocks and the
+#: sites' rule stay the config's; where and residual change every TSB model of a study: one study per value)
+PER_CHIP_BLOCK_KEYS = (*BLOCK_BUDGET_KEYS, "k")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from tsb_aihw.baselines import recalibrate_bn
 from tsb_aihw.devices import DevicePreset, programming_cost
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import parse_times
-from tsb_aihw.pipeline.config import BLOCK_BUDGET_KEYS, BlockConfig
+from tsb_aihw.pipeline.config import PER_CHIP_BLOCK_KEYS, BlockConfig
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.pipeline.trained import TrainedModels, train_block_for_chip
 from tsb_aihw.utils.io import check_accuracies
@@ -28,8 +28,8 @@ from tsb_aihw.utils.schema import check
 @dataclass(frozen=True)
 class DeploySpec:
     """What a cell's chips are programmed on and adapted with: a preset name or path plus dotted overrides, and
-    overrides of the per-chip block's budget (``block`` fields of :data:`BLOCK_BUDGET_KEYS`; empty: the
-    config's)."""
+    overrides of the per-chip block (``block`` fields of :data:`PER_CHIP_BLOCK_KEYS`: its budget and k; empty:
+    the config's)."""
 
     preset: str
     overrides: dict[str, Any] = field(default_factory=dict, hash=False)
@@ -44,10 +44,10 @@ class DeploySpec:
         """``base`` with this spec's block overrides, checked by the config schema."""
         if not self.block:
             return base
-        bad = [k for k in self.block if k not in BLOCK_BUDGET_KEYS]
+        bad = [k for k in self.block if k not in PER_CHIP_BLOCK_KEYS]
         if bad:
-            raise ConfigError(f"block overrides {bad} are not the per-chip block's budget; choose from "
-                              f"{', '.join(BLOCK_BUDGET_KEYS)}")
+            raise ConfigError(f"block overrides {bad} are not the per-chip block's budget or k; choose from "
+                              f"{', '.join(PER_CHIP_BLOCK_KEYS)}")
         out = dataclasses.replace(base, **self.block)
         check(out, prefix="block.")
         return out
@@ -99,14 +99,14 @@ def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: Devi
     start = time.perf_counter()
     cfg = models.cfg
     verify: Any = models.selection(*spec.selection) if spec.verify == "masks" and spec.selection else spec.verify
-    analog = to_analog(models.digital_model(spec), preset, verify=verify).eval()
+    b = block if block is not None else cfg.block
+    analog = to_analog(models.digital_model(spec, b), preset, verify=verify).eval()
     c = Chip(analog, preset, cfg.seed, chip)
     digest = c.program()
     block_time = 0.0
     if spec.bn_recalibration:  # before the block: a TSB variant trains its block on the re-estimated BN
         recalibrate_chip_bn(c, models)
     if spec.block == "chip":
-        b = block if block is not None else cfg.block
         w, block_time = train_block_for_chip(models, c, b.read_time, backbone=spec.backbone,
                                              with_bn=spec.bn_recalibration, block=b)
         c.write_block(w)

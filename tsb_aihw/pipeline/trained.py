@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -129,7 +130,7 @@ def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: i
     ``block``: the block's budget (reads, epochs, lr, calibration images; None: the config's)."""
     b = block if block is not None else models.cfg.block
     weights = chip.read_back(at, b.n_reads, write=write)
-    return train_chip_block(models, models.tsb_model(backbone), weights, chip.step_seed("block-train", write),
+    return train_chip_block(models, models.tsb_model(backbone, b), weights, chip.step_seed("block-train", write),
                             ("block-train", chip.index, write), bn_state=bn_state(chip.model) if with_bn else None,
                             block=b)
 
@@ -255,16 +256,25 @@ class TrainedModels:
                            "are dispatched, so the worker must see the parent's output directory (a shared "
                            "filesystem) and the same config")
 
-    def check_block(self) -> None:
-        """Insert the configured block into an untrained backbone: a k that fits no site fails now, not after
-        the backbones were trained."""
+    def check_block(self, block: BlockConfig | None = None) -> int:
+        """Insert the configured block (or ``block``) into an untrained backbone: a k that fits no site, or too
+        many calibration images, fail now, not after the backbones were trained. Returns the block's k (the
+        number ``k: auto`` resolves to)."""
+        b = block if block is not None else self.cfg.block
         try:
-            insert_tsb(build_backbone(self.cfg, self.data.info), k=self.cfg.block.k, where=self.cfg.block.where,
-                       residual=self.cfg.block.residual)
+            with warnings.catch_warnings():  # the sites a k skips are reported when the real model is built
+                warnings.simplefilter("ignore")
+                k = get_tsb(insert_tsb(build_backbone(self.cfg, self.data.info), k=b.k, where=b.where,
+                                       residual=b.residual)).k
         except (ConfigError, ValueError) as exc:
             raise ConfigError(f"block: {exc}") from None
-        if self.cfg.block.calibration_images is not None:
-            self.calibration_set()  # too many calibration images fail now too
+        if b.calibration_images is not None:
+            self.calibration_set(b.calibration_images)
+        return int(k)
+
+    def block_value(self, name: str) -> Any:
+        """The config's value of a block field, ``k: auto`` as the k it resolves to (a block sweep's reference)."""
+        return self.check_block() if name == "k" else getattr(self.cfg.block, name)
 
     # -- models -------------------------------------------------------------------------------------------
     def backbone(self, which: str) -> nn.Module:
@@ -295,11 +305,12 @@ class TrainedModels:
         self.models[which], self.meta[name] = model.eval(), meta
         return model
 
-    def tsb_model(self, backbone: str = "early") -> nn.Module:
-        """The early (default) or fully trained backbone with the (zero-initialised) shared block inserted."""
-        name = f"{backbone}_tsb"
+    def tsb_model(self, backbone: str = "early", block: BlockConfig | None = None) -> nn.Module:
+        """The early (default) or fully trained backbone with the (zero-initialised) shared block inserted: the
+        config's block, or ``block``'s k (a block sweep over k)."""
+        b = block if block is not None else self.cfg.block
+        name = f"{backbone}_tsb" if b.k == self.cfg.block.k else f"{backbone}_tsb_k{b.k}"
         if name not in self.models:
-            b = self.cfg.block
             self.models[name] = insert_tsb(copy.deepcopy(self.backbone(backbone)), k=b.k, where=b.where,
                                            residual=b.residual).eval()
         return self.models[name]
@@ -326,12 +337,13 @@ class TrainedModels:
         self.models[name], self.meta[name] = model.eval(), meta
         return self.models[name]
 
-    def digital_model(self, spec: MethodSpec) -> nn.Module:
+    def digital_model(self, spec: MethodSpec, block: BlockConfig | None = None) -> nn.Module:
+        """The digital model a method programs (``block``: a per-chip block's k other than the config's)."""
         if spec.block is None:
             return self.backbone(spec.backbone)
         if spec.block in ("clean", "generic"):
             return self.fixed_block(spec.block)
-        return self.tsb_model(spec.backbone)
+        return self.tsb_model(spec.backbone, block)
 
     def selection(self, rule: str, fraction: float) -> dict[str, torch.Tensor]:
         """Selective write-verify masks on (b)'s digital backbone (computed once per process, seeded)."""

@@ -86,13 +86,13 @@ class SweepAxis:
             raise ConfigError("a param sweep needs the preset key it sets, e.g. key='noise.prog_noise_scale' "
                               "(CLI: --key noise.prog_noise_scale)")
         if self.kind == "block":
-            from tsb_aihw.pipeline.config import BLOCK_BUDGET_KEYS
+            from tsb_aihw.pipeline.config import PER_CHIP_BLOCK_KEYS
 
             name = str(self.key or "").strip().removeprefix("block.")
-            if name not in BLOCK_BUDGET_KEYS:
+            if name not in PER_CHIP_BLOCK_KEYS:
                 given = f"key {self.key!r} is not one" if self.key else "no key given"
-                raise ConfigError(f"a block sweep sets one field of the per-chip block's budget; {given}: choose "
-                                  f"--key block.{' / block.'.join(BLOCK_BUDGET_KEYS)}")
+                raise ConfigError(f"a block sweep sets one field of the per-chip block (its budget, or k); {given}: "
+                                  f"choose --key block.{' / block.'.join(PER_CHIP_BLOCK_KEYS)}")
             self.key = f"block.{name}"
             self.values = sorted(self.values)
 

@@ -54,23 +54,24 @@ def assemble_sweep(ctx: Any, axis: Any, points: list[Any], cells: Mapping[str, l
         "training": {k: {"train_time_s": v.get("train_time_s")} for k, v in models.meta.items()},
     }
     if axis.kind == "block":
-        data["block_budget"] = block_budget_summary(cfg, axis, rows_out, labels, models.meta["backbone_full"])
+        data["block_budget"] = block_budget_summary(axis, models.block_value(str(axis.block_field)), rows_out, labels,
+                                                    models.meta["backbone_full"])
     return SweepResult(data, ctx.out, run_info={"executor": executor, "cells_reused": resumed})
 
 
-#: budget fields where a smaller value is cheaper (the "cheapest within the CI" question has an answer)
-CHEAPER_WHEN_SMALLER = ("epochs", "calibration_images", "n_reads")
+#: block fields where a smaller value is cheaper (the "cheapest within the CI" question has an answer; k: fewer
+#: verified weights)
+CHEAPER_WHEN_SMALLER = ("epochs", "calibration_images", "n_reads", "k")
 
 
-def block_budget_summary(cfg: Any, axis: Any, points: list[dict[str, Any]], labels: list[str],
+def block_budget_summary(axis: Any, own: Any, points: list[dict[str, Any]], labels: list[str],
                          full_meta: Mapping[str, Any]) -> dict[str, Any]:
     """A block sweep's answer: per chip-block point, the block's time in backbone epochs and the per-chip
-    paired accuracy difference against the config's own value; per method, the cheapest value whose paired
-    95% CI reaches 0 (not measurably worse than the config's budget) at the first time.
+    paired accuracy difference against the config's own value ``own`` (the reference); per method, the
+    cheapest value whose paired 95% CI reaches 0 (not measurably worse than the config's) at the first time.
 
     Adds ``block_time_over_backbone_epoch`` and ``paired_vs_config`` to each chip-block point in place."""
     name = axis.block_field
-    own = getattr(cfg.block, name)
     epoch_s = float(full_meta["train_time_s"]) / int(full_meta["epochs"])
     curves = [p for p in points if p["role"] == "curve"]
     ref = {p["method"]: p for p in curves if p["axis_value"] == own}

@@ -107,14 +107,13 @@ def block_points(ctx: StudyContext, axis: SweepAxis) -> list[Point]:
     if not chip_specs:
         raise ConfigError(f"a block sweep varies the per-chip block, but methods {cfg.methods} train none; add tsb "
                           "(or tsb_full / tsb_bn) to methods")
-    own = getattr(cfg.block, name)
+    own = ctx.models.block_value(name)
     values = sorted(set(axis.values) | {own})
-    if name == "calibration_images":
-        for v in values:
-            try:
-                ctx.models.calibration_set(v)  # more images than the training split fail now, before training
-            except ConfigError as exc:
-                raise ConfigError(f"sweep block value {v!r}: {exc}") from None
+    for v in values:  # a k that fits no site, more images than the training split: fail now, before training
+        try:
+            ctx.models.check_block(deploy_for(cfg, axis, v).block_config(cfg.block))
+        except ConfigError as exc:
+            raise ConfigError(f"sweep block value {v!r}: {exc}") from None
     pts = [Point(v, s, deploy_for(cfg, axis, v)) for v in values for s in chip_specs]
     return pts + [Point(own, s, deploy_for(cfg, axis, None), role="point") for s in specs if s.block != "chip"]
 
