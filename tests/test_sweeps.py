@@ -255,3 +255,17 @@ def test_killed_sweep_process_resumes_to_identical_results(tmp_path) -> None:
         mp.undo()
     assert resumed.accuracies() == again.accuracies()
     assert SweepAxis("sigma", [0.1]).override_keys() == ["noise.sigma"]
+
+
+def test_a_block_k_equal_to_the_resolved_auto_k_reuses_the_configs_tsb_model(tmp_path) -> None:
+    """k: auto and the number it resolves to are the same block: one model, not a second copy."""
+    from dataclasses import replace
+
+    from tsb_aihw.pipeline.tasks import StudyContext
+
+    models = StudyContext(_cfg(), tmp_path, progress=False).models
+    auto = models.block_value("k")
+    tsb = models.tsb_model("early")
+    assert models.tsb_model("early", replace(models.cfg.block, k=auto)) is tsb
+    other = models.tsb_model("early", replace(models.cfg.block, k=auto // 2))
+    assert other is not tsb and "early_tsb" in models.models and f"early_tsb_k{auto // 2}" in models.models

@@ -309,7 +309,8 @@ class TrainedModels:
         """The early (default) or fully trained backbone with the (zero-initialised) shared block inserted: the
         config's block, or ``block``'s k (a block sweep over k)."""
         b = block if block is not None else self.cfg.block
-        name = f"{backbone}_tsb" if b.k == self.cfg.block.k else f"{backbone}_tsb_k{b.k}"
+        same = b.k == self.cfg.block.k or b.k == self.block_value("k")  # a k equal to what `auto` resolves to
+        name = f"{backbone}_tsb" if same else f"{backbone}_tsb_k{b.k}"
         if name not in self.models:
             self.models[name] = insert_tsb(copy.deepcopy(self.backbone(backbone)), k=b.k, where=b.where,
                                            residual=b.residual).eval()
