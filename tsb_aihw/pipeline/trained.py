@@ -169,6 +169,7 @@ class TrainedModels:
         self.meta: dict[str, dict[str, Any]] = {}
         self.masks: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
         self._calibration: dict[int | None, Dataset] = {}
+        self._config_k: int | None = None  # the k the config's block resolves to (block_value)
 
     @property
     def noise_std(self) -> float:
@@ -274,7 +275,11 @@ class TrainedModels:
 
     def block_value(self, name: str) -> Any:
         """The config's value of a block field, ``k: auto`` as the k it resolves to (a block sweep's reference)."""
-        return self.check_block() if name == "k" else getattr(self.cfg.block, name)
+        if name != "k":
+            return getattr(self.cfg.block, name)
+        if self._config_k is None:
+            self._config_k = self.check_block()
+        return self._config_k
 
     # -- models -------------------------------------------------------------------------------------------
     def backbone(self, which: str) -> nn.Module:
