@@ -260,7 +260,7 @@ def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Pa
         fig, ax = plt.subplots()
         ys: list[float] = [1.0, region["gap_improvement"]]
         xs: list[float] = [1.0, region["speedup"]]
-        for pts in result["curves"].values():
+        for i, pts in enumerate(result["curves"].values()):
             good = [p for p in pts if p["gap_improvement"] is not None]
             if not good:
                 continue
@@ -271,8 +271,9 @@ def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Pa
                 if p["gap_improvement_kind"] == "lower_bound":
                     ax.plot([p["speedup"]], [p["gap_improvement"]], "o", mfc="white", color=line.get_color())
                 budgets.setdefault((p["speedup"], p["gap_improvement"]), []).append(f"{p['budget']:g}")
-            for xy, names in budgets.items():
-                ax.annotate(", ".join(names), xy, fontsize=7, textcoords="offset points", xytext=(3, 3))
+            for xy, names in budgets.items():  # curves alternate above / below their points: variants lie close
+                ax.annotate(", ".join(names), xy, fontsize=7, textcoords="offset points",
+                            xytext=(3, 3) if i % 2 == 0 else (3, -9), color=line.get_color())
             xs += x
             ys += y
         markers = iter("sD^vPX*")
@@ -291,8 +292,14 @@ def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Pa
         ax.axhline(1.0, color="k", ls=":", lw=1)
         ax.set_xlim(lo_x, hi_x)
         ax.set_ylim(lo_y, hi_y)
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x")  # 2x, not 2 x 10^0
+        whole = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x" if v >= 2 and v == round(v) else "")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(whole)  # 2x .. 9x between decades; none below 1x (they crowd)
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("training speed-up over (b)  (labels: early-backbone budget)")
         ax.set_ylabel("accuracy-gap improvement over (b)")
         ax.set_title(f"{result['model']} on {result['preset']}: {result['chips']} chips")
-        ax.legend(loc="best", fontsize=7)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)  # outside: it hid the paper's region
         return _save(fig, path)
