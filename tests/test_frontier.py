@@ -8,7 +8,7 @@ import pytest
 
 from tsb_aihw.cli.main import main
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.pipeline.config import config_from
+from tsb_aihw.pipeline.config import config_from, study_config_from_dict
 from tsb_aihw.pipeline.frontier import FrontierConfig, budget_config, early_epochs
 
 from helpers import tiny_study
@@ -21,7 +21,7 @@ def test_budgets_set_the_early_backbone_and_are_checked() -> None:
     assert [early_epochs(cfg, b) for b in cfg.budgets] == [1, 5, 10]
     sub = budget_config(cfg, 0.5)
     assert sub.backbone.early_epochs == 5 and sub.backbone.full_epochs == 10
-    assert sub.methods[-3:] == ["tsb", "tsb_full", "tsb_bn"] and "full_noise_injection" in sub.methods
+    assert sub.methods[-2:] == ["tsb", "tsb_full"] and "full_noise_injection" in sub.methods
     assert sub.selective.fraction_multipliers == [1.0, 10.0]  # SWIM-style selection at TSB's fraction and 10x
     with pytest.raises(ConfigError, match="repeated early epochs"):
         config_from(FrontierConfig, tiny_study(backbone={"full_epochs": 10}) | {"budgets": [0.5, 0.51]}, "t")
@@ -29,14 +29,22 @@ def test_budgets_set_the_early_backbone_and_are_checked() -> None:
         config_from(FrontierConfig, tiny_study() | {"budgets": [0.0]}, "t")
     with pytest.raises(ConfigError, match="unknown TSB variant"):
         config_from(FrontierConfig, tiny_study() | {"variants": ["tsb_magic"]}, "t")
+    # tsb_bn is tsb itself under the default flow: one line, before anything is trained; the paper's flow takes it
+    with pytest.raises(ConfigError, match="variants has tsb_bn, which is tsb itself while block.recalibrate_bn"):
+        config_from(FrontierConfig, tiny_study() | {"variants": ["tsb", "tsb_bn"]}, "t")
+    with pytest.raises(ConfigError, match="methods has tsb_bn, which is tsb itself"):
+        study_config_from_dict(tiny_study(methods=["tsb", "tsb_bn"]))
+    paper = tiny_study(block={"epochs": 1, "recalibrate_bn": False}) | {"variants": ["tsb", "tsb_bn"], "budgets": [1.0]}
+    assert config_from(FrontierConfig, paper, "t").variants == ["tsb", "tsb_bn"]
 
 
-def test_bn_variant_re_estimates_bn_through_the_chip_before_the_block(monkeypatch, tmp_path: Path) -> None:
-    """tsb_bn: BN statistics are re-estimated through the programmed chip first, and the block is then trained on a
-    twin that carries them; tsb_full trains its block on (b)'s backbone."""
+def test_bn_is_re_estimated_through_the_chip_before_the_block_by_default(monkeypatch, tmp_path: Path) -> None:
+    """The default flow (block.recalibrate_bn): tsb and tsb_full re-estimate BN through the programmed chip first and
+    train the block on a twin that carries it; with recalibrate_bn: false (the paper's flow) tsb trains its block on
+    the trained BN, and tsb_bn is the BN-first flow."""
     import tsb_aihw.pipeline.deploy as deploy
     from tsb_aihw.pipeline.config import study_config_from_dict
-    from tsb_aihw.pipeline.methods import BASE_METHODS
+    from tsb_aihw.pipeline.methods import method_spec
     from tsb_aihw.pipeline.tasks import StudyContext
 
     calls: list[tuple] = []
@@ -52,13 +60,22 @@ def test_bn_variant_re_estimates_bn_through_the_chip_before_the_block(monkeypatc
 
     monkeypatch.setattr(deploy, "recalibrate_bn", bn)
     monkeypatch.setattr(deploy, "train_block_for_chip", block)
-    ctx = StudyContext(study_config_from_dict(tiny_study(methods=["tsb_bn", "tsb_full"])), tmp_path, progress=False)
-    bn_cell = deploy.deploy_cell(BASE_METHODS["tsb_bn"], 0, ctx.models, ctx.preset)
-    assert calls == [("bn",), ("block", "early", True)]
-    calls.clear()
-    full_cell = deploy.deploy_cell(BASE_METHODS["tsb_full"], 0, ctx.models, ctx.preset)
-    assert calls == [("block", "full", False)]
-    assert bn_cell.block_time_s > 0 and full_cell.block_time_s > 0 and bn_cell.chip != full_cell.chip
+
+    def run(cfg, name: str) -> tuple[list[tuple], "deploy.CellResult"]:
+        calls.clear()
+        ctx = StudyContext(cfg, tmp_path / "s", progress=False)
+        cell = deploy.deploy_cell(method_spec(name, cfg.block), 0, ctx.models, ctx.preset)
+        return list(calls), cell
+
+    default = study_config_from_dict(tiny_study(methods=["tsb", "tsb_full"]))
+    paper = study_config_from_dict(tiny_study(methods=["tsb", "tsb_bn"], block={"epochs": 1, "recalibrate_bn": False}))
+    assert default.block.recalibrate_bn and not paper.block.recalibrate_bn
+    (c_tsb, tsb), (c_full, full) = run(default, "tsb"), run(default, "tsb_full")
+    assert c_tsb == [("bn",), ("block", "early", True)] and c_full == [("bn",), ("block", "full", True)]
+    (c_paper, plain), (c_bn, bn_cell) = run(paper, "tsb"), run(paper, "tsb_bn")
+    assert c_paper == [("block", "early", False)] and c_bn == [("bn",), ("block", "early", True)]
+    assert tsb.acc == bn_cell.acc and tsb.chip == plain.chip != full.chip  # the same chip, the same BN-first flow
+    assert min(c.block_time_s for c in (tsb, full, plain, bn_cell)) > 0
 
 
 @pytest.mark.slow

@@ -206,3 +206,22 @@ def test_a_schema_that_gains_a_neutral_field_keeps_every_identity(tmp_path: Path
     assert old == new and old[:3] != other[:3] and old[1] != keys(dataclasses.replace(base, seed=4))[1]
     assert [a != b for a, b in zip(old, other)] == [True, True, True, False]  # the backbone does not use the block
     assert study_identity(base)["config"]["block"] == {"epochs": 1, "k": 3}  # only what differs from the defaults
+
+
+def test_recalibrate_bn_is_keyed_by_the_method_spec_alone(tmp_path: Path) -> None:
+    """block.recalibrate_bn changes only the cells that train a per-chip block, through their spec: the store
+    identity, checkpoints and every other cell keep their keys, the paper's flow (false) keeps the keys it had
+    before the field existed, and the default's tsb cell is keyed as the paper flow's tsb_bn (the same computation)."""
+    from tsb_aihw.pipeline.methods import BASE_METHODS, method_spec
+    from tsb_aihw.pipeline.study import study_identity
+    from tsb_aihw.pipeline.tasks import StudyContext
+
+    default = study_config_from_dict(tiny_study(block={"epochs": 1, "k": 3}))
+    paper = study_config_from_dict(tiny_study(block={"epochs": 1, "k": 3, "recalibrate_bn": False}))
+    ctx_d, ctx_p = (StudyContext(c, tmp_path / "s", progress=False) for c in (default, paper))
+    assert study_identity(default) == study_identity(paper) and ctx_d.models.keys == ctx_p.models.keys
+    b = BASE_METHODS["full_noise_injection"]
+    assert ctx_d.cell_key(b, 0, ctx_d.preset) == ctx_p.cell_key(b, 0, ctx_p.preset)
+    tsb_d, tsb_p = (ctx.cell_key(method_spec("tsb", ctx.cfg.block), 0, ctx.preset) for ctx in (ctx_d, ctx_p))
+    assert tsb_p == ctx_p.cell_key(BASE_METHODS["tsb"], 0, ctx_p.preset) != tsb_d
+    assert tsb_d.split("@")[1] == ctx_p.cell_key(BASE_METHODS["tsb_bn"], 0, ctx_p.preset).split("@")[1]

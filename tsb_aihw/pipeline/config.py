@@ -14,7 +14,7 @@ from typing import Any, Mapping, TypeVar, Union
 
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.evaluation.times import DRIFT_TIMES, check_times
-from tsb_aihw.utils.schema import build, check, section, spec, with_overrides
+from tsb_aihw.utils.schema import build, check, non_default_tree, section, spec, with_overrides
 from tsb_aihw.utils.yamlfile import load_yaml_file
 
 METHODS = (
@@ -85,6 +85,34 @@ class BlockConfig:
     # (tsb_aihw.training.block_cache); None: the whole (shuffled) training split, uncached
     calibration_images: Union[int, None] = spec(None, lo=1, hi=10_000_000)
     recipe: Union[dict[str, Any], None] = None  # a TrainRecipe for the block; None: Adam at lr
+    # re-estimate BN statistics through the programmed chip before its block is trained (tsb, tsb_full, the refresh
+    # study): better on CIFAR-10 VGG-8 and ResNet-18, paired per chip (docs/design.md); false: the paper's flow
+    recalibrate_bn: bool = True
+
+
+#: config fields whose effect a cell's key carries through its method spec (``MethodSpec.bn_recalibration``), so
+#: study identities, cell and checkpoint keys leave them out: one store holds both settings' cells side by side
+SPEC_CARRIED_KEYS = (("block", "recalibrate_bn"),)
+
+
+def keyed_tree(cfg: Any) -> dict[str, Any]:
+    """What results are keyed by: :func:`non_default_tree` minus :data:`SPEC_CARRIED_KEYS`."""
+    tree = non_default_tree(cfg)
+    for part, name in SPEC_CARRIED_KEYS:
+        sub = tree.get(part)
+        if isinstance(sub, dict):
+            sub.pop(name, None)
+            if not sub:
+                tree.pop(part)
+    return tree
+
+
+def check_bn_variant(names: list[str], block: BlockConfig, field_name: str) -> None:
+    """``tsb_bn`` is ``tsb`` itself while ``block.recalibrate_bn`` is on: refuse to compute it twice."""
+    if block.recalibrate_bn and "tsb_bn" in names:
+        raise ConfigError(f"{field_name} has tsb_bn, which is tsb itself while block.recalibrate_bn is true (the "
+                          f"default); drop tsb_bn, or set block.recalibrate_bn: false to compare the paper's flow "
+                          f"(tsb) with it")
 
 
 #: the per-chip block's budget, which a sweep may set per point
@@ -141,6 +169,7 @@ class StudyConfig:
         if self.block.calibration_images is not None and block_recipe is not None and block_recipe.augment != "none":
             raise ConfigError(f"block.calibration_images caches un-augmented activations, but block.recipe.augment = "
                               f"{block_recipe.augment!r}; set block.recipe.augment: none or calibration_images: null")
+        check_bn_variant(self.methods, self.block, "methods")
         if "selective_verify" in self.methods and not self.selective.methods:
             raise ConfigError(f"selective.methods is empty but methods has selective_verify; give at least one "
                               f"of {', '.join(SELECTION_METHODS)} or drop selective_verify")

@@ -1,8 +1,12 @@
 """The methods a study compares: what backbone each deploys, what it write-verifies, what it does per chip."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tsb_aihw.pipeline.config import BlockConfig
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,19 @@ BASE_METHODS: dict[str, MethodSpec] = {
     "tsb_bn": MethodSpec("tsb_bn", "TSB variant: BN re-estimated through the chip, then the block", "early",
                          block="chip", verify="tsb", bn_recalibration=True),
 }
+
+#: the methods whose per-chip block follows ``block.recalibrate_bn`` (tsb_bn re-estimates BN first whatever it says)
+BN_FOLLOWING = ("tsb", "tsb_full")
+
+
+def method_spec(name: str, block: "BlockConfig") -> MethodSpec:
+    """A base method as a config runs it: tsb and tsb_full re-estimate BN through the chip before their block
+    while ``block.recalibrate_bn`` is on (the default since it measured better on CIFAR-10; docs/design.md)."""
+    spec = BASE_METHODS[name]
+    if name in BN_FOLLOWING and block.recalibrate_bn:
+        return dataclasses.replace(spec, bn_recalibration=True, label=f"{spec.label}, BN re-estimated first")
+    return spec
+
 
 SELECTION_LABELS = {"random": "random", "magnitude": "magnitude", "second_derivative": "2nd-derivative (SWIM)"}
 

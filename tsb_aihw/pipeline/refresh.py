@@ -4,7 +4,8 @@ The block is a few hundred weights, so it can be re-trained against the chip's *
 at the refresh time) and re-written with write-verify at little cost. This study measures whether that pays
 off, on the same chips, against three other arms:
 
-- ``tsb``: the normal flow, block trained on the read-back at ``block.read_time`` and never touched again;
+- ``tsb``: the normal flow, block trained on the read-back at ``block.read_time`` (after BN is re-estimated
+  through the chip, with ``block.recalibrate_bn``) and never touched again;
 - ``tsb_refresh``: the same chip; at each refresh time the backbone is read back (``block.n_reads`` reads
   averaged), a fresh block is trained on it exactly as at t = 0 and written into the block tile with
   write-verify;
@@ -40,6 +41,7 @@ from tsb_aihw.models.counting import is_tsb_name
 from tsb_aihw.parallel.cells import live_context, run_cells, sharing
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import RefreshConfig, config_from
+from tsb_aihw.pipeline.deploy import recalibrate_chip_bn
 from tsb_aihw.pipeline.study import study_identity
 from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.pipeline.trained import train_block_for_chip
@@ -99,7 +101,8 @@ class RefreshRunner:
         train_s = 0.0
         retrain = weight is None
         if weight is None:  # refresh: read the drifted backbone at r, train a fresh block on it
-            weight, train_s = train_block_for_chip(self.ctx.models, chip, r, write=chip.block_writes + 1)
+            weight, train_s = train_block_for_chip(self.ctx.models, chip, r, write=chip.block_writes + 1,
+                                                   with_bn=self.cfg.block.recalibrate_bn)
         chip.write_block(weight, at=r)
         stats = _block_stats(chip.model)
         return {"time_s": r, "train_s": train_s, "block_pulses": stats["pulses"], "block_reads": stats["reads"],
@@ -109,7 +112,10 @@ class RefreshRunner:
     def run_chip(self, index: int) -> dict[str, Any]:
         chip = Chip(self.analog, self.ctx.preset, self.cfg.seed, index)  # the same chips as tsb-aihw run
         digest = chip.program()
-        w0, train0 = train_block_for_chip(self.ctx.models, chip, self.cfg.block.read_time)
+        if self.cfg.block.recalibrate_bn:  # as a study's tsb cell: BN through the chip, then the block
+            recalibrate_chip_bn(chip, self.ctx.models)
+        w0, train0 = train_block_for_chip(self.ctx.models, chip, self.cfg.block.read_time,
+                                          with_bn=self.cfg.block.recalibrate_bn)
         chip.write_block(w0)
         chip.calibrate_adc(self.ctx.models.train_loader("adc", index))
         out: dict[str, Any] = {"chip_cost": programming_cost(self.analog, self.ctx.preset).to_dict(),
@@ -162,7 +168,9 @@ def run_refresh_study(cfg: RefreshConfig, out: str | Path, progress: bool = True
     runner = RefreshRunner(ctx, cfg)  # trains (or loads) the early, TSB and (b) models here, in the parent
     config = cfg.to_dict()
     out_dir = str(store.out.resolve())
-    tasks = [RefreshChipTask(key=f"refresh#{c}@{json_fingerprint([ctx.preset.identity, CELL_VERSION])}",
+    # BN re-estimation first (block.recalibrate_bn) adds to the key; without it the keys stay as before it existed
+    key = json_fingerprint([ctx.preset.identity, CELL_VERSION, *(["bn"] if cfg.block.recalibrate_bn else [])])
+    tasks = [RefreshChipTask(key=f"refresh#{c}@{key}",
                              config=config, out=out_dir, chip=c) for c in range(cfg.chips)]
     with sharing(("refresh", out_dir, json_fingerprint(config)), runner):
         run_cells(run_refresh_chip, tasks, store, executor, desc=f"refresh study ({ctx.preset.name})",

@@ -16,15 +16,14 @@ from tsb_aihw.models import get_tsb
 from tsb_aihw.parallel.cells import run_cells, sharing
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.claims import compute_claims
-from tsb_aihw.pipeline.config import StudyConfig
+from tsb_aihw.pipeline.config import StudyConfig, keyed_tree
 from tsb_aihw.pipeline.deploy import CellResult
 from tsb_aihw.pipeline.export import check_sources
-from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
+from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, method_spec, selective_specs
 from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.pipeline.trained import backbone_args
 from tsb_aihw.utils.io import atomic_write_json
 from tsb_aihw.utils.provenance import provenance
-from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.store import ResultStore
 
 #: config keys that only select cells: a store accepts more chips without a new identity
@@ -34,7 +33,7 @@ SELECTING_KEYS = ("chips",)
 def study_identity(cfg: StudyConfig, kind: str = "study") -> dict[str, Any]:
     """What an output directory of this study is bound to: the config's non-default values (a new field with
     a neutral default keeps it) minus the chip count."""
-    c = non_default_tree(cfg)
+    c = keyed_tree(cfg)
     for k in SELECTING_KEYS:
         c.pop(k, None)
     return {"kind": kind, "config": c}
@@ -43,7 +42,7 @@ def study_identity(cfg: StudyConfig, kind: str = "study") -> dict[str, Any]:
 def method_specs(ctx: StudyContext) -> list[MethodSpec]:
     """Base methods in the configured order, then the selective write-verify grid around TSB's fraction."""
     cfg = ctx.cfg
-    specs = [BASE_METHODS[m] for m in cfg.methods if m in BASE_METHODS]
+    specs = [method_spec(m, cfg.block) for m in cfg.methods if m in BASE_METHODS]
     if "selective_verify" in cfg.methods:
         tsb_fraction = weight_report(ctx.models.tsb_model()).verified_fraction
         fractions = sorted({round(tsb_fraction * x, 8) for x in cfg.selective.fraction_multipliers}

@@ -17,12 +17,11 @@ import torch
 from tsb_aihw.devices import DevicePreset, load_preset
 from tsb_aihw.evaluation.times import format_time, parse_times
 from tsb_aihw.parallel.cells import live_context
-from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, study_config_from_dict
+from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, keyed_tree, study_config_from_dict
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec, deploy_cell
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.pipeline.trained import StudyData, TrainedModels, load_study_data
 from tsb_aihw.utils.io import json_fingerprint
-from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.store import Checkpoints
 
 CELL_VERSION = 3  # bump when a cell's computation changes, so stored cells are not mixed with new ones
@@ -63,7 +62,7 @@ class StudyContext:
         """A cell's full fingerprint: everything it depends on (config minus what only selects cells, the
         preset's content, the per-chip block's budget, the method and the chip)."""
         cfg = self.cfg if block is None else dataclasses.replace(self.cfg, block=block)
-        c = non_default_tree(cfg)  # a new field at its neutral default keeps every key
+        c = keyed_tree(cfg)  # a new field at its neutral default keeps every key
         for k in ("chips", "methods", "selective"):
             c.pop(k, None)
         # a cell depends on its own backbone's budget only, so budgets of the other backbone reuse it (frontier)

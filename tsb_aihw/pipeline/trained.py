@@ -32,12 +32,11 @@ from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.models import get_model, get_tsb, insert_tsb
 from tsb_aihw.models.pretrained import load_state_checked
-from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, recipe_of
+from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, keyed_tree, recipe_of
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.training import TrainResult, train_block, train_noise_injection
 from tsb_aihw.training.block_cache import build_block_cache
 from tsb_aihw.utils.device import resolve_device
-from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
 from tsb_aihw.utils.store import Checkpoints
 
@@ -138,7 +137,7 @@ def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: i
 def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) -> dict[str, Any]:
     """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
     full backbones of studies with other budgets share checkpoints)."""
-    c = non_default_tree(cfg)  # a new field at its neutral default keeps every checkpoint
+    c = keyed_tree(cfg)  # a new field at its neutral default keeps every checkpoint
     data = {k: v for k, v in c.get("data", {}).items() if k in ("name", "root", "batch_size")}
     backbone = {k: v for k, v in c.get("backbone", {}).items() if k not in ("full_epochs", "early_epochs")}
     return {"what": what, "model": c.get("model", {}), "data": data, "backbone": backbone, "seed": cfg.seed,
@@ -149,7 +148,7 @@ def checkpoint_keys(cfg: StudyConfig, noise_std: float) -> dict[str, dict[str, A
     """Every digital model a study can train, by checkpoint file name, with its key: the one naming used to
     train, resume and adopt (``models_from``) them."""
     early = cfg.backbone.early_epochs
-    block = non_default_tree(cfg.block)
+    block = keyed_tree(cfg).get("block", {})
     return {"backbone_full": checkpoint_key(cfg, noise_std, "backbone_full", epochs=cfg.backbone.full_epochs),
             f"backbone_early-{early}ep": checkpoint_key(cfg, noise_std, "backbone_early", epochs=early),
             **{f"block_{kind}-{early}ep": checkpoint_key(cfg, noise_std, f"block_{kind}", block=block, noise=noise,

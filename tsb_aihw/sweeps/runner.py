@@ -20,7 +20,7 @@ from tsb_aihw.parallel.cells import run_cells, sharing
 from tsb_aihw.pipeline.config import ALL_METHODS, StudyConfig
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec
 from tsb_aihw.pipeline.export import check_sources
-from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, selective_specs
+from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, method_spec, selective_specs
 from tsb_aihw.pipeline.study import method_specs, study_identity
 from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.sweeps.axes import POINT_METHODS, SweepAxis, value_label
@@ -143,7 +143,7 @@ def build_points(ctx: StudyContext, axis: SweepAxis, methods: Sequence[str]) -> 
             else:
                 pts += [Point(f, s, deploy) for s in selective_specs(rules, [f])]
         for m in wanted:
-            spec = BASE_METHODS[m]
+            spec = method_spec(m, cfg.block)
             frac = weight_report(ctx.models.digital_model(spec), verify=spec.verify)
             pts.append(Point(round(frac.verified_fraction, 10), spec, deploy, role="point"))
         return pts
