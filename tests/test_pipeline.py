@@ -274,6 +274,29 @@ def test_calibration_images_train_every_block_on_one_fixed_cached_subset(tmp_pat
     assert torch.allclose(w_cached, w_ref, atol=1e-5)
 
 
+def test_block_batch_size_sets_the_calibration_batches_and_needs_a_calibration_set(tmp_path, monkeypatch) -> None:
+    """block.batch_size: the cached calibration set trains in batches of that size (more optimizer steps per
+    epoch); None keeps data.batch_size; without a calibration set it is refused before anything is built."""
+    import tsb_aihw.pipeline.trained as trained
+
+    with pytest.raises(ConfigError, match="block.batch_size = 8 sets the batches of the calibration set"):
+        study_config_from_dict(tiny_study(block={"batch_size": 8}))
+    steps = []
+    real = trained.train_block
+
+    def counting(model, loader, **kw):
+        steps.append(len(list(loader)))
+        return real(model, loader, **kw)
+
+    monkeypatch.setattr(trained, "train_block", counting)
+    for batch in (None, 8):
+        raw = tiny_study(block={"epochs": 1, "calibration_images": 48, "batch_size": batch})
+        models = StudyContext(study_config_from_dict(raw), tmp_path / str(batch), progress=False).models
+        models.fit_block(copy.deepcopy(models.tsb_model()), seed=5, loader_keys=("t",))
+    assert steps == [-(-48 // tiny_study()["data"]["batch_size"]), 6]
+    assert models.block_value("batch_size") == 8
+
+
 def test_calibration_images_beyond_the_split_fail_before_training(tmp_path) -> None:
     raw = tiny_study(block={"epochs": 1, "calibration_images": 10**6})
     with pytest.raises(ConfigError, match="calibration_images"):

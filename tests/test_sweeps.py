@@ -125,6 +125,7 @@ def test_sigma_sweep_accuracy_falls_with_sigma_and_reuses_training(tmp_path) -> 
     ({"block": {"epochs": 1, "calibration_images": 64}}, "block", [100_000], {"key": "calibration_images"},
      "training split has"),
     ({}, "block", [0], {"key": "block.epochs"}, "block.epochs"),
+    ({}, "block", [8], {"key": "block.batch_size"}, "batch_size = 8 sets the batches of the calibration set"),
     ({"methods": ["full_noise_injection"]}, "block", [2], {"key": "block.epochs"}, "train none"),
 ])
 def test_bad_sweeps_fail_before_training(tmp_path, over, axis, values, extra, message) -> None:

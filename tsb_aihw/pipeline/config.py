@@ -85,9 +85,24 @@ class BlockConfig:
     # (tsb_aihw.training.block_cache); None: the whole (shuffled) training split, uncached
     calibration_images: Union[int, None] = spec(None, lo=1, hi=10_000_000)
     recipe: Union[dict[str, Any], None] = None  # a TrainRecipe for the block; None: Adam at lr
+    # images per block step on the calibration set (None: data.batch_size): the optimizer steps an epoch gives, which
+    # is what a short block budget runs out of (docs/performance.md, section 2)
+    batch_size: Union[int, None] = spec(None, lo=1, hi=65_536)
     # re-estimate BN statistics through the programmed chip before its block is trained (tsb, tsb_full, the refresh
     # study): better on CIFAR-10 VGG-8 and ResNet-18, paired per chip (docs/design.md); false: the paper's flow
     recalibrate_bn: bool = True
+
+    def validate(self) -> "BlockConfig":
+        """The checks between block fields (a study's, or a sweep point's with its overrides)."""
+        recipe = recipe_of(self.recipe, "block.recipe")
+        if self.calibration_images is not None and recipe is not None and recipe.augment != "none":
+            raise ConfigError(f"block.calibration_images caches un-augmented activations, but block.recipe.augment = "
+                              f"{recipe.augment!r}; set block.recipe.augment: none or calibration_images: null")
+        if self.batch_size is not None and self.calibration_images is None:
+            raise ConfigError(f"block.batch_size = {self.batch_size} sets the batches of the calibration set, but "
+                              f"block.calibration_images is null (the whole split trains in data.batch_size batches); "
+                              f"set block.calibration_images or drop batch_size")
+        return self
 
 
 #: config fields whose effect a cell's key carries through its method spec (``MethodSpec.bn_recalibration``), so
@@ -116,7 +131,7 @@ def check_bn_variant(names: list[str], block: BlockConfig, field_name: str) -> N
 
 
 #: the per-chip block's budget, which a sweep may set per point
-BLOCK_BUDGET_KEYS = ("epochs", "lr", "calibration_images", "n_reads", "read_time")
+BLOCK_BUDGET_KEYS = ("epochs", "lr", "calibration_images", "batch_size", "n_reads", "read_time")
 #: what a cell may set for its per-chip block: the budget, and the block's size k (the fixed blocks and the
 #: sites' rule stay the config's; where and residual change every TSB model of a study: one study per value)
 PER_CHIP_BLOCK_KEYS = (*BLOCK_BUDGET_KEYS, "k")
@@ -165,10 +180,7 @@ class StudyConfig:
             raise ConfigError(f"block.k = {self.block.k!r}: must be 'auto' or an integer >= 1 (channels of the "
                               "shared block)")
         recipe_of(self.backbone.recipe, "backbone.recipe")
-        block_recipe = recipe_of(self.block.recipe, "block.recipe")
-        if self.block.calibration_images is not None and block_recipe is not None and block_recipe.augment != "none":
-            raise ConfigError(f"block.calibration_images caches un-augmented activations, but block.recipe.augment = "
-                              f"{block_recipe.augment!r}; set block.recipe.augment: none or calibration_images: null")
+        self.block.validate()
         check_bn_variant(self.methods, self.block, "methods")
         if "selective_verify" in self.methods and not self.selective.methods:
             raise ConfigError(f"selective.methods is empty but methods has selective_verify; give at least one "

@@ -50,7 +50,7 @@ class DeploySpec:
                               f"{', '.join(PER_CHIP_BLOCK_KEYS)}")
         out = dataclasses.replace(base, **self.block)
         check(out, prefix="block.")
-        return out
+        return out.validate()
 
 
 @dataclass

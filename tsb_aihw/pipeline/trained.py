@@ -207,9 +207,10 @@ class TrainedModels:
         """Train ``model``'s block with ``block``'s budget (None: the config's): the one way every block of a
         study trains.
 
-        On the whole shuffled training split, or (``block.calibration_images``) on the fixed calibration set,
-        replayed from activations cached before the first site unless the backbone is redrawn at every step
-        (``backbone_noise_std`` > 0). ``wall_time_s`` includes the cache's build."""
+        On the whole shuffled training split, or (``block.calibration_images``) on the fixed calibration set in
+        ``block.batch_size`` batches (None: the data's), replayed from activations cached before the first site
+        unless the backbone is redrawn at every step (``backbone_noise_std`` > 0). ``wall_time_s`` includes the
+        cache's build."""
         b = block if block is not None else self.cfg.block
         dev = resolve_device(self.cfg.device)
         recipe = recipe_of(b.recipe)
@@ -219,7 +220,7 @@ class TrainedModels:
                                   progress=progress, backbone_noise_std=backbone_noise_std, recipe=recipe)
         if b.calibration_images is None:
             return train(self.train_loader(*loader_keys))
-        batch = self.cfg.data.batch_size
+        batch = b.batch_size or self.cfg.data.batch_size
         if backbone_noise_std > 0:
             return train(make_loader(self.calibration_set(b.calibration_images), batch, shuffle=True,
                                      seed=self.cfg.seed))
@@ -274,6 +275,8 @@ class TrainedModels:
 
     def block_value(self, name: str) -> Any:
         """The config's value of a block field, ``k: auto`` as the k it resolves to (a block sweep's reference)."""
+        if name == "batch_size":
+            return self.cfg.block.batch_size or self.cfg.data.batch_size
         if name != "k":
             return getattr(self.cfg.block, name)
         if self._config_k is None:

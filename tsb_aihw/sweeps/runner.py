@@ -70,7 +70,7 @@ def check_axis(cfg: StudyConfig, axis: SweepAxis) -> dict[Any, DevicePreset]:
                           "nothing; add preset_overrides: {periphery__is_perfect: false} to the config (or use "
                           "pcm/rram)")
     if axis.kind == "block":  # one device; every value must be a valid budget
-        if getattr(cfg.block, str(axis.block_field)) is None:
+        if axis.block_field == "calibration_images" and cfg.block.calibration_images is None:
             raise ConfigError(f"{axis.key} is null in the config (blocks train on the whole split, uncached), so a "
                               f"sweep of it has no reference point; set {axis.key} to the reference size in the "
                               "config")
