@@ -274,7 +274,8 @@ class TrainedModels:
         return int(k)
 
     def block_value(self, name: str) -> Any:
-        """The config's value of a block field, ``k: auto`` as the k it resolves to (a block sweep's reference)."""
+        """The config's value of a block field, ``k: auto`` as the k it resolves to and ``batch_size: null`` as the
+        data's batch (a block sweep's reference)."""
         if name == "batch_size":
             return self.cfg.block.batch_size or self.cfg.data.batch_size
         if name != "k":
