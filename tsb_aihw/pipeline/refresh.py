@@ -42,6 +42,7 @@ from tsb_aihw.parallel.cells import live_context, run_cells, sharing
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import RefreshConfig, config_from
 from tsb_aihw.pipeline.deploy import recalibrate_chip_bn
+from tsb_aihw.pipeline.methods import method_spec
 from tsb_aihw.pipeline.study import study_identity
 from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.pipeline.trained import train_block_for_chip
@@ -80,6 +81,7 @@ class RefreshRunner:
 
     def __init__(self, ctx: StudyContext, cfg: RefreshConfig):
         self.ctx, self.cfg = ctx, cfg
+        self.with_bn = method_spec("tsb", cfg.block).bn_recalibration  # the study's tsb flow decides, as in its cells
         self.times = sorted(ctx.times)
         self.refresh = sorted(parse_times(cfg.refresh_times))
         self.analog = to_analog(ctx.models.tsb_model(), ctx.preset, verify="tsb").eval()
@@ -102,7 +104,7 @@ class RefreshRunner:
         retrain = weight is None
         if weight is None:  # refresh: read the drifted backbone at r, train a fresh block on it
             weight, train_s = train_block_for_chip(self.ctx.models, chip, r, write=chip.block_writes + 1,
-                                                   with_bn=self.cfg.block.recalibrate_bn)
+                                                   with_bn=self.with_bn)
         chip.write_block(weight, at=r)
         stats = _block_stats(chip.model)
         return {"time_s": r, "train_s": train_s, "block_pulses": stats["pulses"], "block_reads": stats["reads"],
@@ -112,10 +114,10 @@ class RefreshRunner:
     def run_chip(self, index: int) -> dict[str, Any]:
         chip = Chip(self.analog, self.ctx.preset, self.cfg.seed, index)  # the same chips as tsb-aihw run
         digest = chip.program()
-        if self.cfg.block.recalibrate_bn:  # as a study's tsb cell: BN through the chip, then the block
+        if self.with_bn:  # as a study's tsb cell: BN through the chip, then the block
             recalibrate_chip_bn(chip, self.ctx.models)
         w0, train0 = train_block_for_chip(self.ctx.models, chip, self.cfg.block.read_time,
-                                          with_bn=self.cfg.block.recalibrate_bn)
+                                          with_bn=self.with_bn)
         chip.write_block(w0)
         chip.calibrate_adc(self.ctx.models.train_loader("adc", index))
         out: dict[str, Any] = {"chip_cost": programming_cost(self.analog, self.ctx.preset).to_dict(),
@@ -169,7 +171,7 @@ def run_refresh_study(cfg: RefreshConfig, out: str | Path, progress: bool = True
     config = cfg.to_dict()
     out_dir = str(store.out.resolve())
     # BN re-estimation first (block.recalibrate_bn) adds to the key; without it the keys stay as before it existed
-    key = json_fingerprint([ctx.preset.identity, CELL_VERSION, *(["bn"] if cfg.block.recalibrate_bn else [])])
+    key = json_fingerprint([ctx.preset.identity, CELL_VERSION, *(["bn"] if runner.with_bn else [])])
     tasks = [RefreshChipTask(key=f"refresh#{c}@{key}",
                              config=config, out=out_dir, chip=c) for c in range(cfg.chips)]
     with sharing(("refresh", out_dir, json_fingerprint(config)), runner):

@@ -220,7 +220,7 @@ class TrainedModels:
                                   progress=progress, backbone_noise_std=backbone_noise_std, recipe=recipe)
         if b.calibration_images is None:
             return train(self.train_loader(*loader_keys))
-        batch = b.batch_size or self.cfg.data.batch_size
+        batch = self.block_batch(b)
         if backbone_noise_std > 0:
             return train(make_loader(self.calibration_set(b.calibration_images), batch, shuffle=True,
                                      seed=self.cfg.seed))
@@ -273,11 +273,15 @@ class TrainedModels:
             self.calibration_set(b.calibration_images)
         return int(k)
 
+    def block_batch(self, block: BlockConfig) -> int:
+        """Images per step of ``block``'s training on the calibration set: ``block.batch_size``, else the data's."""
+        return block.batch_size or self.cfg.data.batch_size
+
     def block_value(self, name: str) -> Any:
         """The config's value of a block field, ``k: auto`` as the k it resolves to and ``batch_size: null`` as the
         data's batch (a block sweep's reference)."""
         if name == "batch_size":
-            return self.cfg.block.batch_size or self.cfg.data.batch_size
+            return self.block_batch(self.cfg.block)
         if name != "k":
             return getattr(self.cfg.block, name)
         if self._config_k is None:
