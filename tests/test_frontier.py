@@ -84,8 +84,11 @@ def test_frontier_quick_writes_the_frontier_and_reuses_budget_free_cells(tmp_pat
     assert main(["frontier", "--quick", "--out", str(out), "--no-progress"]) == 0
     res = json.loads((out / "frontier.json").read_text())
     assert set(res["curves"]) == {"tsb", "tsb_full"}
-    for pts in res["curves"].values():
-        assert [p["budget"] for p in pts] == [0.34, 1.0] and [p["early_epochs"] for p in pts] == [1, 3]
+    for name, pts in res["curves"].items():
+        assert [p["budget"] for p in pts] == [0.34, 1.0]
+        # tsb_full's block sits on (b): its backbone is the full one at every budget
+        assert [p["early_epochs"] for p in pts] == ([3, 3] if name == "tsb_full" else [1, 3])
+        assert {p["backbone"] for p in pts} == {"full" if name == "tsb_full" else "early"}
     full = res["curves"]["tsb_full"]
     assert all(p["speedup"] < 1 for p in full)  # the block on (b)'s backbone only adds training time
     assert res["curves"]["tsb"][0]["speedup"] > res["curves"]["tsb"][1]["speedup"]  # a smaller budget is faster
@@ -101,16 +104,18 @@ def test_frontier_quick_writes_the_frontier_and_reuses_budget_free_cells(tmp_pat
 
 
 def test_a_point_shared_by_budgets_gets_one_label(tmp_path, monkeypatch) -> None:
-    """The block on (b) (tsb_full) is the same point at every budget: one label naming both, not two on top."""
+    """The block on (b) (tsb_full) is the same point at every budget: one label "(b)", not one per budget."""
     import tsb_aihw.plots as plots
 
     result = json.loads(Path("results/frontier-cifar10-vgg8-sigma0.2/frontier.json").read_text())
     seen: list[list[str]] = []
     real_save = plots._save
-    monkeypatch.setattr(plots, "_save", lambda fig, path: (seen.append([t.get_text() for t in fig.axes[0].texts]),
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (seen.extend([[t.get_text() for t in fig.axes[0].texts],
+                                                                        fig.axes[0].get_title()]),
                                                            real_save(fig, path))[1])
     plots.plot_frontier(result, tmp_path / "frontier")
     budgets = [f"{b:g}" for b in result["config"]["budgets"]]
     assert len(budgets) >= 2
-    # tsb and tsb_bn: one label per budget; tsb_full (the block on (b)): one label naming every budget
-    assert sorted(seen[0]) == sorted([*budgets, *budgets, ", ".join(budgets)])
+    # tsb and tsb_bn: one label per budget; tsb_full (the block on (b)'s backbone): one label "(b)"
+    assert sorted(seen[0]) == sorted([*budgets, *budgets, "(b)"])
+    assert "noise.sigma=0.2" in seen[1]

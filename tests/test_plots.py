@@ -61,3 +61,11 @@ def test_weight_error_histograms_from_an_analog_chip(tmp_path: Path, fast_cpu):
     program_chip(a, 0)
     panels = {"t = 0": weight_errors(a, 0.0), "1 d": weight_errors(a, 86400.0, seed=0)}
     _check(plots.plot_weight_error_histograms(panels, tmp_path / "chip", split="group+verified"), tmp_path)
+
+
+def test_preset_label_names_the_overrides():
+    """Two noise levels of one preset must not carry the same plot title."""
+    assert plots.preset_label("nvcim-gaussian", {"noise.sigma": 0.2}) == "nvcim-gaussian (noise.sigma=0.2)"
+    assert plots.preset_label("pcm", {"periphery.adc_bits": 6, "noise.drift": True}) == \
+        "pcm (noise.drift=True, periphery.adc_bits=6)"
+    assert plots.preset_label("pcm", None) == plots.preset_label("pcm", {}) == "pcm"

@@ -249,6 +249,20 @@ def plot_weight_error_histograms(
         return _save(fig, path)
 
 
+def preset_label(name: str, overrides: Mapping[str, Any] | None) -> str:
+    """``nvcim-gaussian (noise.sigma=0.2)``: a preset with the config's overrides, so that plots of one preset at two
+    noise levels do not carry the same title."""
+    parts = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k}={v}"
+                      for k, v in sorted((overrides or {}).items()))
+    return f"{name} ({parts})" if parts else name
+
+
+def _on_full_backbone(point: Mapping[str, Any]) -> bool:
+    """A frontier point whose block sits on (b)'s fully trained backbone (``tsb_full``): no early budget applies.
+    Files written before points carried ``backbone`` name the variant only."""
+    return point.get("backbone", "full" if point["method"] == "tsb_full" else "early") == "full"
+
+
 def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Path]:
     """Training speed-up (x) vs accuracy-gap improvement (y), both log: one curve per TSB variant over the early
     backbone's budget, the baselines as points, the paper's claimed region (>5x, >20x) shaded.
@@ -270,7 +284,10 @@ def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Pa
             for p in good:                                        # gets one label naming them all
                 if p["gap_improvement_kind"] == "lower_bound":
                     ax.plot([p["speedup"]], [p["gap_improvement"]], "o", mfc="white", color=line.get_color())
-                budgets.setdefault((p["speedup"], p["gap_improvement"]), []).append(f"{p['budget']:g}")
+                names = budgets.setdefault((p["speedup"], p["gap_improvement"]), [])
+                name = "(b)" if _on_full_backbone(p) else f"{p['budget']:g}"
+                if name not in names:
+                    names.append(name)
             for xy, names in budgets.items():  # curves alternate above / below their points: variants lie close
                 ax.annotate(", ".join(names), xy, fontsize=7, textcoords="offset points",
                             xytext=(3, 3) if i % 2 == 0 else (3, -9), color=line.get_color())
@@ -298,8 +315,9 @@ def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Pa
         ax.xaxis.set_minor_formatter(whole)  # 2x .. 9x between decades; none below 1x (they crowd)
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel("training speed-up over (b)  (labels: early-backbone budget)")
+        ax.set_xlabel("training speed-up over (b)  (labels: early-backbone budget; (b): on (b)'s backbone)")
         ax.set_ylabel("accuracy-gap improvement over (b)")
-        ax.set_title(f"{result['model']} on {result['preset']}: {result['chips']} chips")
+        preset = preset_label(result["preset"], result["config"].get("preset_overrides"))
+        ax.set_title(f"{result['model']} on {preset}: {result['chips']} chips")
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)  # outside: it hid the paper's region
         return _save(fig, path)

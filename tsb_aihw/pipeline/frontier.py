@@ -25,6 +25,7 @@ from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.claims import gap_ratio
 from tsb_aihw.pipeline.config import StudyConfig, check_bn_variant
 from tsb_aihw.pipeline.export import check_sources
+from tsb_aihw.pipeline.methods import BASE_METHODS
 from tsb_aihw.pipeline.study import deploy_study, study_identity
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json
 from tsb_aihw.utils.provenance import provenance
@@ -127,7 +128,9 @@ def assemble_frontier(cfg: FrontierConfig, studies: dict[str, dict[str, Any]]) -
     for budget, study in studies.items():
         for key in cfg.variants:
             p = _point(study, key, study["methods"][key]["label"])
-            p |= {"budget": float(budget), "early_epochs": study["config"]["backbone"]["early_epochs"]}
+            backbone = BASE_METHODS[key].backbone  # tsb_full's block sits on (b): its backbone is the full one
+            epochs = study["config"]["backbone"]["early_epochs" if backbone == "early" else "full_epochs"]
+            p |= {"budget": float(budget), "backbone": backbone, "early_epochs": epochs}
             curves.setdefault(key, []).append(p)
     last = studies[max(studies, key=float)]
     baselines = [_point(last, k, last["methods"][k]["label"]) for k in last["methods"]

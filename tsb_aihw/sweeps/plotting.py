@@ -9,6 +9,7 @@ from tsb_aihw.plots import (
     plot_accuracy_vs_time,
     plot_accuracy_vs_verified_fraction,
     plot_block_budget,
+    preset_label,
 )
 
 
@@ -59,13 +60,14 @@ def plot_sweep(data: Mapping[str, Any], out: Path) -> list[Path]:
     """Draw the sweep's plots into ``out``; returns the PNG and PDF paths."""
     kind, labels, ref = data["kind"], data["time_labels"], data["reference_accuracy"]
     what = f"{data['model']} on {data['dataset']['name']}"
+    preset = preset_label(data["base_preset"]["name"], data["config"].get("preset_overrides"))
     files: list[Path] = []
     if kind == "verified_fraction":
         for t in labels:
             curves, points = fraction_plot_data(data, t)
             files += plot_accuracy_vs_verified_fraction(
                 curves, points, out / f"accuracy_vs_verified_fraction{_suffix(labels, t)}", reference=ref,
-                title=f"{what}, {data['base_preset']['name']}, t={t}")
+                title=f"{what}, {preset}, t={t}")
     elif kind == "presets":
         series = {}
         for p in data["points"]:
@@ -95,7 +97,7 @@ def plot_sweep(data: Mapping[str, Any], out: Path) -> list[Path]:
                                        out / f"accuracy_vs_{key.replace('.', '_')}{_suffix(labels, t)}",
                                        xlabel=data["axis"]["name"], reference=ref,
                                        logx=_spans_decades([float(q["axis_value"]) for q in tuned]),
-                                       title=f"{what}, {data['base_preset']['name']}, t={t}")
+                                       title=f"{what}, {preset}, t={t}")
     else:
         for t in labels:
             by_method = {}
@@ -104,5 +106,5 @@ def plot_sweep(data: Mapping[str, Any], out: Path) -> list[Path]:
             series = {k: _series(v, "x") for k, v in by_method.items()}
             files += plot_accuracy_vs_parameter(series, out / f"accuracy_vs_{kind}{_suffix(labels, t)}",
                                                 xlabel=data["axis"]["name"], reference=ref,
-                                                title=f"{what}, {data['base_preset']['name']}, t={t}")
+                                                title=f"{what}, {preset}, t={t}")
     return files
