@@ -5,10 +5,10 @@ import argparse
 import json
 
 NAME = "compare"
-HELP = ("paired difference A - B of two results on the same chips (matched by chip fingerprint): mean, 95-percent t-CI and "
-        "on how many chips A is better; A and B are RESULT#SELECTOR with RESULT a results.json, sweep.json or "
-        "frontier.json (or its folder) and SELECTOR a method (tsb), a sweep point (2|tsb) or a frontier budget/method "
-        "(0.2/tsb)")
+HELP = ("paired difference A - B of two results on the same chips (matched by chip fingerprint): mean, "
+        "95-percent t-CI and on how many chips A is better; A and B are RESULT#SELECTOR with RESULT a results.json, "
+        "sweep.json or frontier.json (or its folder) and SELECTOR a method (tsb), a sweep point (2|tsb) or a frontier "
+        "budget/method (0.2/tsb)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
