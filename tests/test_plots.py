@@ -69,3 +69,13 @@ def test_preset_label_names_the_overrides():
     assert plots.preset_label("pcm", {"periphery.adc_bits": 6, "noise.drift": True}) == \
         "pcm (noise.drift=True, periphery.adc_bits=6)"
     assert plots.preset_label("pcm", None) == plots.preset_label("pcm", {}) == "pcm"
+
+
+@pytest.mark.parametrize("xs, slanted", [([2500, 3750, 4000, 5000], True), ([1, 2, 3], False)])
+def test_swept_ticks_slant_only_when_labels_would_overprint(xs, slanted):
+    fig, ax = plots.plt.subplots(figsize=(3.5, 3))
+    ax.plot(xs, xs)
+    plots._swept_ticks(ax, xs, logx=False)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{x:g}" for x in xs]
+    assert (ax.get_xticklabels()[0].get_rotation() != 0) is slanted
+    plots.plt.close(fig)
