@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tsb_aihw.cli.main import main
-from tsb_aihw.errors import ConfigError
+from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.evaluation.pairing import load_chip_accuracies, paired_difference
 
 BUDGET = Path("results/block-budget-cifar10-vgg8-sigma0.2")
@@ -63,3 +63,9 @@ def test_cli_prints_the_paired_difference(capsys) -> None:
     assert "A - B over 20 chips:" in out and "95% t-CI" in out
     assert main(["compare", f"{BUDGET}/cosine#2|tsb", "results/frontier-cifar10-vgg8-sigma0.1#0.2/tsb"]) == 2
     assert "not on the same chips" in capsys.readouterr().err
+
+
+def test_a_damaged_result_file_is_one_clear_line(tmp_path) -> None:
+    (tmp_path / "results.json").write_text('{"methods": ')
+    with pytest.raises(TSBError, match="is not valid JSON"):
+        load_chip_accuracies(f"{tmp_path}#tsb")

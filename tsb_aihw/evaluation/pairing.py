@@ -7,13 +7,13 @@ the same chips: every cell records the fingerprints of its chips, so the pairing
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.stats import Summary, summarize
+from tsb_aihw.utils.io import read_json
 
 RESULT_FILES = ("results.json", "sweep.json", "frontier.json")
 
@@ -71,11 +71,10 @@ def load_chip_accuracies(spec: str, time: str | None = None) -> ChipAccuracies:
     """``PATH#SELECTOR``: a study's method key, a sweep's point id (``AXIS_VALUE|METHOD``, as in sweep.json) or a
     frontier's ``BUDGET/METHOD``; at ``time`` (a time label such as ``0s``; None: the result's first)."""
     path_part, _, selector = spec.partition("#")
-    path = _result_file(Path(path_part))
-    data = json.loads(path.read_text())
     if not selector:
         raise ConfigError(f"{spec}: name what to compare after '#', e.g. {path_part}#tsb (a method), "
                           f"#2|tsb (a sweep point) or #0.2/tsb (a frontier budget and method)")
+    data = read_json(_result_file(Path(path_part)), expect=dict)
     if "points" in data:  # a sweep
         points = {p["id"]: p for p in data["points"]}
         if selector not in points:
