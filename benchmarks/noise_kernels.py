@@ -10,25 +10,21 @@ nanoseconds per float32 value; writes one JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Callable
 
 import numpy as np
 import torch
 
+from timing import seconds  # benchmarks/, the script's own folder
+from tsb_aihw.utils.io import atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 
 NUMPY_GENERATORS = ("SFC64", "PCG64", "PCG64DXSM", "Philox", "MT19937")
 
 
 def ns_per_value(fn: Callable[[], object], n: int, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times) / n * 1e9
+    return min(seconds(fn) for _ in range(rounds)) / n * 1e9
 
 
 def epilogue(y: torch.Tensor) -> torch.Tensor:
@@ -63,8 +59,7 @@ def main() -> None:
         res["epilogue_inductor"] = ns_per_value(lambda: compiled(y), n, r)
     out = {"ns_per_value": res, "compile_seconds": compile_s, "values": n, "rounds": r, "threads": 1,
            "provenance": provenance()}
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=1)
+    atomic_write_json(args.out, out)
     for k, v in res.items():
         print(f"{k:34s} {v:6.2f} ns/value")
     print(f"wrote {args.out}")
