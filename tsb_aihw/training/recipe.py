@@ -3,6 +3,7 @@ noise warm-up), so a config can ask for a modern fast recipe without the trainer
 
 The trainers keep their old keyword defaults (Adam, per-epoch cosine) when no recipe is given; with a recipe
 the LR is set before every optimizer step from :meth:`TrainRecipe.lr_at` (per step, not per epoch).
+``precision`` says in which precision the forward and backward run (``tsb_aihw.utils.precision``).
 """
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.precision import check_precision
 
 OPTIMIZERS = ("adam", "sgd")
-RECIPE_SCHEDULES = ("constant", "cosine", "onecycle", "linear-decay")
+RECIPE_SCHEDULES = ("constant", "cosine", "onecycle", "linear-decay", "wsd")
 AUGMENTATIONS = ("none", "crop_flip")
+#: how the LR of ``wsd`` falls over its decay phase, as a function of the phase's progress t in [0, 1]
+DECAY_SHAPES = ("linear", "cosine", "1-sqrt")
 
 
 def _number(name: str, value: Any) -> float:
@@ -54,6 +58,17 @@ class TrainRecipe:
     batch's device (:class:`tsb_aihw.data.BatchCropFlip`); the dataset must then be un-augmented.
     ``noise_warmup_fraction``: the injected weight-noise std ramps linearly from 0 to its target over that
     fraction of the steps (0 = full noise from the first step).
+
+    ``wsd`` (warmup-stable-decay, trapezoidal): a linear warm-up over ``warmup_fraction`` of the steps, the peak
+    ``lr`` held (stable), then over the last ``decay_fraction`` of the steps a fall to ``final_lr_fraction * lr``
+    shaped by ``decay_shape`` (t = progress through the decay, 0 -> 1; LR = lr * (1 - (1 - final) * g(t))):
+    ``linear`` g = t, ``cosine`` g = (1 - cos(pi t)) / 2, ``1-sqrt`` g = sqrt(t) (fast fall first; Haegele et al.
+    2024). Why: every step before the decay is the same whatever the run's length, so an early backbone can be
+    a stop of the full run annealed by its own short decay (:meth:`anneal_lr_at`, ``training.stops``).
+
+    ``precision``: ``fp32``; ``bf16`` (forward and backward under ``torch.autocast``; weights, optimizer state,
+    injected noise and BN statistics stay fp32); ``auto`` (bf16 exactly where the machine computes it natively:
+    :func:`tsb_aihw.utils.precision.resolve_precision`). A run records the precision it resolved to.
     """
 
     optimizer: str = "sgd"
@@ -72,6 +87,9 @@ class TrainRecipe:
     crop_padding: int = 4
     flip: bool = True
     noise_warmup_fraction: float = 0.0
+    decay_fraction: float = 0.2
+    decay_shape: str = "linear"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -97,6 +115,18 @@ class TrainRecipe:
             raise ConfigError(f"recipe crop_padding must be an integer in [0, 16], got {self.crop_padding!r}")
         _flag("flip", self.flip)
         _in_range("noise_warmup_fraction", self.noise_warmup_fraction, 0.0, 1.0)
+        _in_range("decay_fraction", self.decay_fraction, 0.0, 1.0, lo_open=True)
+        _choice("decay_shape", self.decay_shape, DECAY_SHAPES)
+        if self.schedule != "wsd" and (self.decay_fraction != 0.2 or self.decay_shape != "linear"):
+            raise ConfigError(f"recipe decay_fraction and decay_shape belong to schedule 'wsd', not "
+                              f"{self.schedule!r}; drop them or set schedule: wsd")
+        if self.schedule == "wsd" and self.warmup_fraction + self.decay_fraction > 1:
+            raise ConfigError(f"recipe schedule 'wsd' needs warmup_fraction + decay_fraction <= 1, got "
+                              f"{self.warmup_fraction:g} + {self.decay_fraction:g}")
+        try:
+            check_precision(self.precision)
+        except ConfigError as exc:
+            raise ConfigError(f"recipe {exc}") from None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> "TrainRecipe":
@@ -122,9 +152,36 @@ class TrainRecipe:
             return self.lr * (start + (1 - start) * rise)
         if self.schedule == "constant":
             return self.lr
+        if self.schedule == "wsd":
+            d = self.decay_fraction
+            return self.lr if p <= 1 - d else self._decayed((p - (1 - d)) / d)
         t = (p - w) / (1 - w)
         fall = t if self.schedule == "linear-decay" else (1 - math.cos(math.pi * t)) / 2
         return self.lr * (1 - (1 - final) * fall)
+
+    def anneal_lr_at(self, step: int, anneal_steps: int) -> float:
+        """LR of step ``step`` (0-based) of a ``wsd`` decay compressed into ``anneal_steps`` steps: the anneal that
+        turns a stop of a run into an early backbone (the peak LR first, the end LR last)."""
+        if self.schedule != "wsd":
+            raise ConfigError(f"an anneal from a stop needs recipe schedule 'wsd', not {self.schedule!r}")
+        return self._decayed(_progress(step, anneal_steps))
+
+    def _decayed(self, t: float) -> float:
+        """The ``wsd`` LR at progress ``t`` in [0, 1] through its decay phase (``decay_shape``)."""
+        g = t if self.decay_shape == "linear" else math.sqrt(t) if self.decay_shape == "1-sqrt" \
+            else (1 - math.cos(math.pi * t)) / 2
+        return self.lr * (1 - (1 - self.final_lr_fraction) * g)
+
+    def stable_steps(self, total_steps: int) -> tuple[int, int]:
+        """(first, last) number of steps done after which a ``wsd`` run sits at its peak LR: the stops an early
+        backbone can branch off at (after the warm-up, before the decay)."""
+        if self.schedule != "wsd":
+            raise ConfigError(f"stops need recipe schedule 'wsd', not {self.schedule!r}")
+        if total_steps < 2:
+            raise ConfigError(f"a wsd run of {total_steps} optimizer step(s) has no stable phase to stop in")
+        last = total_steps - 1
+        first = math.ceil(self.warmup_fraction * last - 1e-9)
+        return first, math.floor((1 - self.decay_fraction) * last + 1e-9)
 
     def noise_scale(self, step: int, total_steps: int) -> float:
         """Multiplier in [0, 1] of the target weight-noise std at step ``step`` (linear noise warm-up)."""
