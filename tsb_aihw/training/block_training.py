@@ -97,7 +97,7 @@ def train_block(
     (``cache.loader(batch)``) and the frozen prefix is replayed from them instead of recomputed.
     Without ``recipe``: Adam, ``lr`` (default 1e-3), per-epoch ``schedule`` (constant), ``weight_decay`` (0).
     A :class:`TrainRecipe` replaces those (passing them too is an error) and adds its per-step LR curve,
-    label smoothing, batch augmentation, clipping and noise warm-up (of both noise kinds).
+    label smoothing, batch augmentation, clipping, noise warm-up (of both noise kinds) and precision.
     """
     given = OptimArgs(None, lr, schedule, weight_decay)
     resolve_optim(epochs, recipe, given, BLOCK_DEFAULTS)  # bad values fail before anything runs
@@ -141,22 +141,24 @@ def train_block(
                      *stack.enter_context(weight_noise(model, backbone_noise_std,
                                                        backbone_layers if backbone_noise_std > 0 else []))]
             opt, sched, opt_config = setup_optimizer(params, epochs, recipe, given, BLOCK_DEFAULTS)
-            best, history, reason = fit(
+            out = fit(
                 model, train_loader, val_loader, epochs=epochs, optimizer=opt, scheduler=sched,
                 set_train_mode=set_train_mode, forward=cached_forward if cache is None else cache.forward,
                 device=dev, early_stop=early_stop, progress=progress, desc="block training", recipe=recipe,
-                seed=derive_seed(seed, "augment"), on_step=noise_ramp(noisy, recipe),
+                seed=derive_seed(seed, "augment"), on_step=noise_ramp(noisy, recipe), method="block",
+                noise_std=noise_std, run_seed=seed,
             )
     finally:
         for p, flag in saved_flags:
             p.requires_grad_(flag)
     model.eval()
     return TrainResult(
-        method="block", epochs_budget=epochs, epochs_run=len(history),
-        wall_time_s=time.perf_counter() - start, history=history, best_epoch=best["epoch"],
-        best_val_acc=best["val_acc"], stopped_early=reason is not None,
-        stop_reason=reason, restored_best=best["state"] is not None,
+        method="block", epochs_budget=epochs, epochs_run=len(out.history),
+        wall_time_s=time.perf_counter() - start, history=out.history, best_epoch=out.best_epoch,
+        best_val_acc=out.best_val_acc, stopped_early=out.stop_reason is not None,
+        stop_reason=out.stop_reason, restored_best=out.restored_best,
         trainable_params=sum(p.numel() for p in params), seed=seed,
         config={"noise_std": noise_std, "backbone_noise_std": backbone_noise_std, **opt_config,
-                "early_stop": early_stop.to_dict() if early_stop else None},
+                "precision": out.precision, "early_stop": early_stop.to_dict() if early_stop else None},
+        precision=out.precision,
     )

@@ -1,16 +1,30 @@
 """The epoch loop both trainers share: budget, early stopping, best-val state, timing and history."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from tsb_aihw.errors import ConfigError, DataError
 from tsb_aihw.evaluation.accuracy import evaluate_accuracy
+from tsb_aihw.training.checkpointing import (
+    Checkpointing,
+    EpochStart,
+    RunInfo,
+    StopPlan,
+    TrainState,
+    check_same_run,
+    load_state,
+    plan_stops,
+    save_state,
+)
 from tsb_aihw.training.recipe import OPTIMIZERS, TrainRecipe
+from tsb_aihw.utils.precision import resolve_precision
 
 SCHEDULES = ("cosine", "constant")  # the per-epoch schedules of the trainers' own keywords (no recipe)
 
@@ -63,7 +77,8 @@ class EarlyStop:
 
 @dataclass
 class TrainResult:
-    """What a training run did: epochs, wall time, per-epoch history and the best validation epoch."""
+    """What a training run did: epochs, wall time (a resumed run's earlier part included), per-epoch history, the
+    best validation epoch and the precision it ran in."""
 
     method: str
     epochs_budget: int
@@ -78,6 +93,7 @@ class TrainResult:
     trainable_params: int = 0
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"  # what the forward and backward ran in (resolved: fp32 or bf16, never auto)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -178,6 +194,22 @@ def check_budget(epochs: int, lr: float) -> None:
         raise ConfigError(f"learning rate must be a finite number > 0, got {lr!r}")
 
 
+@dataclass
+class FitOutcome:
+    """What ``fit`` did: per-epoch history, the best-val epoch (restored or not), why it stopped early, the
+    precision it ran in (resolved, never ``auto``), optimizer steps done and the seconds of training a resumed
+    run (or a stop) had behind it before this process."""
+
+    history: list[dict[str, float]]
+    best_epoch: int | None
+    best_val_acc: float | None
+    restored_best: bool
+    stop_reason: str | None
+    precision: str
+    steps: int
+    earlier_s: float
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -195,15 +227,27 @@ def fit(
     recipe: TrainRecipe | None = None,
     seed: int = 0,
     on_step: Callable[[int, int], None] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, float]], str | None]:
-    """Run up to ``epochs`` epochs; returns (best-or-final summary, history, stop reason).
+    method: str = "",
+    noise_std: float = 0.0,
+    run_seed: int = 0,
+    checkpointing: Checkpointing | None = None,
+    anneal_from: TrainState | None = None,
+) -> FitOutcome:
+    """Run up to ``epochs`` epochs (see :class:`FitOutcome`).
 
     ``set_train_mode`` decides which modules are in train mode (noise on, BN frozen, ...), ``forward`` runs
     one training forward. The best-val state (by val accuracy, first epoch on ties) is restored at the end.
     With a ``recipe``: the LR of every step comes from ``recipe.lr_at`` (``scheduler`` should be None), the
-    loss is label-smoothed, batches are augmented on their device (seeded from ``seed``), gradients clipped
-    and the model run channels-last as the recipe says. ``on_step(step, total_steps)`` runs before each
-    optimizer step (e.g. the noise warm-up).
+    loss is label-smoothed, batches are augmented on their device (seeded from ``seed``), gradients clipped,
+    the model run channels-last and the forward and backward in the precision the recipe says (bf16: under
+    ``torch.autocast``; parameters, optimizer state and BN statistics stay fp32, the loss is taken in fp32).
+    ``on_step(step, total_steps)`` runs before each optimizer step (e.g. the noise warm-up).
+
+    ``checkpointing``: snapshots for resumption and stops (``training.checkpointing``); a ``resume.pt`` of the
+    same run (``method``, ``noise_std``, the trainer's ``run_seed``, budget, recipe, precision) there is
+    continued bit-exactly.
+    ``anneal_from``: a stop of such a run; it continues for the stop's anneal steps with the LR of
+    ``recipe.anneal_lr_at`` and then ends, keeping the last state (not the best-val one).
     """
     from tqdm.auto import tqdm
 
@@ -213,41 +257,99 @@ def fit(
     r = recipe
     loss_fn = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing if r else 0.0)
     total_steps = 0
-    if r is not None or on_step is not None:
+    if r is not None or on_step is not None or checkpointing is not None or anneal_from is not None:
         try:
             total_steps = epochs * len(train_loader)  # type: ignore[arg-type]
         except TypeError as exc:
-            raise ConfigError("a training recipe sets the LR per step and needs a training loader with len(); "
-                              "pass a DataLoader (tsb_aihw.data.make_loader)") from exc
+            raise ConfigError("a training recipe (or checkpointing) counts optimizer steps and needs a training "
+                              "loader with len(); pass a DataLoader (tsb_aihw.data.make_loader)") from exc
         if total_steps == 0:
             raise ConfigError("the training loader yields no batches; check the dataset split and batch size")
+    precision = resolve_precision(r.precision if r is not None else "fp32", device)
+    run = RunInfo(method=method, noise_std=float(noise_std), seed=run_seed, epochs=epochs, total_steps=total_steps,
+                  precision=precision, recipe=r)
+    state, end_step, anneal = _starting_state(run, checkpointing, anneal_from)
+    stop_at = {p.stop_step: p for p in plan_stops(r, total_steps, checkpointing.stops)} if checkpointing else {}
     augment = None
     if r is not None and r.augment == "crop_flip":
         from tsb_aihw.data.batch_augment import BatchCropFlip
 
         augment = BatchCropFlip(r.crop_padding, r.flip, seed)
+    loader_gen = getattr(train_loader, "generator", None)
+    loader_gen = loader_gen if isinstance(loader_gen, torch.Generator) else None
     clip_params = [p for g in optimizer.param_groups for p in g["params"]]
     memory_format = torch.channels_last if r is not None and r.channels_last else None
     if memory_format is not None:
         model.to(memory_format=memory_format)  # type: ignore[call-overload]  # torch's stubs lack it
+
+    def lr_of(step: int) -> float:
+        assert r is not None
+        if anneal is not None and step >= anneal.stop_step:
+            return r.anneal_lr_at(step - anneal.stop_step, anneal.anneal_steps)
+        return r.lr_at(step, total_steps)
+
     step = 0
     history: list[dict[str, float]] = []
     val_accs: list[float] = []
     best: dict[str, Any] = {"epoch": None, "val_acc": None, "state": None}
     reason = None
-    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False)
+    first_epoch, earlier_s = 1, 0.0
+    if state is not None:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        if scheduler is not None and state.scheduler is not None:
+            scheduler.load_state_dict(state.scheduler)
+        step, first_epoch, earlier_s, reason = state.step, state.epoch, state.elapsed_s, state.stop_reason
+        history = [dict(h) for h in state.history]
+        val_accs = [h["val_acc"] for h in history if "val_acc" in h]
+        best = {"epoch": state.best_epoch, "val_acc": state.best_val_acc, "state": state.best_state}
+        if state.batch == 0:
+            _restore_rngs(state, augment, device)
+            if loader_gen is not None and state.loader_rng is not None:
+                loader_gen.set_state(state.loader_rng)
+    started = time.perf_counter()
+
+    def snapshot(epoch: int, batch: int, sums: tuple[float, float, float], epoch_start: EpochStart | None,
+                 epoch_lr: float, plan: StopPlan | None = None) -> TrainState:
+        return TrainState(
+            run=run, step=step, epoch=epoch, batch=batch, elapsed_s=earlier_s + time.perf_counter() - started,
+            model=_snapshot(model), optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict() if scheduler is not None else None, cpu_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            augment_rng=_augment_generator(augment, device).get_state() if augment is not None else None,
+            loader_rng=loader_gen.get_state() if loader_gen is not None and batch == 0 else None,
+            epoch_start=epoch_start if batch > 0 else None, epoch_lr=epoch_lr, sums=sums, history=history,
+            best_epoch=best["epoch"], best_val_acc=best["val_acc"], best_state=best["state"], stop_reason=reason,
+            plan=plan)
+
+    amp = precision == "bf16"
+    bar = tqdm(range(first_epoch, epochs + 1), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
+        if reason is not None or step >= end_step:
+            break
         t0 = time.perf_counter()
         set_train_mode(model)
-        loss_sum = correct = seen = 0.0
-        lr = r.lr_at(min(step, total_steps - 1), total_steps) if r is not None else optimizer.param_groups[0]["lr"]
-        for x, y in train_loader:
+        if state is not None and state.epoch == epoch and state.batch > 0:  # resume inside this epoch
+            assert state.epoch_start is not None
+            epoch_start = state.epoch_start
+            it = _replay(train_loader, loader_gen, epoch_start, state.batch)
+            _restore_rngs(state, augment, device)
+            (loss_sum, correct, seen), lr, batch = state.sums, state.epoch_lr, state.batch
+        else:
+            epoch_start = EpochStart(torch.get_rng_state(), loader_gen.get_state() if loader_gen else None)
+            it = iter(train_loader)
+            loss_sum = correct = seen = 0.0
+            batch = 0
+            lr = lr_of(min(step, total_steps - 1)) if r is not None else optimizer.param_groups[0]["lr"]
+        for x, y in it:
+            if step >= end_step:
+                break
             x, y = x.to(device), y.to(device)
             if r is not None:
                 if step >= total_steps:
                     raise ConfigError("the training loader yielded more batches than its len() said")
                 for group in optimizer.param_groups:
-                    group["lr"] = r.lr_at(step, total_steps)
+                    group["lr"] = lr_of(step)
             if on_step is not None:
                 on_step(step, total_steps)
             if augment is not None:
@@ -255,8 +357,9 @@ def fit(
             if memory_format is not None:
                 x = x.contiguous(memory_format=memory_format)
             optimizer.zero_grad(set_to_none=True)
-            logits = forward(model, x)
-            loss = loss_fn(logits, y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = forward(model, x)
+            loss = loss_fn(logits.float(), y)
             if not bool(torch.isfinite(loss)):
                 raise_non_finite(model, x, epoch, seen)
             loss.backward()
@@ -264,9 +367,18 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(clip_params, r.grad_clip)
             optimizer.step()
             step += 1
+            batch += 1
             loss_sum += float(loss.detach()) * y.numel()
             correct += float((logits.detach().argmax(1) == y).sum())
             seen += y.numel()
+            if checkpointing is not None:
+                if step in stop_at:
+                    plan = stop_at[step]
+                    save_state(snapshot(epoch, batch, (loss_sum, correct, seen), epoch_start, lr, plan),
+                               checkpointing.stop_path(plan.budget))
+                if checkpointing.every_steps is not None and step % checkpointing.every_steps == 0:
+                    save_state(snapshot(epoch, batch, (loss_sum, correct, seen), epoch_start, lr),
+                               checkpointing.resume_path)
         if scheduler is not None:
             scheduler.step()
         if seen == 0:
@@ -284,13 +396,59 @@ def fit(
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("train_loss", "val_acc")})
         if early_stop is not None:
             reason = early_stop.reason(val_accs)
-            if reason is not None:
-                break
-    if best["state"] is not None:
+        if checkpointing is not None and checkpointing.every_steps is None:
+            save_state(snapshot(epoch + 1, 0, (0.0, 0.0, 0.0), None, lr), checkpointing.resume_path)
+    restore = best["state"] is not None and anneal is None
+    if restore:
         model.load_state_dict(best["state"])
     if memory_format is not None:
         model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    return best, history, reason
+    return FitOutcome(history=history, best_epoch=best["epoch"], best_val_acc=best["val_acc"],
+                      restored_best=restore, stop_reason=reason, precision=precision, steps=step,
+                      earlier_s=earlier_s)
+
+
+def _starting_state(run: RunInfo, checkpointing: Checkpointing | None, anneal_from: TrainState | None
+                    ) -> tuple[TrainState | None, float, StopPlan | None]:
+    """(state to start from or None, the step to end after, the stop plan of an anneal or None)."""
+    if anneal_from is not None:
+        if anneal_from.plan is None:
+            raise ConfigError("an anneal starts from a stop (stop-<f>.pt), not from a resume snapshot")
+        check_same_run(anneal_from, run, Path(f"stop-{anneal_from.plan.budget:g}.pt"))
+        return anneal_from, anneal_from.plan.steps, anneal_from.plan
+    if checkpointing is not None and checkpointing.resume_path.exists():
+        state = load_state(checkpointing.resume_path)
+        check_same_run(state, run, checkpointing.resume_path)
+        return state, run.total_steps, None
+    return None, run.total_steps if run.total_steps else math.inf, None
+
+
+def _replay(loader: Iterable, loader_gen: torch.Generator | None, start: EpochStart, batches: int) -> Iterator:
+    """An iterator over ``loader`` positioned after its first ``batches`` batches, drawn exactly as in the epoch
+    that began at ``start`` (the batches are loaded and dropped; no model runs)."""
+    torch.set_rng_state(start.cpu_rng)
+    if loader_gen is not None and start.loader_rng is not None:
+        loader_gen.set_state(start.loader_rng)
+    it = iter(loader)
+    for _ in range(batches):
+        next(it)
+    return it
+
+
+def _restore_rngs(state: TrainState, augment: Any, device: torch.device) -> None:
+    torch.set_rng_state(state.cpu_rng)
+    if state.cuda_rng is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state.cuda_rng, device)
+    if augment is not None and state.augment_rng is not None:
+        _augment_generator(augment, device).set_state(state.augment_rng)
+
+
+def _augment_generator(augment: Any, device: torch.device) -> torch.Generator:
+    """The batch augmentation's generator on ``device`` (created from its seed if it has not drawn yet).
+
+    BatchCropFlip has no public accessor for its stream; a snapshot must carry it, or a resumed run would crop
+    differently from an uninterrupted one."""
+    return augment._generator(device)  # noqa: SLF001
 
 
 def raise_non_finite(model: nn.Module, x: torch.Tensor, epoch: int, seen: float) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.training.checkpointing import Checkpointing, TrainState
 from tsb_aihw.training.loop import (
     EarlyStop,
     OptimArgs,
@@ -161,6 +162,7 @@ def train_noise_injection(
     seed: int = 0,
     progress: bool = True,
     recipe: TrainRecipe | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> TrainResult:
     """Train all parameters with fresh Gaussian weight noise on every train-mode forward.
 
@@ -175,9 +177,22 @@ def train_noise_injection(
     Without ``recipe``: ``optimizer`` (default adam), ``lr`` (1e-3), per-epoch ``schedule`` (cosine) and
     ``weight_decay`` (0) as before. With a :class:`TrainRecipe` those come from the recipe (passing them too
     is an error), plus its per-step LR curve, label smoothing, batch augmentation (the dataset must be
-    un-augmented), clipping and noise warm-up; its augmentation is seeded from ``seed``.
+    un-augmented), clipping, noise warm-up and precision; its augmentation is seeded from ``seed``.
+    ``checkpointing`` (:class:`~tsb_aihw.training.checkpointing.Checkpointing`): snapshot the training state
+    to resume an interrupted run bit-exactly (a ``resume.pt`` of this run found there is continued) and keep
+    the stops early backbones anneal from (``training.stops.anneal_from_stop``).
     """
-    given = OptimArgs(optimizer, lr, schedule, weight_decay)
+    return _train(model, train_loader, val_loader, noise_std=noise_std, epochs=epochs,
+                  given=OptimArgs(optimizer, lr, schedule, weight_decay), early_stop=early_stop, device=device,
+                  seed=seed, progress=progress, recipe=recipe, checkpointing=checkpointing, anneal_from=None)
+
+
+def _train(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, *, noise_std: float, epochs: int,
+           given: OptimArgs, early_stop: EarlyStop | None, device: str | torch.device, seed: int, progress: bool,
+           recipe: TrainRecipe | None, checkpointing: Checkpointing | None, anneal_from: TrainState | None
+           ) -> TrainResult:
+    """``train_noise_injection``, or (``anneal_from``) the anneal of one of its stops: the same set-up, so an
+    anneal continues exactly the run its stop came from."""
     resolve_optim(epochs, recipe, given, NOISE_INJECTION_DEFAULTS)  # bad values fail before anything runs
     check_recipe_data(recipe, train_loader)
     dev = resolve_device(device)
@@ -190,18 +205,25 @@ def train_noise_injection(
     opt, sched, opt_config = setup_optimizer(params, epochs, recipe, given, NOISE_INJECTION_DEFAULTS)
     start = time.perf_counter()
     with weight_noise(model, noise_std) as layers:  # the clean Parameters move under parametrizations.*.original
-        best, history, reason = fit(
+        out = fit(
             model, train_loader, val_loader, epochs=epochs, optimizer=opt, scheduler=sched,
             set_train_mode=_all_train, forward=cached_forward, device=dev, early_stop=early_stop,
             progress=progress, desc=f"noise-injection std={noise_std:g}", recipe=recipe,
-            seed=derive_seed(seed, "augment"), on_step=noise_ramp(layers, recipe),
+            seed=derive_seed(seed, "augment"), on_step=noise_ramp(layers, recipe), method="noise_injection",
+            noise_std=noise_std, run_seed=seed, checkpointing=checkpointing, anneal_from=anneal_from,
         )
     model.eval()
+    extra: dict[str, Any] = {}
+    if anneal_from is not None and anneal_from.plan is not None:
+        p = anneal_from.plan
+        extra["stop"] = {"budget": p.budget, "stop_step": p.stop_step, "anneal_steps": p.anneal_steps,
+                         "total_steps": p.total_steps, "steps": p.steps}
     return TrainResult(
-        method="noise_injection", epochs_budget=epochs, epochs_run=len(history),
-        wall_time_s=time.perf_counter() - start, history=history, best_epoch=best["epoch"],
-        best_val_acc=best["val_acc"], stopped_early=reason is not None, stop_reason=reason,
-        restored_best=best["state"] is not None, trainable_params=sum(p.numel() for p in params), seed=seed,
-        config={"noise_std": noise_std, **opt_config,
-                "early_stop": early_stop.to_dict() if early_stop else None},
+        method="noise_injection", epochs_budget=epochs, epochs_run=len(out.history),
+        wall_time_s=out.earlier_s + time.perf_counter() - start, history=out.history, best_epoch=out.best_epoch,
+        best_val_acc=out.best_val_acc, stopped_early=out.stop_reason is not None, stop_reason=out.stop_reason,
+        restored_best=out.restored_best, trainable_params=sum(p.numel() for p in params), seed=seed,
+        config={"noise_std": noise_std, **opt_config, "precision": out.precision,
+                "early_stop": early_stop.to_dict() if early_stop else None, **extra},
+        precision=out.precision,
     )
