@@ -210,7 +210,7 @@ def test_inference_cost_of_one_linear_layer_by_hand():
 
     preset = load_preset("pcm")
     analog = to_analog(nn.Sequential(nn.Linear(256, 64)).eval(), preset, verify="none")
-    cost = inference_cost(analog, preset, (256,))
+    cost = inference_cost(analog, preset, (256,), pricing="constants")
     c, wv = CostConstants(), preset.write_verify
     (row,) = cost.layers
     assert (row.calls, row.vectors, row.tiles, row.tile_mvms) == (1, 1, 1, 1)
@@ -221,10 +221,10 @@ def test_inference_cost_of_one_linear_layer_by_hand():
     assert cost.latency_s == pytest.approx(1e-9 + 250e-9 + 8 * 1e-9)
     assert cost.programming is None                         # not programmed yet
     analog.program_analog_weights()
-    assert inference_cost(analog, preset, (256,)).programming.cells == 256 * 64
+    assert inference_cost(analog, preset, (256,), pricing="constants").programming.cells == 256 * 64
     six = inference_cost(to_analog(nn.Sequential(nn.Linear(256, 64)).eval(),
                                    load_preset("pcm", periphery__adc_bits=6), verify="none"),
-                         load_preset("pcm", periphery__adc_bits=6), (256,))
+                         load_preset("pcm", periphery__adc_bits=6), (256,), pricing="constants")
     assert six.layers[0].energy_adc_j == pytest.approx(64 * 10e-15 * 64)
 
 

@@ -10,6 +10,7 @@ from typing import Any, Mapping, Optional
 import tsb_aihw
 from tsb_aihw.devices.schema import (
     ADCCalibrationSpec,
+    CostSpec,
     IdealNoise,
     MappingSpec,
     NoiseSpec,
@@ -64,6 +65,7 @@ class DevicePreset:
     training: TrainingSpec
     write_verify: WriteVerifySpec
     adc_calibration: ADCCalibrationSpec = dataclasses.field(default_factory=ADCCalibrationSpec)
+    cost: CostSpec = dataclasses.field(default_factory=CostSpec)
     source: str = ""
 
     # -- derived ---------------------------------------------------------------------------------------
@@ -171,12 +173,14 @@ class DevicePreset:
     @property
     def identity(self) -> str:
         """Fingerprint of the preset's content (not its file name or description): every value that differs
-        from the schema's default, so a schema that gains a field with a neutral default keeps identities."""
+        from the schema's default, so a schema that gains a field with a neutral default keeps identities.
+        The ``cost`` section is left out: it prices the chip and changes no simulated number."""
         from tsb_aihw.utils.io import json_fingerprint
         from tsb_aihw.utils.schema import non_default_leaves
 
         spec = PresetSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(PresetSpec)})
-        return json_fingerprint({k: v for k, v in non_default_leaves(spec).items() if k != "description"})
+        return json_fingerprint({k: v for k, v in non_default_leaves(spec).items()
+                                 if k != "description" and not k.startswith("cost.")})
 
     @property
     def folder_name(self) -> str:

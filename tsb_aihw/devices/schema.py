@@ -133,6 +133,10 @@ class WriteVerifySpec:
     step_noise: float = _f(0.3, lo=0.0, hi=5.0, doc="incremental: step sd relative to the mean step size")
     step_noise_floor: float = _f(0.001, lo=0.0, hi=1.0,
                                  doc="incremental: size-independent step sd, fraction of unit range")
+    asymmetry: str = _f("symmetric", choices=("symmetric", "pcm-asymmetric"),
+                        doc="symmetric: a retry corrects up and down alike; pcm-asymmetric: conductance steps up "
+                            "only (partial SET); a device read above tolerance is RESET to g_min and programmed "
+                            "afresh (one RESET pulse, then a new sequence; docs/devices.md section 3)")
 
 
 @dataclass
@@ -143,6 +147,24 @@ class ADCCalibrationSpec:
                    doc="none = the periphery's fixed out_bound; per_tile/per_layer = percentile of |output|")
     percentile: float = _f(99.9, lo=50.0, hi=100.0, doc="percentile of |pre-ADC output| the bound covers")
     samples: int = _f(256, lo=1, hi=1 << 20, doc="calibration images (taken from the training split)")
+
+
+@dataclass
+class CostSpec:
+    """How :func:`tsb_aihw.analog.inference_cost` prices the chip (no effect on the simulated physics).
+
+    The defaults reproduce the hand-set constants' numbers exactly; the field model (``pip install
+    '.[cost]'``, Python >= 3.12) reads the technology node and the read voltage too.
+    """
+
+    tech_node_nm: float = _f(32.0, lo=7.0, hi=130.0,
+                             doc="CMOS node of the periphery (nm); NeuroSim tabulates 7-130 nm")
+    columns_per_adc: int = _f(1, lo=1, hi=4096, doc="columns that share one ADC (converted one after another)")
+    mvm_read_time: Optional[float] = _f(None, lo=0.0, hi=1.0, lo_open=True,
+                                        doc="s, array integration time of one MVM at full-scale input; "
+                                            "null = write_verify.t_read")
+    read_voltage: float = _f(0.2, lo=0.0, hi=5.0, lo_open=True,
+                             doc="V, full-scale read voltage across a cell (field model's cell file)")
 
 
 @dataclass
@@ -159,6 +181,7 @@ class PresetSpec:
     training: TrainingSpec = section(TrainingSpec)
     write_verify: WriteVerifySpec = section(WriteVerifySpec)
     adc_calibration: ADCCalibrationSpec = section(ADCCalibrationSpec)
+    cost: CostSpec = section(CostSpec)
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -238,7 +261,8 @@ def valid_keys() -> list[str]:
 
 __all__ = [
     "PCMNoise", "ReRamCMONoise", "NVCIMGaussianNoise", "IdealNoise", "NOISE_MODELS", "NoiseSpec",
-    "PeripherySpec", "MappingSpec", "TileSpec", "TrainingSpec", "WriteVerifySpec", "ADCCalibrationSpec", "PresetSpec",
+    "PeripherySpec", "MappingSpec", "TileSpec", "TrainingSpec", "WriteVerifySpec", "ADCCalibrationSpec", "CostSpec",
+    "PresetSpec",
     "build_preset", "nvcim_std_factor", "derived_training_noise_std", "model_devices_per_weight", "valid_keys",
     "spec_fields",
 ]

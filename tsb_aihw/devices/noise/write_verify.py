@@ -37,7 +37,8 @@ from tsb_aihw.errors import ConfigError, TSBError
 
 @torch.no_grad()
 def verify_loop(target: Tensor, programmed: Tensor, redraw: Callable[[Tensor], Tensor], mask: Tensor, tol: float,
-                read_std: float, max_iterations: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                read_std: float, max_iterations: int, asymmetric: bool = False
+                ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Program-and-verify the devices selected by ``mask``; all devices have had one pulse already.
 
     Args:
@@ -47,7 +48,9 @@ def verify_loop(target: Tensor, programmed: Tensor, redraw: Callable[[Tensor], T
         mask: bool, same shape: devices to verify.
         tol: absolute acceptance half-width.
         read_std: absolute std of the verify read.
-        max_iterations: max pulses per device (the first included).
+        max_iterations: max pulses per device (the first included); with ``asymmetric``, max verify rounds.
+        asymmetric: PCM-like (``write_verify.asymmetry: pcm-asymmetric``): a device read above tolerance
+            cannot be stepped down; it costs a RESET pulse before its redraw (two pulses that round).
 
     Returns:
         (programmed, pulses, reads, failed): per-device values, pulse and read counts (int32) and a bool
@@ -71,6 +74,8 @@ def verify_loop(target: Tensor, programmed: Tensor, redraw: Callable[[Tensor], T
         programmed = programmed.clone()
         programmed[bad] = redraw(bad)
         pulses += bad.to(torch.int32)
+        if asymmetric:
+            pulses += (bad & (read - target > tol)).to(torch.int32)  # the RESET before the fresh draw
         active = bad
         n += 1
     return programmed, pulses, reads, failed
@@ -79,14 +84,25 @@ def verify_loop(target: Tensor, programmed: Tensor, redraw: Callable[[Tensor], T
 @torch.no_grad()
 def incremental_verify_loop(target: Tensor, programmed: Tensor, mask: Tensor, tol: float, read_std: float,
                             max_iterations: int, gain: float, step_noise: float, step_floor: float,
-                            lo: float | None = None, hi: float | None = None
+                            lo: float | None = None, hi: float | None = None,
+                            redraw: Callable[[Tensor], Tensor] | None = None, asymmetric: bool = False
                             ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Program-and-verify with corrective pulses; same arguments and returns as :func:`verify_loop`.
 
     Each retry moves a device from its current value ``g`` by ``gain * e * (1 + step_noise * xi1) +
     step_floor * xi2`` with ``e = target - read`` (the verify read that failed), then clips to [lo, hi].
     ``step_floor`` is absolute (same units as ``target``).
+
+    ``asymmetric`` (PCM: partial SET pulses raise the conductance step by step, only a RESET lowers it, and
+    abruptly): a device read below tolerance gets the step above with its size floored at 0 (a SET cannot
+    lower g); a device read ABOVE tolerance is RESET to ``lo`` and starts a fresh programming sequence:
+    ``redraw(sel)`` (the device model's one-shot draw, the sequence's first pulse), two pulses that round.
+    A target within ``tol`` of ``lo`` is reached by the RESET itself (one pulse, drawn by ``redraw``: the
+    one-shot draw of such a target is the RESET state). ``max_iterations`` then bounds verify rounds.
     """
+    if asymmetric and (redraw is None or lo is None):
+        raise ValueError("incremental_verify_loop: asymmetric verify needs redraw (the fresh sequence's first "
+                         "pulse) and lo (the RESET state)")
     dev = target.device
     pulses = torch.ones(target.shape, dtype=torch.int32, device=dev)
     reads = torch.zeros(target.shape, dtype=torch.int32, device=dev)
@@ -104,15 +120,24 @@ def incremental_verify_loop(target: Tensor, programmed: Tensor, mask: Tensor, to
             break
         if not bool(bad.any()):
             break
-        e = err[bad]
+        over = bad & (err < 0) if asymmetric else None
+        step_sel = bad & ~over if over is not None else bad
+        e = err[step_sel]
         step = gain * e * (1.0 + step_noise * torch.randn_like(e))
         if step_floor > 0:
             step = step + step_floor * torch.randn_like(e)
-        new = programmed[bad] + step
+        if asymmetric:
+            step = step.clamp(min=0.0)  # a partial SET only raises the conductance
+        new = programmed[step_sel] + step
         if lo is not None or hi is not None:
             new = new.clamp(min=lo, max=hi)
-        programmed[bad] = new
+        programmed[step_sel] = new
         pulses += bad.to(torch.int32)
+        if over is not None and bool(over.any()):
+            assert redraw is not None and lo is not None
+            programmed[over] = redraw(over)  # RESET, then the fresh sequence's first pulse (one draw)
+            fresh = over & (target - lo > tol)  # targets at the RESET state need no programming pulse
+            pulses += fresh.to(torch.int32)
         active = bad
         n += 1
     return programmed, pulses, reads, failed
@@ -197,10 +222,13 @@ class WriteVerifyNoiseModel(BaseNoiseModel):
         """The spec's verify algorithm on one slice; ``unit`` is the range the spec's fractions refer to."""
         sp = self.spec
         tol, read_std = sp.tolerance * unit, sp.verify_read_noise * unit
+        # asymmetry needs a RESET state: conductance slices only (weight-level models have no lo)
+        asym = getattr(sp, "asymmetry", "symmetric") == "pcm-asymmetric" and lo is not None
         if getattr(sp, "algorithm", "redraw") == "incremental":
             return incremental_verify_loop(target, first, mask, tol, read_std, sp.max_iterations, sp.step_gain,
-                                           sp.step_noise, sp.step_noise_floor * unit, lo, hi)
-        return verify_loop(target, first, redraw, mask, tol, read_std, sp.max_iterations)
+                                           sp.step_noise, sp.step_noise_floor * unit, lo, hi,
+                                           redraw=redraw, asymmetric=asym)
+        return verify_loop(target, first, redraw, mask, tol, read_std, sp.max_iterations, asymmetric=asym)
 
     def _program_weight_level(self, weights: Tensor, mask: Tensor) -> tuple:
         """Loop on weights; each (re-)program or read of a weight touches all its devices."""
