@@ -1,8 +1,10 @@
 """ADC range calibration: set each tile's (or layer's) ADC output bound from calibration data after programming.
 
 Why: AIHWKit's fixed ``out_bound = 10`` (normalised units: inputs in [-1, 1] after noise management, weights
-in [-1, 1] at omega = 1) is far above what a tile outputs: on LeNet-3/MNIST the median |output| is 2.5-4 ADC
-steps and the 99th percentile 10-13 of 127, so an "8-bit" ADC resolves like 4-5 bits. Real chips set the ADC
+in [-1, 1] at omega = 1) sits above what most tiles output: on LeNet-3/MNIST (PCM, shipped 8-bit ADC) the
+median |output| is 15-37 ADC steps of 127 and the 99th percentile 62-154 (conv2 clips 1-2 %), so the fixed
+range wastes ~1.5-2.5 bits at the median; 6-8 bits are within chip noise on that net with or without
+calibration (docs/devices.md section 5, "ADC utilisation"). Real chips set the ADC
 range per core/column from data after programming (e.g. HERMES, Le Gallo et al., Nat. Electron. 6, 680
 (2023): per-core affine output correction; Rasch et al., Nat. Commun. 14, 5282 (2023): output ranges
 calibrated post-training). Here the bound becomes the ``percentile`` of |pre-ADC output| seen on calibration
