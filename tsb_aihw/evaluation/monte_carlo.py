@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.evaluation.accuracy import chip_accuracy
 from tsb_aihw.evaluation.stats import Summary, summarize
 from tsb_aihw.evaluation.times import format_time, parse_times
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, ensure_writable_dir
@@ -158,7 +159,11 @@ class _ModelState:
 
 
 def _named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    return list(model.named_parameters()) + list(model.named_buffers())
+    """Parameters and buffers, without AIHWKit's per-tile ``analog_ctx``: it holds no state of its own (a 0-dim
+    placeholder in aihwkit 1.1; in 1.2 a view of the tile's weights that refuses to be read or copied), and the
+    weights it stands for are saved through the tile's own parameters."""
+    return [(n, t) for n, t in list(model.named_parameters()) + list(model.named_buffers())
+            if type(t).__name__ != "AnalogContext"]
 
 
 def _tiles(model: nn.Module) -> list[Any]:
@@ -258,7 +263,7 @@ def evaluate_chip(chip: Any, loader: Iterable, seconds: Sequence[float], device:
     accs = [math.nan] * len(seconds)
     for j in sorted(range(len(seconds)), key=lambda i: seconds[i]):
         if evaluate is None:
-            accs[j] = chip.evaluate(loader, seconds[j], device=device, fast=fast)
+            accs[j] = chip_accuracy(chip, loader, seconds[j], device=device, fast=fast)
         else:
             chip.drift(seconds[j])
             with chip.rng("eval", repr(float(seconds[j]))):
