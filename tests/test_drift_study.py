@@ -12,6 +12,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.models import get_model
 from tsb_aihw.pipeline.config import DriftConfig
 from tsb_aihw.pipeline.drift_study import load_model_checkpoint, run_drift_study
+from tsb_aihw.stack import PINS
 
 BASE = ["--dataset", "digits", "--model", "lenet3", "--width", "0.25", "--epochs", "1", "--eval-limit", "100",
         "--no-progress"]
@@ -30,7 +31,7 @@ def test_drift_command_writes_results_and_resumes(tmp_path: Path, one_torch_thre
         assert len(entry["accuracies"]) == 2 and all(len(row) == 3 for row in entry["accuracies"])
         assert entry["resumed_chips"] == 0
         assert set(entry["summary"]["1y"]) >= {"mean", "std", "ci95_low", "ci95_high"}
-    assert first["provenance"]["versions"]["aihwkit"] == "1.1.0"
+    assert first["provenance"]["versions"]["aihwkit"] == PINS["aihwkit"]
     assert first["config"]["chips"] == 2 and first["seed"] == 0
     assert (out / "accuracy_vs_time.png").stat().st_size > 0 and (out / "accuracy_vs_time.pdf").exists()
     assert (out / "checkpoints" / "model.pt").exists() and (out / "drift_chips.csv").exists()
