@@ -1,4 +1,4 @@
-"""``tsb-aihw doctor``: check the pinned stack and that both AIHWKit tile kinds run."""
+"""``tsb-aihw doctor``: check this Python's pinned stack (``stack.STACKS``) and that both AIHWKit tile kinds run."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,8 @@ import argparse
 from tsb_aihw.stack import check_stack
 
 NAME = "doctor"
-HELP = "check torch/torchvision/aihwkit versions and run a forward through C++ and torch AIHWKit tiles"
+HELP = ("check the Python version and its pinned torch/torchvision/aihwkit, and run a forward through C++ and "
+        "torch AIHWKit tiles")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
