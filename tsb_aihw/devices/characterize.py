@@ -42,8 +42,8 @@ def characterize(preset: DevicePreset, n_chips: int = 5, shape: tuple[int, int] 
     weights = torch.randn(shape, generator=gen)
     out: dict[str, Any] = {"preset": preset.name, "shape": list(shape), "chips": n_chips}
     for verified in (False, True):
-        rel = {k: [] for k in times}
-        sd = {k: [] for k in times}
+        rel: dict[str, list[float]] = {k: [] for k in times}
+        sd: dict[str, list[float]] = {k: [] for k in times}
         pulses, reads, failed, cells, time_s, energy_j = 0, 0, 0, 0, 0.0, 0.0
         for chip in range(n_chips):
             torch.manual_seed(seed * 1000 + chip)
@@ -93,7 +93,10 @@ def verify_statistics(preset: DevicePreset, n_chips: int = 3, shape: tuple[int, 
     unit = g_max - g_min
     gen = torch.Generator().manual_seed(seed)
     weights = torch.randn(shape, generator=gen)
-    tgt, fin, pul, fail = [], [], [], []
+    tgt: list[torch.Tensor] = []
+    fin: list[torch.Tensor] = []
+    pul: list[torch.Tensor] = []
+    fail: list[torch.Tensor] = []
     for chip in range(n_chips):
         torch.manual_seed(seed * 1000 + chip)
         targets, _ = conv.convert_to_conductances(weights)

@@ -38,7 +38,7 @@ class RandomReadoutGlobalDriftCompensation(GlobalDriftCompensation):
         return (self.n_vectors, self.rows_per_vector, self.seed)
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
+        return type(self) is type(other) and self._key() == other._key()
 
     __hash__ = None  # type: ignore[assignment]
 

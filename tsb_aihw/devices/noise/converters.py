@@ -38,7 +38,7 @@ class DifferentialConductanceConverter(BaseConductanceConverter):
     __repr__ = __str__
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and (self.g_max, self.g_min) == (other.g_max, other.g_min)  # type: ignore
+        return type(self) is type(other) and (self.g_max, self.g_min) == (other.g_max, other.g_min)
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -46,7 +46,7 @@ class WeightLevelNoiseModel(BaseNoiseModel):
         return self.apply_programming_noise(weights)[0]
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
+        return type(self) is type(other) and self._key() == other._key()
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._key()))
@@ -54,7 +54,7 @@ class WeightLevelNoiseModel(BaseNoiseModel):
     def _key(self) -> tuple:
         return ()
 
-    def __str__(self) -> str:  # type: ignore[override]
+    def __str__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self._items())})"
 
     __repr__ = __str__

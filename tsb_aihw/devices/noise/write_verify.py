@@ -171,11 +171,11 @@ class WriteVerifyNoiseModel(BaseNoiseModel):
         return (self.inner, self.spec, self.default_verified, self.min_drift_time, mask)
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
+        return type(self) is type(other) and self._key() == other._key()
 
     __hash__ = None  # type: ignore[assignment]  # mutable (mask)
 
-    def __str__(self) -> str:  # type: ignore[override]
+    def __str__(self) -> str:
         mask = ("default" if self.verify_mask is None
                 else f"{int(self.verify_mask.sum())}/{self.verify_mask.numel()}")
         return (f"WriteVerifyNoiseModel(inner={self.inner}, default_verified={self.default_verified}, "
@@ -232,7 +232,7 @@ class WriteVerifyNoiseModel(BaseNoiseModel):
 
     def _program_weight_level(self, weights: Tensor, mask: Tensor) -> tuple:
         """Loop on weights; each (re-)program or read of a weight touches all its devices."""
-        inner: WeightLevelNoiseModel = self.inner  # type: ignore[assignment]
+        inner: WeightLevelNoiseModel = self.inner  # the caller checked isinstance
         dpw = inner.devices_per_weight or self.spec.devices_per_weight
         prog, params = inner.apply_programming_noise(weights)
         if bool(mask.any()):
