@@ -86,7 +86,7 @@ def _check_size(image_size: Union[int, tuple[int, int], None], default: tuple[in
         size = ()
     if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
         raise DataError(f"image_size must be a positive int or a pair (H, W) of them, got {image_size!r}")
-    return size  # type: ignore[return-value]
+    return size
 
 
 def _resolve_augment(augment: Optional[bool], source: Source, split: str) -> bool:
