@@ -1,6 +1,8 @@
 """Which modules hold crossbar weights, and how many: the denominator of every verified fraction."""
 from __future__ import annotations
 
+from typing import cast
+
 from torch import nn
 
 TSB_NAME = "tsb"
@@ -16,7 +18,7 @@ def is_analog_layer(module: nn.Module) -> bool:
 def layer_weight_count(module: nn.Module) -> int:
     """Weights of one conv/linear layer (biases excluded: they stay digital)."""
     if is_analog_layer(module):
-        return int(module.in_features) * int(module.out_features)
+        return int(cast(int, module.in_features)) * int(cast(int, module.out_features))  # ints on AIHWKit layers
     return int(module.weight.numel())
 
 

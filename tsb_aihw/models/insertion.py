@@ -16,6 +16,9 @@ from tsb_aihw.models.tsb import TinySharedBlock, TSBSite
 log = logging.getLogger(__name__)
 
 SITES_NAME = "tsb_sites"
+# plain-data attributes go through setattr: torch types Module.__setattr__ values as Tensor | Module
+SKIPPED_NAME = "tsb_skipped_sites"
+CONFIG_NAME = "tsb_config"
 
 
 def get_tsb(model: nn.Module) -> TinySharedBlock:
@@ -120,13 +123,14 @@ def insert_tsb(
     if not sites:
         raise ConfigError(f"no insertion sites found for where={where!r}; pass a list of module names")
     backbone = backbone_weight_count(model)
-    skipped = [
+    skipped: list[dict[str, str | int | None]] = [
         {"name": n, "width": None, "reason": f"runs {trace_.counts[n]} times per forward (shared module)"}
         for n in repeated_layers(trace_)
     ]
     if k == "auto":
         k, why = _budget_k([s.width for s in sites], budget, backbone)
     else:
+        assert isinstance(k, int)  # checked above
         why = f"k={k} given; block = {k * k} weights = {k * k / max(backbone, 1):.4%} of the backbone"
         if k * k > budget * backbone:
             warnings.warn(f"k={k} gives {k * k} verified weights, over the {budget:.2%} budget", stacklevel=2)
@@ -153,12 +157,12 @@ def insert_tsb(
             key += "_"
         container[key] = TSBSite(s.target, s.width, s.kind)
     setattr(model, SITES_NAME, container)
-    model.tsb_skipped_sites = skipped
-    model.tsb_config = {
+    setattr(model, SKIPPED_NAME, skipped)
+    setattr(model, CONFIG_NAME, {
         "k": k, "where": where if isinstance(where, str) else list(where), "residual": residual,
         "budget": budget, "backbone_weights": backbone, "tsb_weights": k * k, "n_sites": len(kept),
         "k_choice": why,
-    }
+    })
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     if param is not None:  # same device and dtype as the backbone
         model.tsb.to(device=param.device, dtype=param.dtype)
