@@ -280,7 +280,7 @@ def fit(
     clip_params = [p for g in optimizer.param_groups for p in g["params"]]
     memory_format = torch.channels_last if r is not None and r.channels_last else None
     if memory_format is not None:
-        model.to(memory_format=memory_format)  # type: ignore[call-overload]  # torch's stubs lack it
+        model.to(memory_format=memory_format)  # type: ignore[call-overload, unused-ignore]  # torch 2.10 stubs lack it
 
     def lr_of(step: int) -> float:
         assert r is not None
@@ -402,7 +402,7 @@ def fit(
     if restore:
         model.load_state_dict(best["state"])
     if memory_format is not None:
-        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload, unused-ignore]  # as above
     return FitOutcome(history=history, best_epoch=best["epoch"], best_val_acc=best["val_acc"],
                       restored_best=restore, stop_reason=reason, precision=precision, steps=step,
                       earlier_s=earlier_s)
