@@ -18,13 +18,16 @@ is supported (the C++ tile keeps its bound inside C++).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tsb_aihw.errors import ConfigError
+
+if TYPE_CHECKING:  # AIHWKit ships no type information: mypy reads it as Any
+    from aihwkit.nn.modules.base import AnalogLayerBase
 
 MODES = ("per_tile", "per_layer")
 MAX_SAMPLES = 1 << 20  # |output| values kept per tile (evenly strided) for the percentile
@@ -108,7 +111,7 @@ def _check_tile(name: str, tile: Any) -> None:
                           f"torch tiles (preset tile.backend: torch)")
 
 
-def _tile_inputs(layer: nn.Module, x: Tensor) -> Tensor:
+def _tile_inputs(layer: AnalogLayerBase, x: Tensor) -> Tensor:
     """The rows the layer's tiles see: [rows, in_features] (conv: one row per output pixel patch)."""
     if hasattr(layer, "kernel_size"):
         unf = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)  # [n, C*kh*kw, L]

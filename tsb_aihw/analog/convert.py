@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,9 @@ from tsb_aihw.analog.tiles import mask_to_matrix, not_convertible_reason, tile_g
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.models.counting import is_analog_layer, is_tsb_name, weight_layers
 from tsb_aihw.models.insertion import SITES_NAME, bind_sites
+
+if TYPE_CHECKING:  # AIHWKit ships no type information: mypy reads it as Any
+    from aihwkit.nn.modules.base import AnalogLayerBase
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ def _check_masks(
         if name in digital:
             raise ConfigError(f"verify mask for {name!r}, but that layer stays digital ({digital[name]}); drop it")
         mask = torch.as_tensor(mask)
-        shape = tuple(layers[name].weight.shape)
+        shape = tuple(cast(Tensor, layers[name].weight).shape)
         if mask.dtype != torch.bool or tuple(mask.shape) != shape:
             raise ConfigError(
                 f"verify mask for {name!r} must be a bool tensor of the layer's weight shape {shape}, "
@@ -51,7 +54,7 @@ def _check_finite(model: nn.Module) -> None:
                           "checkpoint")
 
 
-def set_layer_mask(layer: nn.Module, mask: Tensor) -> None:
+def set_layer_mask(layer: AnalogLayerBase, mask: Tensor) -> None:
     """Split a digital-shaped mask over the layer's tile grid and set it on every tile (devices contract)."""
     from tsb_aihw.devices import set_verify_mask  # lazy: devices pulls in AIHWKit's noise models
 

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 from tsb_aihw.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported where it is used: the pricing models run without it
+    from aihwkit.nn.modules.base import AnalogLayerBase  # untyped: mypy reads it as Any
     from torch import Tensor, nn
 
 #: ``priced_by`` of every figure the hand-set constants price.
@@ -454,7 +455,7 @@ def _inference_cost(analog_model: nn.Module, preset: Any, input_shape: Sequence[
     grids = {name: tile_grid(layer) for name, layer in layers}
 
     def hook(name: str):
-        def fn(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        def fn(module: AnalogLayerBase, args: tuple, out: torch.Tensor) -> None:
             out_features = module.out_channels if hasattr(module, "kernel_size") else module.out_features
             counts[name][0] += 1
             counts[name][1] += out.numel() // out_features  # conv: n * H_out * W_out; linear: leading dims
@@ -607,7 +608,7 @@ def tile_mvm_price(preset: Any, rows: int, cols: int, activity: Activity, pricin
     latency = const.dac_time_s + t_int + cs.columns_per_adc * adc_bits * const.adc_bit_time_s
     ops = 2 * rows * cols
     area = None if None in (cell.area_m2, dac.area_m2, adc.area_m2) else \
-        rows * cols * dpw * cell.area_m2 + dac.area_m2 + n_adcs * adc.area_m2  # type: ignore[operator]
+        rows * cols * dpw * cell.area_m2 + dac.area_m2 + n_adcs * adc.area_m2
     return {"energy_j": energy, "parts_j": parts, "latency_s": latency, "pj_per_mac": energy / (ops / 2) * 1e12,
             "tops_per_w": ops / energy / 1e12, "tops_per_tile": ops / latency / 1e12, "area_m2": area,
             "g_frac": activity.g_frac, "x_frac": activity.x_frac, "activity": activity.source,

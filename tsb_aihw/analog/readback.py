@@ -33,7 +33,7 @@ def _read_tile(tile: nn.Module, t: float | None, n_reads: int) -> Tensor:
         raise ConfigError("read_back needs programmed tiles; call analog_model.program_analog_weights() first")
     saved_w = tile.tile.get_weights().detach().clone()
     saved_alpha = tile.alpha  # drift_weights assigns a new tensor, so this reference keeps the old value
-    total = None
+    total: Tensor | None = None
     try:
         for _ in range(n_reads):
             tile.drift_weights(t)  # fresh drift/read-noise draw at time t from the programmed state
@@ -42,6 +42,7 @@ def _read_tile(tile: nn.Module, t: float | None, n_reads: int) -> Tensor:
     finally:
         tile.tile.set_weights(saved_w)
         tile.alpha = saved_alpha
+    assert total is not None  # n_reads >= 1 (read_back checks)
     return total / n_reads
 
 

@@ -102,7 +102,7 @@ def weight_report(model: nn.Module, verify: str | Mapping[str, Tensor] = "tsb") 
             n_tiles = len(grid)
             masks = [tile_verify_mask(p.tile) for p in grid]
             if all(mk is not None for mk in masks):
-                verified = sum(int(mk.sum()) for mk in masks)
+                verified = sum(int(mk.sum()) for mk in masks if mk is not None)
                 sources.add("tiles")
             elif name in recorded:
                 verified = int(recorded[name])

@@ -7,21 +7,25 @@ matching ``F.unfold``'s channel-major patch order). A layer bigger than the pres
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # AIHWKit ships no type information: mypy reads these as Any
+    from aihwkit.nn.modules.base import AnalogLayerBase
+    from aihwkit.simulator.tiles.module import TileModule
 
 _CONVERTIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # AIHWKit's default map, exact class match
 
 
 class TileSlice(NamedTuple):
-    tile: nn.Module
+    tile: TileModule
     rows: slice  # output rows of the layer's [out, in] matrix
     cols: slice  # input columns
 
 
-def tile_grid(layer: nn.Module) -> list[TileSlice]:
+def tile_grid(layer: AnalogLayerBase) -> list[TileSlice]:
     """Every physical tile of an analog layer with the block of the layer matrix it holds."""
     mod = layer.analog_module
     if not hasattr(mod, "array"):
@@ -37,7 +41,7 @@ def tile_grid(layer: nn.Module) -> list[TileSlice]:
     return out
 
 
-def digital_shape(layer: nn.Module) -> tuple[int, ...]:
+def digital_shape(layer: AnalogLayerBase) -> tuple[int, ...]:
     """The digital ``weight`` shape of an analog layer (conv: [out, in, *kernel]; linear: [out, in])."""
     if hasattr(layer, "kernel_size"):
         return (layer.out_channels, layer.in_channels // layer.groups, *layer.kernel_size)
@@ -61,7 +65,7 @@ def mask_to_matrix(mask: Tensor, out_features: int) -> Tensor:
     return mask.reshape(out_features, -1)
 
 
-def tile_verify_mask(tile: nn.Module) -> Tensor | None:
+def tile_verify_mask(tile: TileModule) -> Tensor | None:
     """The cells this tile will write-verify, read from the tile (None if its noise model cannot say).
 
     ``get_verify_mask`` gives the explicit mask, or None when the tile follows its config default, which
