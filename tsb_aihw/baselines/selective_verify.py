@@ -16,7 +16,7 @@ noise; the OBD saliency H_ii * w_i^2).
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ CHUNK_BYTES = 256 * 2**20
 def backbone_layers(model: nn.Module, exclude: Sequence[str] = ("tsb",)) -> dict[str, nn.Module]:
     """Conv/Linear layers by digital module name, without the shared block: names ``tsb`` / ``tsb.*`` and,
     by identity, every module inside ``model.tsb`` (an insertion site may hold it under another name)."""
-    excluded_ids = set()
+    excluded_ids: set[int] = set()
     for e in exclude:
         try:
             excluded_ids.update(id(m) for m in model.get_submodule(e).modules())
@@ -61,7 +61,7 @@ def fisher_diagonal(model: nn.Module, loader: Iterable, layers: dict[str, nn.Mod
         raise ConfigError(f"unknown fisher {fisher!r}; choose one of {', '.join(FISHER_KINDS)}")
     dev = resolve_device(device)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    weights = {f"{name}.weight": m.weight for name, m in layers.items()}
+    weights = {f"{name}.weight": cast(torch.Tensor, m.weight) for name, m in layers.items()}
     total = {k: torch.zeros_like(w, device=dev) for k, w in weights.items()}
     n = 0
     with eval_mode(model):
@@ -105,7 +105,7 @@ def weight_scores(model: nn.Module, loader: Iterable | None, method: str, *, lay
     """Importance score per weight (higher = verify first) for each layer."""
     if method == "random":
         gen = torch.Generator().manual_seed(seed)
-        return {name: torch.rand(m.weight.shape, generator=gen) for name, m in layers.items()}
+        return {name: torch.rand(cast(torch.Tensor, m.weight).shape, generator=gen) for name, m in layers.items()}
     if method == "magnitude":
         return {name: m.weight.detach().abs().cpu() for name, m in layers.items()}
     if method == "second_derivative":
@@ -162,6 +162,6 @@ def selection_masks(
     masks, offset = {}, 0
     for name, m in layers.items():
         size = m.weight.numel()
-        masks[name] = chosen[offset: offset + size].reshape(m.weight.shape).clone()
+        masks[name] = chosen[offset: offset + size].reshape(cast(torch.Tensor, m.weight).shape).clone()
         offset += size
     return masks

@@ -73,7 +73,9 @@ class DevicePreset:
     def training_noise_std(self) -> float:
         """Std of additive Gaussian weight noise, relative to each layer's abs-max, for HWA training."""
         derived = derived_training_noise_std(self.noise)
-        return float(derived if derived is not None else self.training.noise_std)
+        std = derived if derived is not None else self.training.noise_std
+        assert std is not None  # build_preset requires training.noise_std when the model derives none
+        return float(std)
 
     @property
     def drifts(self) -> bool:

@@ -195,7 +195,7 @@ def load_state(path: str | Path) -> TrainState:
     plan = blob.pop("plan")
     return TrainState(run=RunInfo(**run), epoch_start=EpochStart(**start) if start is not None else None,
                       plan=StopPlan(**plan) if plan is not None else None,
-                      sums=tuple(blob.pop("sums")), **blob)  # type: ignore[arg-type]
+                      sums=tuple(blob.pop("sums")), **blob)
 
 
 def check_same_run(state: TrainState, run: RunInfo, path: Path) -> None:
