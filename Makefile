@@ -42,6 +42,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check tsb_aihw
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 
 bench: setup

@@ -37,12 +37,14 @@ def main() -> None:
     from tsb_aihw.analog import to_analog
     from tsb_aihw.analog.chip import Chip
     from tsb_aihw.analog.fast_eval import fast_eval_mode
+    from tsb_aihw.evaluation.accuracy import chip_accuracy
     from tsb_aihw.evaluation.stats import summarize
-    from tsb_aihw.pipeline.config import at_sigmas, load_sweep_config
+    from tsb_aihw.pipeline.config import at_sigmas
     from tsb_aihw.pipeline.deploy import recalibrate_chip_bn
     from tsb_aihw.pipeline.methods import BASE_METHODS
     from tsb_aihw.pipeline.studies import study_folders
     from tsb_aihw.pipeline.tasks import StudyContext
+    from tsb_aihw.sweeps.options import load_sweep_config
     from tsb_aihw.utils.memory import keep_freed_memory
     from tsb_aihw.utils.provenance import provenance
 
@@ -69,7 +71,7 @@ def main() -> None:
             t0 = time.perf_counter()
             recalibrate_chip_bn(twin, models, fast=way)
             row[f"{way}_s"] = time.perf_counter() - t0
-            row[f"{way}_acc"] = twin.evaluate(models.data.test, 0.0, device=cfg.device, fast=cfg.fast_eval)
+            row[f"{way}_acc"] = chip_accuracy(twin, models.data.test, 0.0, device=cfg.device, fast=cfg.fast_eval)
         rows.append(row)
         print(f"chip {i}: " + ", ".join(f"{w} {row[f'{w}_acc']:.4f} in {row[f'{w}_s']:.1f} s" for w in ways),
               flush=True)

@@ -31,6 +31,7 @@ def one(model_name: str, images: int, batch: int) -> dict[str, float]:
 
     from tsb_aihw.analog import to_analog
     from tsb_aihw.analog.chip import Chip
+    from tsb_aihw.evaluation.accuracy import chip_accuracy
     from tsb_aihw.devices import load_preset
     from tsb_aihw.models import get_model
     from tsb_aihw.utils.memory import keep_freed_memory
@@ -43,9 +44,9 @@ def one(model_name: str, images: int, batch: int) -> dict[str, float]:
     loader = DataLoader(TensorDataset(x, torch.zeros(images, dtype=torch.long)), batch_size=batch)
     chip = Chip(to_analog(model, preset, verify="none").eval(), preset, 0, 0)
     chip.program()
-    chip.evaluate(loader, 0.0)
+    chip_accuracy(chip, loader, 0.0)
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    chip.evaluate(loader, 0.0)
+    chip_accuracy(chip, loader, 0.0)
     wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
     return {"allocator": state, "wall_s": wall, "user_s": r1.ru_utime - r0.ru_utime,
             "system_s": r1.ru_stime - r0.ru_stime, "minor_faults": r1.ru_minflt - r0.ru_minflt,

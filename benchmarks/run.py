@@ -305,10 +305,10 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         res = run_study(cfg, Path(tmp), progress=False)
-    claims = res["claims"]
+    claims = res.claims
     pick = {k: (claims.get(k) or {}).get("value") for k in ("training_speedup", "verified_fraction",
                                                             "mapping_cost_reduction")}
-    return {"config": res["config"], "wall_seconds": time.perf_counter() - t0, "claims": claims,
+    return {"config": res.config, "wall_seconds": time.perf_counter() - t0, "claims": claims,
             "tsb_training_speedup": pick["training_speedup"], "verified_fraction": pick["verified_fraction"],
             "mapping_cost_reduction": pick["mapping_cost_reduction"]}
 

@@ -18,7 +18,8 @@ from torch import nn
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.models import get_model
-from tsb_aihw.models.pretrained import load_state_checked, read_state_dict
+from tsb_aihw.models.pretrained import load_state_checked
+from tsb_aihw.utils.torchfile import read_state_dict
 from tsb_aihw.pipeline.config import study_config_from_dict
 from tsb_aihw.pipeline.tasks import StudyContext
 

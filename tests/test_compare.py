@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from tsb_aihw.cli.main import main
 from tsb_aihw.errors import ConfigError, TSBError
-from tsb_aihw.evaluation.pairing import load_chip_accuracies, paired_difference
+from tsb_aihw.records.pairing import load_chip_accuracies, paired_difference
 
 BUDGET = Path("results/block-budget-cifar10-vgg8-sigma0.2")
 
@@ -69,3 +70,26 @@ def test_a_damaged_result_file_is_one_clear_line(tmp_path) -> None:
     (tmp_path / "results.json").write_text('{"methods": ')
     with pytest.raises(TSBError, match="is not valid JSON"):
         load_chip_accuracies(f"{tmp_path}#tsb")
+
+
+@pytest.mark.parametrize("value, message", [(7.5, r"per_chip\[3\]\[0\] = 7\.5 is out of range"),
+                                            (-3.0, r"per_chip\[3\]\[0\] = -3\.0 is out of range"),
+                                            ("0.8", r"per_chip\[3\]\[0\] = '0\.8' has the wrong type")])
+def test_an_impossible_stored_accuracy_is_refused(tmp_path, capsys, value, message) -> None:
+    """An edited file cannot report a +211 pp difference: every number read back is checked (issue 33)."""
+    data = json.loads(Path("results/cifar10-vgg8-sigma0.2/results.json").read_text())
+    data["methods"]["tsb"]["per_chip"][3][0] = value
+    folder = tmp_path / "edited#1"  # a '#' in a folder's name is part of the path, not the selector
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(data))
+    with pytest.raises(TSBError, match=message):
+        load_chip_accuracies(f"{folder}#tsb")
+    assert main(["compare", f"{folder}#tsb", "results/cifar10-vgg8-sigma0.2#tsb"]) == 2
+    err = capsys.readouterr().err
+    assert "edited or damaged" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_file_that_is_not_a_result_is_refused(tmp_path) -> None:
+    (tmp_path / "store.json").write_text("{}")
+    with pytest.raises(ConfigError, match="is not a result file"):
+        load_chip_accuracies(f"{tmp_path / 'store.json'}#tsb")

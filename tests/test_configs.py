@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tsb_aihw.pipeline.config import config_from, load_sweep_config, read_config_file
+from tsb_aihw.pipeline.config import config_from, read_config_file
+from tsb_aihw.sweeps.options import load_sweep_config
 from tsb_aihw.pipeline.frontier import FrontierConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))

@@ -48,10 +48,10 @@ def test_drift_presets_share_chip_seeds_and_drift_lowers_pcm_accuracy(tmp_path: 
     cfg = DriftConfig(model="lenet3", width=0.5, dataset="digits", presets=["pcm"], times=[0, "1y"],
                       chips=3, train_epochs=3, eval_limit=200)
     res = run_drift_study(cfg, tmp_path, progress=False)
-    pcm = res["presets"]["pcm"]
-    assert pcm["chip_seeds"] == sorted(set(pcm["chip_seeds"]), key=pcm["chip_seeds"].index)  # distinct
+    pcm = res.presets["pcm"]
+    assert pcm.chip_seeds == sorted(set(pcm.chip_seeds), key=pcm.chip_seeds.index)  # distinct
     # one year of PCM drift (with global drift compensation) costs accuracy on average over chips
-    assert pcm["summary"]["1y"]["mean"] < pcm["summary"]["0s"]["mean"]
+    assert pcm.summary["1y"].mean < pcm.summary["0s"].mean
 
 
 def test_drift_bad_input_is_a_clear_error(tmp_path: Path, capsys) -> None:

@@ -73,9 +73,9 @@ def test_study_cells_on_pool_equal_serial(pool, tmp_path) -> None:
     ref = run_study(cfg, tmp_path / "serial", progress=False, threads=1)
     shutil.copytree(tmp_path / "serial" / "checkpoints", tmp_path / "pool" / "checkpoints")
     res = run_study(cfg, tmp_path / "pool", progress=False, executor=pool)
-    assert set(ref["methods"]) == set(res["methods"]) and len(ref["methods"]) == 3
-    for key, m in ref["methods"].items():
-        assert res["methods"][key]["per_chip"] == m["per_chip"], key
+    assert set(ref.methods) == set(res.methods) and len(ref.methods) == 3
+    for key, m in ref.methods.items():
+        assert res.methods[key].per_chip == m.per_chip, key
 
 
 def test_make_executor_choices_and_errors() -> None:

@@ -29,7 +29,7 @@ def test_export_writes_results_and_loadable_state_dicts(study, tmp_path) -> None
     raw, out, results = study
     dest = tmp_path / "results" / "tiny"
     assert main(["export", "--from", str(out), "--to", str(dest)]) == 0
-    assert json.loads((dest / "results.json").read_text())["methods"].keys() == results["methods"].keys()
+    assert json.loads((dest / "results.json").read_text())["methods"].keys() == results.methods.keys()
     assert any(dest.glob("*.csv"))
     index = json.loads((dest / "models.json").read_text())
     files = {m["file"] for m in index["models"]}
@@ -44,7 +44,7 @@ def test_export_writes_results_and_loadable_state_dicts(study, tmp_path) -> None
             state = {**torch.load(dest / entry["base"]), **state}
         model.load_state_dict(state)  # plain state dicts, loaded strictly
         if entry["file"] == "full_noise_injection.pt":
-            assert evaluate_accuracy(model, data.test) == pytest.approx(results["reference_accuracy"])
+            assert evaluate_accuracy(model, data.test) == pytest.approx(results.reference_accuracy)
 
 
 def test_export_never_replaces_an_earlier_export(study, tmp_path) -> None:

@@ -106,15 +106,16 @@ def test_frontier_quick_writes_the_frontier_and_reuses_budget_free_cells(tmp_pat
 def test_a_point_shared_by_budgets_gets_one_label(tmp_path, monkeypatch) -> None:
     """The block on (b) (tsb_full) is the same point at every budget: one label "(b)", not one per budget."""
     import tsb_aihw.plots as plots
+    from tsb_aihw.records import FrontierResult, read_record
 
-    result = json.loads(Path("results/frontier-cifar10-vgg8-sigma0.2/frontier.json").read_text())
+    result = read_record(FrontierResult, Path("results/frontier-cifar10-vgg8-sigma0.2/frontier.json"))
     seen: list[list[str]] = []
     real_save = plots._save
     monkeypatch.setattr(plots, "_save", lambda fig, path: (seen.extend([[t.get_text() for t in fig.axes[0].texts],
                                                                         fig.axes[0].get_title()]),
                                                            real_save(fig, path))[1])
     plots.plot_frontier(result, tmp_path / "frontier")
-    budgets = [f"{b:g}" for b in result["config"]["budgets"]]
+    budgets = [f"{b:g}" for b in result.config["budgets"]]
     assert len(budgets) >= 2
     # tsb and tsb_bn: one label per budget; tsb_full (the block on (b)'s backbone): one label "(b)"
     assert sorted(seen[0]) == sorted([*budgets, *budgets, "(b)"])

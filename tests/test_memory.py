@@ -17,6 +17,7 @@ state = keep_freed_memory()
 assert keep_freed_memory() == state  # once per process
 from tsb_aihw.analog import to_analog
 from tsb_aihw.analog.chip import Chip
+from tsb_aihw.evaluation.accuracy import chip_accuracy
 from tsb_aihw.devices import load_preset
 from tsb_aihw.models import get_model
 torch.set_num_threads(1)
@@ -25,9 +26,9 @@ model = get_model("vgg8", num_classes=10, in_channels=3, width=0.125, input_size
 chip = Chip(to_analog(model, preset, verify="none").eval(), preset, 0, 0)
 chip.program()
 batches = [(torch.randn(256, 3, 32, 32), torch.zeros(256, dtype=torch.long))] * 4
-chip.evaluate(batches, 0.0)  # the first pass maps the memory either way
+chip_accuracy(chip, batches, 0.0)  # the first pass maps the memory either way
 r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-chip.evaluate(batches, 0.0)
+chip_accuracy(chip, batches, 0.0)
 print(json.dumps({"state": state, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0}))
 """
 

@@ -17,6 +17,8 @@ from tsb_aihw.pipeline.study import run_study
 from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.stack import PINS
 from tsb_aihw.pipeline.trained import train_chip_block
+from tsb_aihw.evaluation.stats import Summary
+from tsb_aihw.records import MethodResult
 
 from helpers import tiny_study
 
@@ -116,26 +118,32 @@ def test_chip_block_trains_and_backbone_stays_bit_identical(study: _Study) -> No
     assert ((programmed - weight).abs() <= tol * scale * 1.0001).float().mean() >= 1 - stats["failed_cells"] / weight.numel()
 
 
+def _gap(mean: float, low: float, high: float) -> Summary:
+    return Summary(mean=mean, std=0.01, n=5, ci95_low=low, ci95_high=high, min=low, max=high)
+
+
 def test_gap_ratio_reports_lower_bound_within_mc_error() -> None:
-    base = {"mean": 0.2, "ci95_low": 0.15, "ci95_high": 0.25}
-    assert gap_ratio(base, {"mean": 0.02, "ci95_low": 0.01, "ci95_high": 0.03})["kind"] == "estimate"
-    lb = gap_ratio(base, {"mean": 0.005, "ci95_low": -0.01, "ci95_high": 0.02})
+    base = _gap(0.2, 0.15, 0.25)
+    assert gap_ratio(base, _gap(0.02, 0.01, 0.03))["kind"] == "estimate"
+    lb = gap_ratio(base, _gap(0.005, -0.01, 0.02))
     assert lb["kind"] == "lower_bound" and lb["value"] == pytest.approx(10.0)
-    assert gap_ratio(base, {"mean": -0.02, "ci95_low": -0.03, "ci95_high": -0.01})["kind"] == "unbounded"
-    assert gap_ratio({"mean": 0.01, "ci95_low": -0.01, "ci95_high": 0.03}, base)["kind"] == "undefined"
+    assert gap_ratio(base, _gap(-0.02, -0.03, -0.01))["kind"] == "unbounded"
+    assert gap_ratio(_gap(0.01, -0.01, 0.03), base)["kind"] == "undefined"
 
 
 def test_claims_use_one_reference_and_pulse_ratio() -> None:
-    acc = {"mean": 0.9, "std": 0.01, "n": 5, "ci95_low": 0.89, "ci95_high": 0.91}
+    acc = _gap(0.9, 0.89, 0.91)
 
     def method(gap, pulses, cells, t, frac):
-        return {"gap": {"0s": gap}, "accuracy": {"0s": acc}, "cost": {"pulses": pulses, "devices": cells},
-                "train_time_s": t, "verified_fraction": frac}
+        return MethodResult(label="m", backbone="full", block=None, verify="none", selection=None, curve=None,
+                            verified_fraction=frac, cost={"pulses": pulses, "devices": cells}, clean_accuracy=None,
+                            train_time_s=t, accuracy={"0s": acc}, gap={"0s": gap}, per_chip=[[0.9]] * 5,
+                            chips=[f"c{i}" for i in range(5)], inference_cost={})
 
     methods = {
-        "full_noise_injection": method({"mean": 0.1, "ci95_low": 0.08, "ci95_high": 0.12}, 100, 100, 50.0, 0.0),
-        "full_verify": method({"mean": 0.0, "ci95_low": -0.01, "ci95_high": 0.01}, 500, 100, 50.0, 1.0),
-        "tsb": method({"mean": 0.02, "ci95_low": 0.01, "ci95_high": 0.03}, 110, 100, 10.0, 0.003),
+        "full_noise_injection": method(_gap(0.1, 0.08, 0.12), 100, 100, 50.0, 0.0),
+        "full_verify": method(_gap(0.0, -0.01, 0.01), 500, 100, 50.0, 1.0),
+        "tsb": method(_gap(0.02, 0.01, 0.03), 110, 100, 10.0, 0.003),
     }
     c = compute_claims(methods, ["0s"])
     assert c["accuracy_gap_improvement"]["value"] == pytest.approx(5.0)
@@ -188,7 +196,7 @@ def test_study_writes_results_and_resumes_without_recomputing(tmp_path, monkeypa
 
     monkeypatch.setattr("tsb_aihw.pipeline.tasks.deploy_cell", boom)
     again = run_study(cfg, tmp_path, progress=False)
-    assert again["methods"]["tsb"]["per_chip"] == res["methods"]["tsb"]["per_chip"]
+    assert again.methods["tsb"].per_chip == res.methods["tsb"].per_chip
 
 
 @pytest.mark.slow
@@ -236,8 +244,8 @@ def test_study_trains_with_a_recipe_and_refuses_a_bad_one(tmp_path) -> None:
                                                                                        "early_epochs": 1,
                                                                                        "recipe": recipe}))
     res = run_study(cfg, tmp_path / "r", progress=False)
-    history = res["training"]["backbone_full"]["history"]
-    assert history and res["methods"]["full_noise_injection"]["clean_accuracy"] > 0.15  # 10 classes: chance 0.1
+    history = res.training["backbone_full"]["history"]
+    assert history and (res.methods["full_noise_injection"].clean_accuracy or 0) > 0.15  # 10 classes: chance 0.1
     with pytest.raises(ConfigError, match="backbone.recipe: .*lr"):
         study_config_from_dict(tiny_study(backbone={"recipe": {"lr": -1}}))
     with pytest.raises(ConfigError, match="backbone.recipe: unknown recipe key"):

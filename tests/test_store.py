@@ -41,7 +41,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.mark.slow
 def test_chip_i_is_the_same_chip_in_run_drift_refresh_and_sweep(tmp_path: Path) -> None:
     run = run_study(study_config_from_dict(PCM), tmp_path / "run", progress=False)
-    full, early, tsb = (run["methods"][m]["chips"] for m in ("full_noise_injection", "backbone_early", "tsb"))
+    full, early, tsb = (run.methods[m].chips for m in ("full_noise_injection", "backbone_early", "tsb"))
     assert len(set(full)) == 2  # two different chips ...
     assert early == tsb  # ... and the TSB model's backbone is programmed exactly like the bare early backbone
 
@@ -49,18 +49,18 @@ def test_chip_i_is_the_same_chip_in_run_drift_refresh_and_sweep(tmp_path: Path) 
     drift = run_drift_study(DriftConfig(model="lenet3", width=0.5, dataset="digits", presets=["pcm"], times=["1s"],
                                         chips=2, seed=PCM["seed"], checkpoint=str(ckpt), eval_limit=60),
                             tmp_path / "drift", progress=False)
-    assert drift["presets"]["pcm"]["chip_digests"] == full
+    assert drift.presets["pcm"].chip_digests == full
 
     refresh = run_refresh_study(config_from(RefreshConfig, PCM | {"methods": ["tsb"], "times": ["1s", "1d"],
                                                                    "refresh_times": ["1h"], "reference": False,
                                                                    "controls": False}, "test"),
                                 tmp_path / "refresh", progress=False)
-    assert refresh["chip_digests"] == tsb
+    assert refresh.chip_digests == tsb
 
     sweep = run_sweep(study_config_from_dict(PCM | {"methods": ["full_noise_injection"]}), "presets", ["pcm"],
                       tmp_path / "sweep", progress=False, plot=False)
     (point,) = sweep.points
-    assert point["chips"] == full
+    assert point.chips == full
 
 
 def test_a_different_config_into_a_used_out_is_refused_and_nothing_changes(tmp_path: Path) -> None:

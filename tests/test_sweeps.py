@@ -37,12 +37,12 @@ def test_fraction_sweep_writes_results_and_resumes_after_interruption(tmp_path, 
     """Interrupt after 3 cells, re-run: finished cells are not recomputed and the result equals a clean run."""
     full = run_sweep(_cfg(), "verified_fraction", FRACTIONS, tmp_path / "clean", progress=False)
     # points: 0 -> (b) one-shot, TSB's fraction and 0.01 -> magnitude selective, 1 -> full verify, + TSB point
-    methods = [p["method"] for p in full.points]
+    methods = [p.method for p in full.points]
     assert methods[0] == "full_noise_injection" and "full_verify" in methods and methods[-1] == "tsb"
     assert sum(m.startswith("selective_verify/magnitude@") for m in methods) == 2  # 0.01 and TSB's fraction
     tsb = full.points[-1]
-    assert tsb["role"] == "point" and 0 < tsb["verified_fraction"] < 0.05
-    assert tsb["axis_value"] == pytest.approx(full.data["tsb"]["verified_fraction"])
+    assert tsb.role == "point" and 0 < tsb.verified_fraction < 0.05
+    assert tsb.axis_value == pytest.approx(full.record.tsb.verified_fraction)
     total = len(full.points) * 2
 
     saved = json.loads((tmp_path / "clean" / "sweep.json").read_text())
@@ -92,17 +92,17 @@ def test_fraction_sweep_writes_results_and_resumes_after_interruption(tmp_path, 
     calls.clear()
     more = run_sweep(_cfg(chips=3), "verified_fraction", FRACTIONS, out, progress=False, plot=False)
     assert len(calls) == len(full.points) and all(c == 2 for _, c in calls)
-    assert [p["per_chip"][:2] for p in more.points] == [p["per_chip"] for p in full.points]
+    assert [p.per_chip[:2] for p in more.points] == [p.per_chip for p in full.points]
     assert load_sweep(out).accuracies() == more.accuracies()
 
 
 def test_sigma_sweep_accuracy_falls_with_sigma_and_reuses_training(tmp_path) -> None:
     res = run_sweep(_cfg(methods=["full_noise_injection", "full_verify"]), "sigma", [0.02, 0.6], tmp_path,
                     chips=3, progress=False)
-    acc = {(p["axis_value"], p["method"]): p["accuracy"]["0s"]["mean"] for p in res.points}
+    acc = {(p.axis_value, p.method): p.accuracy["0s"].mean for p in res.points}
     assert acc[(0.6, "full_noise_injection")] < acc[(0.02, "full_noise_injection")] - 0.1  # the device matters
     assert acc[(0.6, "full_verify")] > acc[(0.6, "full_noise_injection")]  # write-verify repairs it
-    assert {p["overrides"]["noise.sigma"] for p in res.points} == {0.02, 0.6}
+    assert {p.overrides["noise.sigma"] for p in res.points} == {0.02, 0.6}
     assert sorted(f.name for f in (tmp_path / "checkpoints").iterdir()) == ["backbone_early-1ep.pt", "backbone_full.pt"]
     assert (tmp_path / "accuracy_vs_sigma.png").is_file()
 
@@ -152,20 +152,20 @@ def test_block_sweep_trains_each_chip_block_with_its_budget_against_the_study_re
     monkeypatch.setattr(trained, "build_block_cache", recording)
     res = run_sweep(cfg, "block", [24, 48], tmp_path / "sweep", key="block.calibration_images", progress=False)
     assert sorted(sizes) == [24, 24, 48, 48, 96, 96]  # 2 chips x (two values + the config's own)
-    curve = {p["axis_value"]: p for p in res.points if p["role"] == "curve"}
-    assert sorted(curve) == [24, 48, 96] and {p["method"] for p in curve.values()} == {"tsb"}
-    assert [p["method"] for p in res.points if p["role"] == "point"] == ["full_noise_injection"]
-    assert curve[96]["paired_vs_config"]["0s"]["mean"] == 0.0
-    assert curve[24]["per_chip"] != curve[96]["per_chip"]  # the budget reaches the block
+    curve = {p.axis_value: p for p in res.points if p.role == "curve"}
+    assert sorted(curve) == [24, 48, 96] and {p.method for p in curve.values()} == {"tsb"}
+    assert [p.method for p in res.points if p.role == "point"] == ["full_noise_injection"]
+    assert curve[96].paired_vs_config is not None and curve[96].paired_vs_config["0s"].mean == 0.0
+    assert curve[24].per_chip != curve[96].per_chip  # the budget reaches the block
     for p in curve.values():
-        assert p["block_time_s"] > 0 and p["block_time_over_backbone_epoch"] > 0
-    summary = res.data["block_budget"]
-    assert summary["config_value"] == 96 and summary["key"] == "block.calibration_images"
-    assert summary["cheapest_within_ci"]["tsb"] in (24, 48, 96)
+        assert (p.block_time_s or 0) > 0 and (p.block_time_over_backbone_epoch or 0) > 0
+    summary = res.record.block_budget
+    assert summary is not None and summary.config_value == 96 and summary.key == "block.calibration_images"
+    assert summary.cheapest_within_ci is not None and summary.cheapest_within_ci["tsb"] in (24, 48, 96)
     assert (tmp_path / "sweep" / "accuracy_vs_block_calibration_images.png").stat().st_size > 1000
     study = run_study(cfg, tmp_path / "study", progress=False)
-    assert study["methods"]["tsb"]["per_chip"] == curve[96]["per_chip"]  # the reference is the study's TSB
-    assert study["methods"]["full_noise_injection"]["per_chip"] == res.points[-1]["per_chip"]
+    assert study.methods["tsb"].per_chip == curve[96].per_chip  # the reference is the study's TSB
+    assert study.methods["full_noise_injection"].per_chip == res.points[-1].per_chip
 
 
 def test_block_sweep_over_k_pairs_each_block_size_with_the_configs_auto_k(tmp_path) -> None:
@@ -175,17 +175,19 @@ def test_block_sweep_over_k_pairs_each_block_size_with_the_configs_auto_k(tmp_pa
 
     cfg = _cfg(block={"epochs": 1, "calibration_images": 96}, methods=["full_noise_injection", "tsb"])
     res = run_sweep(cfg, "block", [1, 2], tmp_path / "sweep", key="block.k", progress=False)
-    auto = res.data["tsb"]["k"]
-    assert res.data["block_budget"]["config_value"] == auto and auto not in (1, 2)
-    curve = {p["axis_value"]: p for p in res.points if p["role"] == "curve"}
+    auto = res.record.tsb.k
+    assert res.record.block_budget is not None and res.record.block_budget.config_value == auto
+    assert auto not in (1, 2)
+    curve = {p.axis_value: p for p in res.points if p.role == "curve"}
     assert sorted(curve) == sorted({1, 2, auto})
-    fractions = {k: p["verified_fraction"] for k, p in curve.items()}
+    fractions = {k: p.verified_fraction for k, p in curve.items()}
     assert fractions[1] < fractions[2] < fractions[auto]  # k*k verified weights
     assert fractions[2] == pytest.approx(4 * fractions[1])
-    assert curve[1]["chips"] == curve[auto]["chips"]  # the same programmed backbone on every chip
-    assert curve[auto]["paired_vs_config"]["0s"]["mean"] == 0.0 and curve[1]["per_chip"] != curve[auto]["per_chip"]
+    assert curve[1].chips == curve[auto].chips  # the same programmed backbone on every chip
+    paired = curve[auto].paired_vs_config
+    assert paired is not None and paired["0s"].mean == 0.0 and curve[1].per_chip != curve[auto].per_chip
     study = run_study(cfg, tmp_path / "study", progress=False)
-    assert study["methods"]["tsb"]["per_chip"] == curve[auto]["per_chip"]
+    assert study.methods["tsb"].per_chip == curve[auto].per_chip
 
 
 def test_sweep_yaml_section_and_cli(tmp_path, capsys) -> None:

@@ -15,6 +15,7 @@ from tsb_aihw.evaluation.times import format_time  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from tsb_aihw.analog.weight_errors import WeightErrors
+    from tsb_aihw.records import FrontierPoint, FrontierResult
 
 STYLE: Any = {  # matplotlib rcParams (its stubs want literal keys)
     "figure.figsize": (6.4, 4.2),
@@ -271,35 +272,35 @@ def preset_label(name: str, overrides: Mapping[str, Any] | None) -> str:
     return f"{name} ({parts})" if parts else name
 
 
-def _on_full_backbone(point: Mapping[str, Any]) -> bool:
+def _on_full_backbone(point: FrontierPoint) -> bool:
     """A frontier point whose block sits on (b)'s fully trained backbone (``tsb_full``): no early budget applies.
     Files written before points carried ``backbone`` name the variant only."""
-    return point.get("backbone", "full" if point["method"] == "tsb_full" else "early") == "full"
+    return (point.backbone or ("full" if point.method == "tsb_full" else "early")) == "full"
 
 
-def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Path]:
+def plot_frontier(result: FrontierResult, path: str | os.PathLike) -> list[Path]:
     """Training speed-up (x) vs accuracy-gap improvement (y), both log: one curve per TSB variant over the early
     backbone's budget, the baselines as points, the paper's claimed region (>5x, >20x) shaded.
 
     Points whose ratio is only a lower bound (TSB's gap within Monte-Carlo error of 0) are drawn hollow; points
     without a defined ratio (the baseline's gap is ~0) are left out and listed in frontier.json."""
-    region = result["paper_region"]
+    region = result.paper_region
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
         ys: list[float] = [1.0, region["gap_improvement"]]
         xs: list[float] = [1.0, region["speedup"]]
-        for i, pts in enumerate(result["curves"].values()):
-            good = [p for p in pts if p["gap_improvement"] is not None]
+        for i, pts in enumerate(result.curves.values()):
+            good = [(p, p.gap_improvement) for p in pts if p.gap_improvement is not None]
             if not good:
                 continue
-            x, y = [p["speedup"] for p in good], [p["gap_improvement"] for p in good]
-            (line,) = ax.plot(x, y, marker="o", label=good[0]["label"])
+            x, y = [p.speedup for p, _ in good], [g for _, g in good]
+            (line,) = ax.plot(x, y, marker="o", label=good[0][0].label)
             budgets: dict[tuple[float, float], list[str]] = {}  # a point shared by budgets (the block on (b))
-            for p in good:                                        # gets one label naming them all
-                if p["gap_improvement_kind"] == "lower_bound":
-                    ax.plot([p["speedup"]], [p["gap_improvement"]], "o", mfc="white", color=line.get_color())
-                names = budgets.setdefault((p["speedup"], p["gap_improvement"]), [])
-                name = "(b)" if _on_full_backbone(p) else f"{p['budget']:g}"
+            for p, g in good:                                     # gets one label naming them all
+                if p.gap_improvement_kind == "lower_bound":
+                    ax.plot([p.speedup], [g], "o", mfc="white", color=line.get_color())
+                names = budgets.setdefault((p.speedup, g), [])
+                name = "(b)" if _on_full_backbone(p) else f"{p.budget:g}"
                 if name not in names:
                     names.append(name)
             for xy, names in budgets.items():  # curves alternate above / below their points: variants lie close
@@ -308,12 +309,12 @@ def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Pa
             xs += x
             ys += y
         markers = iter("sD^vPX*")
-        for p in result["baselines"]:
-            if p["gap_improvement"] is None:
+        for p in result.baselines:
+            if p.gap_improvement is None:
                 continue
-            ax.plot([p["speedup"]], [p["gap_improvement"]], next(markers, "o"), ls="none", label=p["label"])
-            xs.append(p["speedup"])
-            ys.append(p["gap_improvement"])
+            ax.plot([p.speedup], [p.gap_improvement], next(markers, "o"), ls="none", label=p.label)
+            xs.append(p.speedup)
+            ys.append(p.gap_improvement)
         ax.set_xscale("log")
         ax.set_yscale("log")
         lo_x, hi_x = min(xs) / 1.5, max(xs) * 1.5
@@ -331,7 +332,7 @@ def plot_frontier(result: Mapping[str, Any], path: str | os.PathLike) -> list[Pa
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("training speed-up over (b)  (labels: early-backbone budget; (b): on (b)'s backbone)")
         ax.set_ylabel("accuracy-gap improvement over (b)")
-        preset = preset_label(result["preset"], result["config"].get("preset_overrides"))
-        ax.set_title(f"{result['model']} on {preset}: {result['chips']} chips")
+        preset = preset_label(result.preset, result.config.get("preset_overrides"))
+        ax.set_title(f"{result.model} on {preset}: {result.chips} chips")
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)  # outside: it hid the paper's region
         return _save(fig, path)

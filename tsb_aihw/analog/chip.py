@@ -149,15 +149,6 @@ class Chip:
             return calibrate_adc(self.model, loader, percentile=spec.percentile, mode=spec.mode,
                                  max_images=spec.samples)
 
-    def evaluate(self, loader: Any, t: float, device: str | torch.device = "cpu",
-                 fast: bool | str | None = None) -> float:
-        """Accuracy at chip time ``t`` (drifted first), with the periphery's output noise seeded."""
-        from tsb_aihw.evaluation.accuracy import evaluate_accuracy
-
-        self.drift(t)
-        with self.rng("eval", repr(float(t))):
-            return evaluate_accuracy(self.model, loader, device=device, fast=fast)
-
     # -- identity -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def digest(self) -> str:

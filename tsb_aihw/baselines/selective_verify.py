@@ -28,7 +28,9 @@ from tsb_aihw.evaluation.accuracy import eval_mode, model_device
 from tsb_aihw.training.noise_injection import is_analog, is_digital_layer
 from tsb_aihw.utils.device import resolve_device
 
-METHODS = ("random", "magnitude", "second_derivative")
+#: the selection rules (the one owner of their names) and their legend labels
+LABELS = {"random": "random", "magnitude": "magnitude", "second_derivative": "2nd-derivative (SWIM)"}
+METHODS = tuple(LABELS)
 NOISE_SCALES = ("layer_max", "weight")
 FISHER_KINDS = ("model", "empirical")
 CHUNK_BYTES = 256 * 2**20

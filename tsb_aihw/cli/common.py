@@ -37,7 +37,7 @@ def add_models_from_argument(p: argparse.ArgumentParser) -> None:
 
 def models_from(args: argparse.Namespace) -> list[str]:
     """The ``--models-from`` folders, each checked to exist before anything is trained."""
-    from tsb_aihw.pipeline.export import check_sources
+    from tsb_aihw.pipeline.adopt import check_sources
 
     check_sources(args.models_from)
     return list(args.models_from)

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tsb_aihw.evaluation.pairing import load_chip_accuracies, paired_difference
+    from tsb_aihw.records.pairing import load_chip_accuracies, paired_difference
 
     res = paired_difference(load_chip_accuracies(args.a, args.time), load_chip_accuracies(args.b, args.time))
     if args.json:

@@ -50,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
     with executor_from(args) as executor:
         res = run_frontier(cfg, args.out, progress=not args.no_progress, executor=executor, threads=executor.threads,
                            move_aside=args.move_aside, models_from=sources)
-    for key, pts in res["curves"].items():
-        cells = ", ".join(f"{p['budget']:g}: {p['speedup']:.1f}x / "
-                          + ("n/a" if p["gap_improvement"] is None else f"{p['gap_improvement']:.1f}x") for p in pts)
+    for key, pts in res.curves.items():
+        cells = ", ".join(f"{p.budget:g}: {p.speedup:.1f}x / "
+                          + ("n/a" if p.gap_improvement is None else f"{p.gap_improvement:.1f}x") for p in pts)
         print(f"  {key:10s} (budget: speed-up / gap improvement) {cells}")
-    v = res["verdict"]
-    print(f"  >5x and >20x together: {v['both_claims_hold_at'] or 'nowhere'}; best gap improvement at >=5x: "
-          f"{v['best_gap_improvement_at_5x']}")
+    v = res.verdict
+    best = v.best_gap_improvement_at_5x
+    print(f"  >5x and >20x together: {v.both_claims_hold_at or 'nowhere'}; best gap improvement at >=5x: "
+          f"{best.to_dict() if best else None}")
     print(f"see {args.out}/frontier.json and {args.out}/frontier.png")
     return 0

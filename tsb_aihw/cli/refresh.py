@@ -61,15 +61,16 @@ def run(args: argparse.Namespace) -> int:
                                 move_aside=args.move_aside)
     print(f"done in {time.perf_counter() - t0:.0f} s; see {args.out}/results.json and "
           f"{args.out}/refresh_accuracy_vs_time.png")
-    labels = res["time_labels"]
-    for arm, a in res["arms"].items():
-        accs = ", ".join(f"{t} {100 * a['accuracy'][t]['mean']:.2f}" for t in labels)
+    labels = res.time_labels
+    for arm, a in res.arms.items():
+        accs = ", ".join(f"{t} {100 * a.accuracy[t].mean:.2f}" for t in labels)
         print(f"  {arm:12s} {accs}")
-    if "tsb_refresh" in res["arms"]:
-        d = res["arms"]["tsb_refresh"]["minus_tsb"][labels[-1]]
-        print(f"  refresh - no refresh at {labels[-1]}: {100 * d['mean']:+.2f} pp "
-              f"[{100 * d['ci95_low']:+.2f}, {100 * d['ci95_high']:+.2f}] (paired, 95% CI)")
-    c = res["cost"]
+    refreshed = res.arms.get("tsb_refresh")
+    if refreshed is not None and refreshed.minus_tsb is not None:
+        d = refreshed.minus_tsb[labels[-1]]
+        print(f"  refresh - no refresh at {labels[-1]}: {100 * d.mean:+.2f} pp "
+              f"[{100 * d.ci95_low:+.2f}, {100 * d.ci95_high:+.2f}] (paired, 95% CI)")
+    c = res.cost
     print(f"  refresh cost: {c['refresh_total_pulses']:,.0f} pulses in {len(c['per_refresh'])} refreshes "
           f"({100 * c['refresh_pulses_vs_chip']:.2f}% of programming the chip once, "
           f"{c['chip_pulses']:,.0f} pulses)")

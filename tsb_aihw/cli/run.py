@@ -31,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tsb_aihw.parallel import use_executor
-    from tsb_aihw.pipeline.config import at_sigmas, load_sweep_config
+    from tsb_aihw.pipeline.config import at_sigmas
     from tsb_aihw.pipeline.studies import run_studies
+    from tsb_aihw.sweeps.options import load_sweep_config
 
     # a config may carry a sweep: section for `tsb-aihw sweep`; `run` deploys its base study
     cfg, _sweeps = load_sweep_config(args.config, {"chips": args.chips, "seed": args.seed, "device": args.device},

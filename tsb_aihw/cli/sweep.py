@@ -81,9 +81,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tsb_aihw.errors import ConfigError
-    from tsb_aihw.pipeline.config import load_sweep_config
     from tsb_aihw.sweeps import SweepAxis, run_sweep
     from tsb_aihw.sweeps.axes import canonical_kind
+    from tsb_aihw.sweeps.options import load_sweep_config
 
     kind = canonical_kind(args.kind)
     if args.presets is not None and args.values is not None:
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                        threads=args.threads if args.threads is not None else 1, progress=not args.no_progress,
                        plot=not args.no_plots, move_aside=args.move_aside, models_from=models_from(args))
     n = len(result.points)
-    pngs = [p for p in result.data.get("plots", []) if p.endswith(".png")]
-    print(f"sweep {args.kind}: {n} points x {result.data['chips']} chips; see {args.out}/sweep.json, sweep.csv"
+    pngs = [p for p in result.record.plots if p.endswith(".png")]
+    print(f"sweep {args.kind}: {n} points x {result.record.chips} chips; see {args.out}/sweep.json, sweep.csv"
           + (f" and {', '.join(pngs)}" if pngs else ""))
     return 0

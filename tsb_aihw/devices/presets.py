@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import tsb_aihw
 from tsb_aihw.devices.schema import (
     ADCCalibrationSpec,
     CostSpec,
@@ -38,7 +37,7 @@ CMO_MIN_DRIFT_TIME = 1.0
 
 def presets_dir() -> Path:
     """``<repo>/device_presets``, located relative to the installed (editable) package."""
-    path = Path(tsb_aihw.__file__).resolve().parent.parent / "device_presets"
+    path = Path(__file__).resolve().parents[2] / "device_presets"  # the repository beside the package
     if not path.is_dir():
         raise ConfigError(f"device preset directory {path} is missing; tsb_aihw must be installed from a repo "
                           f"checkout (pip install -e .) so that device_presets/ sits next to the package, or "

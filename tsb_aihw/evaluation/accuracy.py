@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from tsb_aihw.errors import ConfigError, DataError
 from tsb_aihw.utils.device import resolve_device
+
+if TYPE_CHECKING:
+    from tsb_aihw.analog.chip import Chip
 
 
 @contextmanager
@@ -67,3 +70,12 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, device: str | torch.de
     if total == 0:
         raise ConfigError("the evaluation loader yielded no samples; check the dataset split and batch size")
     return correct / total
+
+
+def chip_accuracy(chip: Chip, loader: Iterable, t: float, device: str | torch.device = "cpu",
+                  fast: bool | str | None = None) -> float:
+    """Accuracy of a programmed chip at chip time ``t`` (drifted first), its periphery's output noise seeded by
+    the chip and the time: the one evaluation of a chip every command uses."""
+    chip.drift(t)
+    with chip.rng("eval", repr(float(t))):
+        return evaluate_accuracy(chip.model, loader, device=device, fast=fast)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable
 
 import numpy as np
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.text import short_repr
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,22 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_tree(cls, d: Any, where: str) -> "Summary":
+        """A written summary read back (``None`` std/CI of one chip as NaN); a damaged one is one line."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(d, dict) or sorted(d) != sorted(names):
+            raise ConfigError(f"{where} = {short_repr(d, 80)} is not a summary (keys {', '.join(names)})")
+        out: dict[str, Any] = {}
+        for k in names:
+            v = d[k]
+            if v is None and k in ("std", "ci95_low", "ci95_high"):
+                v = math.nan
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (k == "n" and not isinstance(v, int)):
+                raise ConfigError(f"{where}.{k} = {short_repr(v, 40)} is not a number")
+            out[k] = v if k == "n" else float(v)
+        return cls(**out)
 
 
 def t_critical(n: int, confidence: float = 0.95) -> float:
@@ -52,6 +69,17 @@ def summarize(values: Iterable[float]) -> Summary:
         low, high = mean - half, mean + half
     return Summary(mean=mean, std=std, n=n, ci95_low=low, ci95_high=high, min=float(arr.min()),
                    max=float(arr.max()))
+
+
+def summaries_by_time(per_chip: list[list[float]], labels: list[str]) -> dict[str, Summary]:
+    """``{time label: summary over chips}`` of ``per_chip[c][i]`` (chip ``c`` at time ``labels[i]``): the one
+    per-time summary behind every results file (accuracies, gaps and paired differences alike)."""
+    return {t: summarize([c[i] for c in per_chip]) for i, t in enumerate(labels)}
+
+
+def paired_differences(a: list[list[float]], b: list[list[float]]) -> list[list[float]]:
+    """``a - b`` per chip and time (two results on the same chips, in the same order)."""
+    return [[x - y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
 
 
 def time_series(per_chip: list[list[float]], times: list[float]) -> dict[str, list[float]]:

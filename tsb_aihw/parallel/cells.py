@@ -35,6 +35,26 @@ def sharing(key: Hashable, value: Any) -> Iterator[None]:
         _LIVE.pop(key, None)
 
 
+@contextlib.contextmanager
+def cell_process(threads: int | None) -> Iterator[None]:
+    """The set-up every cell runs in, whatever the command and wherever it runs: freed memory kept for reuse
+    (pool and Dask workers too, once per process) and ``threads`` torch threads (None: leave them), restored
+    afterwards so an in-process cell leaves the caller as it was."""
+    import torch
+
+    from tsb_aihw.parallel.executor import check_threads
+    from tsb_aihw.utils.memory import keep_freed_memory
+
+    keep_freed_memory()
+    before, wanted = torch.get_num_threads(), check_threads(threads, "cell threads")
+    if wanted is not None:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Task(Protocol):
     @property
     def key(self) -> str: ...

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from tsb_aihw.evaluation.stats import Summary
+from tsb_aihw.records import MethodResult
+
 PAPER = {
     "accuracy_gap_improvement": "> 20x",
     "training_speedup": "> 5x",
@@ -20,8 +23,9 @@ PAPER = {
 }
 
 
-def gap_ratio(gap_base: Mapping[str, float], gap_tsb: Mapping[str, float]) -> dict[str, Any]:
-    """Ratio of two gap summaries (each with mean, ci_low, ci_high), honest about Monte-Carlo error."""
+def gap_ratio(base_summary: Summary, tsb_summary: Summary) -> dict[str, Any]:
+    """Ratio of two gap summaries (each with mean and 95% CI), honest about Monte-Carlo error."""
+    gap_base, gap_tsb = base_summary.to_dict(), tsb_summary.to_dict()  # as written: an undefined CI is None
     out: dict[str, Any] = {"baseline_gap": gap_base["mean"], "tsb_gap": gap_tsb["mean"],
                            "tsb_gap_ci95": [gap_tsb["ci95_low"], gap_tsb["ci95_high"]],
                            "baseline_gap_ci95": [gap_base["ci95_low"], gap_base["ci95_high"]]}
@@ -41,27 +45,27 @@ def gap_ratio(gap_base: Mapping[str, float], gap_tsb: Mapping[str, float]) -> di
     return out
 
 
-def compute_claims(methods: Mapping[str, Mapping[str, Any]], time_labels: list[str]) -> dict[str, Any]:
-    """Claims from the per-method results (keys as written by the study into results.json)."""
+def compute_claims(methods: Mapping[str, MethodResult], time_labels: list[str]) -> dict[str, Any]:
+    """Claims from the per-method results."""
     claims: dict[str, Any] = {"paper": PAPER}
     base, tsb, full = methods.get("full_noise_injection"), methods.get("tsb"), methods.get("full_verify")
     if base and tsb:
-        by_time = {t: gap_ratio(base["gap"][t], tsb["gap"][t]) for t in time_labels}
+        by_time = {t: gap_ratio(base.gap[t], tsb.gap[t]) for t in time_labels}
         claims["accuracy_gap_improvement"] = {"headline_time": time_labels[0], **by_time[time_labels[0]],
                                               "by_time": by_time}
-        tsb_time = tsb["train_time_s"]
+        tsb_time = tsb.train_time_s
         claims["training_speedup"] = {
-            "value": base["train_time_s"] / tsb_time if tsb_time > 0 else None,
-            "baseline_s": base["train_time_s"], "tsb_s": tsb_time,
-            "tsb_backbone_s": tsb.get("backbone_time_s"), "tsb_block_s_per_chip": tsb.get("block_time_s"),
+            "value": base.train_time_s / tsb_time if tsb_time > 0 else None,
+            "baseline_s": base.train_time_s, "tsb_s": tsb_time,
+            "tsb_backbone_s": tsb.backbone_time_s, "tsb_block_s_per_chip": tsb.block_time_s,
         }
     if tsb:
-        claims["verified_fraction"] = {"value": tsb["verified_fraction"], "paper_bound": 0.004,
-                                       "below_paper_bound": tsb["verified_fraction"] < 0.004}
+        claims["verified_fraction"] = {"value": tsb.verified_fraction, "paper_bound": 0.004,
+                                       "below_paper_bound": tsb.verified_fraction < 0.004}
     if tsb and full:
-        p_full, p_tsb = full["cost"]["pulses"], tsb["cost"]["pulses"]
-        extra_full = p_full - full["cost"]["devices"]  # one-shot costs one pulse per device
-        extra_tsb = p_tsb - tsb["cost"]["devices"]
+        p_full, p_tsb = full.cost["pulses"], tsb.cost["pulses"]
+        extra_full = p_full - full.cost["devices"]  # one-shot costs one pulse per device
+        extra_tsb = p_tsb - tsb.cost["devices"]
         claims["mapping_cost_reduction"] = {
             "value": p_full / p_tsb if p_tsb else None, "full_verify_pulses": p_full, "tsb_pulses": p_tsb,
             "verify_overhead_reduction": (extra_full / extra_tsb) if extra_tsb > 0 else None,

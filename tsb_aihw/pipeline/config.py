@@ -12,27 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, TypeVar, Union
 
+from tsb_aihw.baselines.selective_verify import METHODS as SELECTION_METHODS
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.evaluation.times import DRIFT_TIMES, check_times
+from tsb_aihw.pipeline.methods import ALL_METHODS, METHODS
 from tsb_aihw.utils.schema import build, check, non_default_tree, section, spec, with_overrides
 from tsb_aihw.utils.yamlfile import load_yaml_file
 
-METHODS = (
-    "backbone_early",  # (a) the early-convergence backbone as trained, one-shot
-    "full_noise_injection",  # (b) noise-injection training to full convergence, one-shot (the reference)
-    "full_verify",  # (c) (b) with every weight write-verified
-    "selective_verify",  # (d) (b) with SWIM-style selected weights write-verified
-    "bn_recalibration",  # (e) (b) with per-chip BN recalibration (digital), no block
-    "tsb_clean",  # (f) block trained on the clean early backbone (control: more training, no chip data)
-    "tsb",  # the TSB flow: early backbone, chip-specific block, only the block verified
-    "tsb_generic",  # ablation: block trained on freshly drawn noise (no chip read-back)
-)
-VARIANTS = (
-    "tsb_full",  # the chip-specific block on the fully trained backbone (b): no training speed-up
-    "tsb_bn",  # per-chip BN re-estimation through the chip, then the chip-specific block
-)
-ALL_METHODS = METHODS + VARIANTS
-SELECTION_METHODS = ("random", "magnitude", "second_derivative")  # tsb_aihw.baselines.selective_verify.METHODS
 BLOCK_SITES = ("conv", "stage", "all")  # insert_tsb(where=...) choices a config can name
 SEED_MAX = 2**32 - 1  # numpy and the data splits take seeds in [0, 2**32)
 MAX_CHIPS = 100_000
@@ -316,21 +302,6 @@ class DriftConfig:
         return self
 
 
-@dataclass
-class SweepOptions:
-    """One kind's entry in a sweep config's ``sweep:`` section (command-line flags override it)."""
-
-    values: Union[list[Any], None] = None
-    key: Union[str, None] = None
-    io: Union[list[str], None] = None
-    rules: Union[list[str], None] = None
-    points: Union[list[str], None] = None
-    add_tsb_fraction: bool = True
-    methods: Union[list[str], None] = spec(None, choices=ALL_METHODS, what="method")
-    times: Union[list[Union[float, str]], None] = None
-    chips: Union[int, None] = spec(None, lo=2, hi=MAX_CHIPS, why=CHIPS_WHY)
-
-
 C = TypeVar("C")
 
 
@@ -362,21 +333,3 @@ def read_config_file(path: str | Path, what: str = "study config") -> dict[str, 
 
 def load_study_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudyConfig:
     return config_from(StudyConfig, read_config_file(path), str(path), overrides)
-
-
-def load_sweep_config(path: str | Path, overrides: Mapping[str, Any] | None = None, what: str = "sweep config"
-                      ) -> tuple[StudyConfig, dict[str, SweepOptions]]:
-    """(base study config, {kind: options}) from a sweep YAML: a study config plus a ``sweep:`` section."""
-    from tsb_aihw.sweeps.axes import canonical_kind
-
-    raw = read_config_file(path, what)
-    section_raw = raw.pop("sweep", None) or {}
-    if not isinstance(section_raw, dict):
-        raise ConfigError(f"{path}: sweep: must map a kind (e.g. verified-fraction) to its options")
-    options: dict[str, SweepOptions] = {}
-    for kind, opts in section_raw.items():
-        try:
-            options[canonical_kind(kind)] = build(SweepOptions, opts, "", f"sweep.{kind}.")
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    return config_from(StudyConfig, raw, str(path), overrides), options

@@ -17,6 +17,7 @@ from tsb_aihw.analog.chip import Chip
 from tsb_aihw.baselines import recalibrate_bn
 from tsb_aihw.devices import DevicePreset, programming_cost
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.evaluation.accuracy import chip_accuracy
 from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.pipeline.config import PER_CHIP_BLOCK_KEYS, BlockConfig
 from tsb_aihw.pipeline.methods import MethodSpec
@@ -113,6 +114,7 @@ def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: Devi
     c.calibrate_adc(models.train_loader("adc", chip))  # a no-op unless the preset calibrates its ADC ranges
     cost = {k: v for k, v in programming_cost(analog, preset).to_dict().items() if isinstance(v, (int, float))}
     fraction = weight_report(analog).verified_fraction
-    accs = [c.evaluate(models.data.test, t, device=cfg.device, fast=cfg.fast_eval) for t in parse_times(cfg.times)]
+    accs = [chip_accuracy(c, models.data.test, t, device=cfg.device, fast=cfg.fast_eval)
+            for t in parse_times(cfg.times)]
     return CellResult(acc=accs, cost=cost, block_time_s=block_time, verified_fraction=fraction, chip=digest,
                       wall_s=time.perf_counter() - start)

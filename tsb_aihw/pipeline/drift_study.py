@@ -11,7 +11,6 @@ provenance, per-chip accuracies and mean/std/95% CI per preset and time), ``drif
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import format_time, parse_times
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import DriftConfig
+from tsb_aihw.records import DriftCell, DriftPresetResult, DriftResult, load_record
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint
 from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
@@ -33,7 +33,8 @@ CELL_VERSION = 1
 
 def load_model_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a digital state dict (plain, or ``{"state_dict": ...}`` as saved here) with a clear error."""
-    from tsb_aihw.models.pretrained import load_state_checked, read_state_dict
+    from tsb_aihw.models.pretrained import load_state_checked
+    from tsb_aihw.utils.torchfile import read_state_dict
 
     blob = read_state_dict(path)  # ConfigError (one line) if missing, damaged or not a torch file
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
@@ -122,28 +123,23 @@ class _DriftContext:
         return self.analog[preset_name]
 
 
-def run_drift_chip(task: DriftChipTask) -> dict[str, Any]:
+def run_drift_chip(task: DriftChipTask) -> DriftCell:
     """Program chip ``task.chip`` on the task's preset and evaluate it at every time (any executor)."""
     from tsb_aihw.analog.chip import Chip
     from tsb_aihw.evaluation.monte_carlo import evaluate_chip
-    from tsb_aihw.parallel.cells import live_context
+    from tsb_aihw.parallel.cells import cell_process, live_context
 
-    threads = torch.get_num_threads()
-    if task.threads:
-        torch.set_num_threads(task.threads)
-    try:
-        def build() -> _DriftContext:
-            cfg = DriftConfig(**task.config)
-            return _DriftContext(cfg, load_model_checkpoint(build_model(cfg), task.model_path))
+    def build() -> _DriftContext:
+        cfg = DriftConfig(**task.config)
+        return _DriftContext(cfg, load_model_checkpoint(build_model(cfg), task.model_path))
 
+    with cell_process(task.threads):
         ctx = live_context(("drift", task.model_path, json_fingerprint(task.config)), build)
         preset, analog = ctx.chip_model(task.preset)
         chip = Chip(analog, preset, ctx.cfg.seed, task.chip)
         digest = chip.program()  # from the stored target: a re-used analog model starts every chip afresh
         accs = evaluate_chip(chip, ctx.loader, parse_times(ctx.cfg.times), device=ctx.cfg.device)
-        return {"accuracies": accs, "seed": chip.chip_seed, "digest": digest}
-    finally:
-        torch.set_num_threads(threads)
+        return DriftCell(accuracies=accs, seed=chip.chip_seed, digest=digest)
 
 
 def drift_identity(cfg: DriftConfig) -> dict[str, Any]:
@@ -154,15 +150,14 @@ def drift_identity(cfg: DriftConfig) -> dict[str, Any]:
 
 
 def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, executor: Executor | None = None,
-                    threads: int | None = None, move_aside: bool = False) -> dict[str, Any]:
+                    threads: int | None = None, move_aside: bool = False) -> DriftResult:
     """``tsb-aihw drift``: accuracy vs drift time of one model on each preset over ``cfg.chips`` chips; writes
     and returns ``drift.json``. Every preset uses the same chip seeds, so presets differ only in device physics."""
     from tsb_aihw.devices import load_preset
-    from tsb_aihw.evaluation import evaluate_accuracy, summarize
-    from tsb_aihw.evaluation.stats import time_series
+    from tsb_aihw.evaluation import evaluate_accuracy
+    from tsb_aihw.evaluation.stats import summaries_by_time, time_series
     from tsb_aihw.parallel.cells import run_cells, sharing
     from tsb_aihw.plots import plot_accuracy_vs_time
-    from tsb_aihw.utils.io import check_accuracies
     from tsb_aihw.utils.provenance import provenance
 
     cfg.validate()
@@ -184,43 +179,37 @@ def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, ex
     seconds = parse_times(cfg.times)
     labels = [format_time(t) for t in seconds]
     reference = evaluate_accuracy(model, ctx.loader, device=cfg.device)
-    entries: dict[str, Any] = {}
+    entries: dict[str, DriftPresetResult] = {}
     for name, p in presets.items():
-        rows = [store.get(t.key) for t in tasks if t.preset == name]
-        per_chip = [check_accuracies(r.get("accuracies") if isinstance(r, dict) else None, str(store.path))
-                    for r in rows]
-        sums = {lab: summarize([c[i] for c in per_chip]).to_dict() for i, lab in enumerate(labels)}
-        entries[name] = {"identity": p.identity, "folder": p.folder_name, "accuracies": per_chip,
-                         "chip_seeds": [r["seed"] for r in rows], "chip_digests": [r["digest"] for r in rows],
-                         "summary": sums, "series": time_series(per_chip, seconds), "resumed_chips": resumed[name]}
-    rows_csv = [{"preset": name, "time_s": t, "time_label": lab, **e["summary"][lab]}
+        rows = [load_record(DriftCell, store.get(t.key), str(store.path)) for t in tasks if t.preset == name]
+        per_chip = [r.accuracies for r in rows]
+        entries[name] = DriftPresetResult(identity=p.identity, folder=p.folder_name, accuracies=per_chip,
+                                          chip_seeds=[r.seed for r in rows], chip_digests=[r.digest for r in rows],
+                                          summary=summaries_by_time(per_chip, labels), resumed_chips=resumed[name])
+    rows_csv = [{"preset": name, "time_s": t, "time_label": lab, **e.summary[lab].to_dict()}
                 for name, e in entries.items() for t, lab in zip(seconds, labels)]
-    chip_csv = [{"preset": name, "chip": c, "chip_seed": e["chip_seeds"][c], "time_s": t, "time_label": lab,
-                 "accuracy": acc} for name, e in entries.items() for c, row in enumerate(e["accuracies"])
+    chip_csv = [{"preset": name, "chip": c, "chip_seed": e.chip_seeds[c], "time_s": t, "time_label": lab,
+                 "accuracy": acc} for name, e in entries.items() for c, row in enumerate(e.accuracies)
                 for t, lab, acc in zip(seconds, labels, row)]
-    plots = plot_accuracy_vs_time({name: e["series"] for name, e in entries.items()}, store.out / "accuracy_vs_time",
-                                  reference=reference, title=f"{cfg.chips} chips per preset, verify={cfg.verify}")
-    result = {"config": config, "seed": cfg.seed, "chips": cfg.chips, "times": seconds, "time_labels": labels,
-              "verify": cfg.verify, "reference_accuracy": reference,
-              "reference_definition": "digital test accuracy of the same model (no device effects)",
-              "presets": {name: {k: v for k, v in e.items() if k != "series"} for name, e in entries.items()},
-              "plots": [p.name for p in plots], "model_source": meta, "provenance": provenance()}
+    plots = plot_accuracy_vs_time({name: time_series(e.accuracies, seconds) for name, e in entries.items()},
+                                  store.out / "accuracy_vs_time", reference=reference,
+                                  title=f"{cfg.chips} chips per preset, verify={cfg.verify}")
+    result = DriftResult(config=config, seed=cfg.seed, chips=cfg.chips, times=seconds, time_labels=labels,
+                         verify=cfg.verify, reference_accuracy=reference,
+                         reference_definition="digital test accuracy of the same model (no device effects)",
+                         presets=entries, plots=[p.name for p in plots], model_source=meta, provenance=provenance())
     atomic_write_csv(store.out / "drift_summary.csv", rows_csv)
     atomic_write_csv(store.out / "drift_chips.csv", chip_csv)
-    atomic_write_json(store.out / "drift.json", result)
+    atomic_write_json(store.out / "drift.json", result.to_dict())
     return result
 
 
-def format_drift_table(result: dict[str, Any]) -> str:
+def format_drift_table(result: DriftResult) -> str:
     """Mean ± std (95% CI) per preset and time, as a plain-text table for the terminal."""
-    labels = result["time_labels"]
+    labels = result.time_labels
     head = f"{'preset':<16}" + "".join(f"{lab:>22}" for lab in labels)
-    lines = [f"digital reference accuracy: {100 * result['reference_accuracy']:.2f}%", head]
-    for name, e in result["presets"].items():
-        cells = []
-        for lab in labels:
-            s = e["summary"][lab]
-            std = s["std"] if s["std"] is not None else math.nan
-            cells.append(f"{100 * s['mean']:6.2f} ± {100 * std:5.2f}%")
+    lines = [f"digital reference accuracy: {100 * result.reference_accuracy:.2f}%", head]
+    for name, e in result.presets.items():
+        cells = [f"{100 * e.summary[lab].mean:6.2f} ± {100 * e.summary[lab].std:5.2f}%" for lab in labels]
         lines.append(f"{name:<16}" + "".join(f"{c:>22}" for c in cells))
     return "\n".join(lines)

@@ -15,6 +15,7 @@ speed-up 1 (they deploy (b)). Outputs: ``frontier.json``, ``frontier.csv``, ``fr
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,13 @@ from typing import Any, Sequence
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.parallel.executor import Executor
+from tsb_aihw.pipeline.adopt import check_sources
 from tsb_aihw.pipeline.claims import gap_ratio
 from tsb_aihw.pipeline.config import StudyConfig, check_bn_variant
-from tsb_aihw.pipeline.export import check_sources
 from tsb_aihw.pipeline.methods import BASE_METHODS
 from tsb_aihw.pipeline.study import deploy_study, study_identity
+from tsb_aihw.records import FrontierPoint, FrontierResult, StudyResult
+from tsb_aihw.records.frontier import BestAt5x, FrontierVerdict
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.schema import spec
@@ -89,7 +92,7 @@ def frontier_identity(cfg: FrontierConfig) -> dict[str, Any]:
 
 def run_frontier(cfg: FrontierConfig, out: str | Path, progress: bool = True, executor: Executor | None = None,
                  threads: int | None = None, move_aside: bool = False,
-                 models_from: Sequence[str | Path] = ()) -> dict[str, Any]:
+                 models_from: Sequence[str | Path] = ()) -> FrontierResult:
     """Run (or resume) every budget's study into one store and write the frontier files into ``out``
     (``models_from``: finished runs or exported folders whose trained models are taken, as in ``run_study``)."""
     from tsb_aihw.plots import plot_frontier
@@ -98,77 +101,73 @@ def run_frontier(cfg: FrontierConfig, out: str | Path, progress: bool = True, ex
     cfg.validate()
     check_sources(models_from)
     store = ResultStore(out, "frontier", frontier_identity(cfg), move_aside=move_aside)
-    studies: dict[str, Any] = {}
+    studies: dict[str, StudyResult] = {}
     for budget in sorted(cfg.budgets):
         studies[f"{budget:g}"] = deploy_study(budget_config(cfg, budget), store, progress, executor, threads,
                                               desc=f"frontier budget {budget:g}", models_from=models_from)
     result = assemble_frontier(cfg, studies)
-    result["wall_time_s"] = time.perf_counter() - t0
-    result["plots"] = [p.name for p in plot_frontier(result, store.out / "frontier")]
+    result = dataclasses.replace(result, wall_time_s=time.perf_counter() - t0)
+    result = dataclasses.replace(result, plots=[p.name for p in plot_frontier(result, store.out / "frontier")])
     atomic_write_csv(store.out / "frontier.csv", frontier_rows(result))
-    atomic_write_json(store.out / "frontier.json", result)
+    atomic_write_json(store.out / "frontier.json", result.to_dict())
     return result
 
 
-def _point(study: dict[str, Any], key: str, label: str) -> dict[str, Any]:
-    methods = study["methods"]
-    base, m = methods["full_noise_injection"], methods[key]
-    labels = study["time_labels"]
-    t = labels[0]
-    ratio = gap_ratio(base["gap"][t], m["gap"][t])
-    return {"method": key, "label": label, "speedup": base["train_time_s"] / m["train_time_s"],
-            "gap_improvement": ratio.get("value"), "gap_improvement_kind": ratio["kind"],
-            "gap_improvement_range95": ratio.get("range95"), "gap": m["gap"][t], "baseline_gap": base["gap"][t],
-            "accuracy": m["accuracy"][t], "verified_fraction": m["verified_fraction"], "time": t}
+def _point(study: StudyResult, key: str, **curve: Any) -> FrontierPoint:
+    """``key``'s point of one budget's study (``curve``: a variant's budget, backbone and early epochs)."""
+    base, m = study.methods["full_noise_injection"], study.methods[key]
+    t = study.time_labels[0]
+    ratio = gap_ratio(base.gap[t], m.gap[t])
+    return FrontierPoint(method=key, label=m.label, speedup=base.train_time_s / m.train_time_s,
+                         gap_improvement=ratio.get("value"), gap_improvement_kind=ratio["kind"],
+                         gap_improvement_range95=ratio.get("range95"), gap=m.gap[t], baseline_gap=base.gap[t],
+                         accuracy=m.accuracy[t], verified_fraction=m.verified_fraction, time=t, **curve)
 
 
-def assemble_frontier(cfg: FrontierConfig, studies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def assemble_frontier(cfg: FrontierConfig, studies: dict[str, StudyResult]) -> FrontierResult:
     """Per variant, one point per budget; baselines as points; where (>5x, >20x) holds, if anywhere."""
-    curves: dict[str, list[dict[str, Any]]] = {}
+    curves: dict[str, list[FrontierPoint]] = {}
     for budget, study in studies.items():
         for key in cfg.variants:
-            p = _point(study, key, study["methods"][key]["label"])
             backbone = BASE_METHODS[key].backbone  # tsb_full's block sits on (b): its backbone is the full one
-            epochs = study["config"]["backbone"]["early_epochs" if backbone == "early" else "full_epochs"]
-            p |= {"budget": float(budget), "backbone": backbone, "early_epochs": epochs}
-            curves.setdefault(key, []).append(p)
+            epochs = study.config["backbone"]["early_epochs" if backbone == "early" else "full_epochs"]
+            curves.setdefault(key, []).append(_point(study, key, budget=float(budget), backbone=backbone,
+                                                     early_epochs=epochs))
     last = studies[max(studies, key=float)]
-    baselines = [_point(last, k, last["methods"][k]["label"]) for k in last["methods"]
-                 if k not in cfg.variants and k != "full_noise_injection"]
-    both = [p for c in curves.values() for p in c if p["speedup"] > PAPER_REGION["speedup"]
-            and (p["gap_improvement"] or 0) > PAPER_REGION["gap_improvement"]]
-    fast = [p for c in curves.values() for p in c if p["speedup"] >= PAPER_REGION["speedup"]]
-    best_fast = max(fast, key=lambda p: p["gap_improvement"] or 0, default=None)
-    at20 = [p for c in curves.values() for p in c if (p["gap_improvement"] or 0) >= PAPER_REGION["gap_improvement"]]
-    return {
-        "config": cfg.to_dict(), "seed": cfg.seed, "provenance": provenance(), "model": cfg.model.name,
-        "dataset": cfg.data.name, "preset": last["preset"]["name"], "chips": cfg.chips,
-        "reference_accuracy": last["reference_accuracy"],
-        "reference_definition": last["reference_definition"],
-        "curves": curves, "baselines": baselines, "paper_region": PAPER_REGION,
-        "verdict": {
-            "both_claims_hold_at": [{"method": p["method"], "budget": p["budget"]} for p in both],
-            "best_gap_improvement_at_5x": None if best_fast is None else {
-                "method": best_fast["method"], "budget": best_fast["budget"], "speedup": best_fast["speedup"],
-                "gap_improvement": best_fast["gap_improvement"], "kind": best_fast["gap_improvement_kind"]},
-            "max_speedup_with_20x": max((p["speedup"] for p in at20), default=None),
-        },
-        "studies": {b: {k: s[k] for k in ("methods", "claims", "training", "tsb")} for b, s in studies.items()},
-    }
+    baselines = [_point(last, k) for k in last.methods if k not in cfg.variants and k != "full_noise_injection"]
+    points = [p for c in curves.values() for p in c]
+    both = [p for p in points if p.speedup > PAPER_REGION["speedup"]
+            and (p.gap_improvement or 0) > PAPER_REGION["gap_improvement"]]
+    best_fast = max((p for p in points if p.speedup >= PAPER_REGION["speedup"]),
+                    key=lambda p: p.gap_improvement or 0, default=None)
+    at20 = [p for p in points if (p.gap_improvement or 0) >= PAPER_REGION["gap_improvement"]]
+    return FrontierResult(
+        config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(), model=cfg.model.name,
+        dataset=cfg.data.name, preset=last.preset["name"], chips=cfg.chips,
+        reference_accuracy=last.reference_accuracy, reference_definition=last.reference_definition,
+        curves=curves, baselines=baselines, paper_region=PAPER_REGION,
+        verdict=FrontierVerdict(
+            both_claims_hold_at=[{"method": p.method, "budget": p.budget} for p in both if p.budget is not None],
+            best_gap_improvement_at_5x=None if best_fast is None or best_fast.budget is None else BestAt5x(
+                method=best_fast.method, budget=best_fast.budget, speedup=best_fast.speedup,
+                gap_improvement=best_fast.gap_improvement, kind=best_fast.gap_improvement_kind),
+            max_speedup_with_20x=max((p.speedup for p in at20), default=None)),
+        studies={b: s.slim() for b, s in studies.items()},
+    )
 
 
-def frontier_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+def frontier_rows(result: FrontierResult) -> list[dict[str, Any]]:
     rows = []
-    for key, pts in result["curves"].items():
+    for key, pts in result.curves.items():
         for p in pts:
-            rows.append({"method": key, "budget": p["budget"], "early_epochs": p["early_epochs"],
-                         "speedup": p["speedup"], "gap_improvement": p["gap_improvement"],
-                         "kind": p["gap_improvement_kind"], "acc_mean": p["accuracy"]["mean"],
-                         "gap_mean": p["gap"]["mean"], "gap_ci95_low": p["gap"]["ci95_low"],
-                         "gap_ci95_high": p["gap"]["ci95_high"], "verified_fraction": p["verified_fraction"]})
-    for p in result["baselines"]:
-        rows.append({"method": p["method"], "budget": 1.0, "speedup": p["speedup"],
-                     "gap_improvement": p["gap_improvement"], "kind": p["gap_improvement_kind"],
-                     "acc_mean": p["accuracy"]["mean"], "gap_mean": p["gap"]["mean"],
-                     "verified_fraction": p["verified_fraction"]})
+            rows.append({"method": key, "budget": p.budget, "early_epochs": p.early_epochs,
+                         "speedup": p.speedup, "gap_improvement": p.gap_improvement,
+                         "kind": p.gap_improvement_kind, "acc_mean": p.accuracy.mean,
+                         "gap_mean": p.gap.mean, "gap_ci95_low": p.gap.ci95_low,
+                         "gap_ci95_high": p.gap.ci95_high, "verified_fraction": p.verified_fraction})
+    for p in result.baselines:
+        rows.append({"method": p.method, "budget": 1.0, "speedup": p.speedup,
+                     "gap_improvement": p.gap_improvement, "kind": p.gap_improvement_kind,
+                     "acc_mean": p.accuracy.mean, "gap_mean": p.gap.mean,
+                     "verified_fraction": p.verified_fraction})
     return rows

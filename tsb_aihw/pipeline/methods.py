@@ -1,12 +1,24 @@
-"""The methods a study compares: what backbone each deploys, what it write-verifies, what it does per chip."""
+"""The methods a study compares: what backbone each deploys, what it write-verifies, what it does per chip.
+
+This module owns every method name: :data:`BASE_METHODS` (one spec each), the grid method ``selective_verify``
+(one spec per selection rule and fraction) and the lists configs offer (:data:`METHODS`, :data:`VARIANTS`)
+are all derived here; configs, sweeps and the frontier import them.
+"""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from tsb_aihw.baselines.selective_verify import LABELS as SELECTION_LABELS
+from tsb_aihw.errors import ConfigError
 
 if TYPE_CHECKING:
     from tsb_aihw.pipeline.config import BlockConfig
+
+Backbone = Literal["early", "full"]
+Block = Literal["clean", "generic", "chip"]
+Verify = Literal["none", "all", "tsb", "masks"]
 
 
 @dataclass(frozen=True)
@@ -27,9 +39,9 @@ class MethodSpec:
 
     key: str
     label: str
-    backbone: str
-    block: str | None = None
-    verify: str = "none"
+    backbone: Backbone
+    block: Block | None = None
+    verify: Verify = "none"
     selection: tuple[str, float] | None = None
     bn_recalibration: bool = False
     curve: str | None = None
@@ -53,6 +65,16 @@ BASE_METHODS: dict[str, MethodSpec] = {
                          block="chip", verify="tsb", bn_recalibration=True),
 }
 
+#: the method that stands for a grid of specs (one per selection rule and verified fraction): :func:`selective_specs`
+GRID_METHOD = "selective_verify"
+#: the TSB variants of the frontier (not in a default study)
+VARIANTS = ("tsb_full", "tsb_bn")
+_STUDY = [k for k in BASE_METHODS if k not in VARIANTS]
+_AFTER_C = _STUDY.index("full_verify") + 1  # (d) follows (c), as in the paper's list
+#: a study's methods by default, in report order: the paper's (a)-(f), TSB and its ablation
+METHODS = (*_STUDY[:_AFTER_C], GRID_METHOD, *_STUDY[_AFTER_C:])
+#: every name a config's ``methods`` can hold
+ALL_METHODS = METHODS + VARIANTS
 #: the methods whose per-chip block follows ``block.recalibrate_bn`` (tsb_bn re-estimates BN first whatever it says)
 BN_FOLLOWING = ("tsb", "tsb_full")
 
@@ -60,18 +82,18 @@ BN_FOLLOWING = ("tsb", "tsb_full")
 def method_spec(name: str, block: "BlockConfig") -> MethodSpec:
     """A base method as a config runs it: tsb and tsb_full re-estimate BN through the chip before their block
     while ``block.recalibrate_bn`` is on (the default since it measured better on CIFAR-10; docs/design.md)."""
+    if name not in BASE_METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose from {', '.join(BASE_METHODS)}"
+                          + (f" ({GRID_METHOD} is a grid: selective_specs)" if name == GRID_METHOD else ""))
     spec = BASE_METHODS[name]
     if name in BN_FOLLOWING and block.recalibrate_bn:
         return dataclasses.replace(spec, bn_recalibration=True, label=f"{spec.label}, BN re-estimated first")
     return spec
 
 
-SELECTION_LABELS = {"random": "random", "magnitude": "magnitude", "second_derivative": "2nd-derivative (SWIM)"}
-
-
 def selective_specs(methods: list[str], fractions: list[float]) -> list[MethodSpec]:
     """(d): selective write-verify of the (b) backbone at each fraction, one curve per selection rule."""
-    return [MethodSpec(f"selective_verify/{m}@{f:.6g}", f"(d) selective verify, {SELECTION_LABELS.get(m, m)} "
+    return [MethodSpec(f"{GRID_METHOD}/{m}@{f:.6g}", f"(d) selective verify, {SELECTION_LABELS[m]} "
                        f"{100 * f:.3g}%", "full", verify="masks", selection=(m, f),
-                       curve=f"(d) selective verify, {SELECTION_LABELS.get(m, m)}")
+                       curve=f"(d) selective verify, {SELECTION_LABELS[m]}")
             for m in methods for f in fractions]

@@ -22,6 +22,7 @@ refresh at ``r`` it is drifted to ``t - r``, with fresh drift coefficients. Ever
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +34,13 @@ from torch import nn
 from tsb_aihw.analog import to_analog
 from tsb_aihw.analog.chip import Chip, named_analog_tiles
 from tsb_aihw.devices import programming_cost, tile_programming_stats
-from tsb_aihw.evaluation import format_time, summarize
-from tsb_aihw.evaluation.stats import time_series
+from tsb_aihw.evaluation import format_time
+from tsb_aihw.evaluation.accuracy import chip_accuracy
+from tsb_aihw.evaluation.stats import paired_differences, summaries_by_time, time_series
 from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.models import get_tsb
 from tsb_aihw.models.counting import is_tsb_name
-from tsb_aihw.parallel.cells import live_context, run_cells, sharing
+from tsb_aihw.parallel.cells import cell_process, live_context, run_cells, sharing
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import RefreshConfig, config_from
 from tsb_aihw.pipeline.deploy import recalibrate_chip_bn
@@ -47,7 +49,9 @@ from tsb_aihw.pipeline.study import study_identity
 from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.pipeline.trained import train_block_for_chip
 from tsb_aihw.plots import plot_accuracy_vs_time
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, check_accuracies, json_fingerprint
+from tsb_aihw.records import DatasetRecord, RefreshArm, RefreshCell, RefreshResult, load_record
+from tsb_aihw.records.refresh import RefreshEvent
+from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.store import ResultStore
 
@@ -88,7 +92,8 @@ class RefreshRunner:
         self.reference = (to_analog(ctx.models.backbone("full"), ctx.preset, verify="none").eval()
                           if cfg.reference else None)
 
-    def _arm(self, chip: Chip, writes: list[tuple[float, torch.Tensor | None]]) -> tuple[list[float], list[dict]]:
+    def _arm(self, chip: Chip,
+             writes: list[tuple[float, torch.Tensor | None]]) -> tuple[list[float], list[RefreshEvent]]:
         """Evaluate at every time; ``writes`` = [(refresh time, block weight or None = re-train)] in time order."""
         accs, events = [], []
         pending = list(writes)
@@ -96,10 +101,10 @@ class RefreshRunner:
             while pending and pending[0][0] <= t:
                 r, w = pending.pop(0)
                 events.append(self._write(chip, r, w))
-            accs.append(chip.evaluate(self.ctx.data.test, t, device=self.cfg.device, fast=self.cfg.fast_eval))
+            accs.append(chip_accuracy(chip, self.ctx.data.test, t, device=self.cfg.device, fast=self.cfg.fast_eval))
         return accs, events
 
-    def _write(self, chip: Chip, r: float, weight: torch.Tensor | None) -> dict[str, Any]:
+    def _write(self, chip: Chip, r: float, weight: torch.Tensor | None) -> RefreshEvent:
         train_s = 0.0
         retrain = weight is None
         if weight is None:  # refresh: read the drifted backbone at r, train a fresh block on it
@@ -107,11 +112,12 @@ class RefreshRunner:
                                                    with_bn=self.with_bn)
         chip.write_block(weight, at=r)
         stats = _block_stats(chip.model)
-        return {"time_s": r, "train_s": train_s, "block_pulses": stats["pulses"], "block_reads": stats["reads"],
-                "block_cells": stats["cells"], "block_failed_cells": stats["failed_cells"],
-                "backbone_reads_devices": _backbone_devices(chip.model) * self.cfg.block.n_reads if retrain else 0}
+        return RefreshEvent(time_s=r, train_s=train_s, block_pulses=stats["pulses"], block_reads=stats["reads"],
+                            block_cells=stats["cells"], block_failed_cells=stats["failed_cells"],
+                            backbone_reads_devices=_backbone_devices(chip.model) * self.cfg.block.n_reads
+                            if retrain else 0)
 
-    def run_chip(self, index: int) -> dict[str, Any]:
+    def run_chip(self, index: int) -> RefreshCell:
         chip = Chip(self.analog, self.ctx.preset, self.cfg.seed, index)  # the same chips as tsb-aihw run
         digest = chip.program()
         if self.with_bn:  # as a study's tsb cell: BN through the chip, then the block
@@ -120,44 +126,50 @@ class RefreshRunner:
                                           with_bn=self.with_bn)
         chip.write_block(w0)
         chip.calibrate_adc(self.ctx.models.train_loader("adc", index))
-        out: dict[str, Any] = {"chip_cost": programming_cost(self.analog, self.ctx.preset).to_dict(),
-                               "block_write0": _block_stats(self.analog), "block_train0_s": train0, "chip": digest}
-        out["tsb"], _ = self._arm(chip, [])
-        out["tsb_refresh"], out["refresh_events"] = self._arm(chip, [(r, None) for r in self.refresh])
+        chip_cost, block_write0 = programming_cost(self.analog, self.ctx.preset).to_dict(), _block_stats(self.analog)
+        tsb, _ = self._arm(chip, [])
+        refreshed, refresh_events = self._arm(chip, [(r, None) for r in self.refresh])
+        rewritten, rewrite_events = None, None
         if self.cfg.controls:
             chip.write_block(w0)  # back to the original block write
-            out["tsb_rewrite"], out["rewrite_events"] = self._arm(chip, [(r, w0) for r in self.refresh])
+            rewritten, rewrite_events = self._arm(chip, [(r, w0) for r in self.refresh])
+        reference = None
         if self.reference is not None:
             ref = Chip(self.reference, self.ctx.preset, self.cfg.seed, index)
             ref.program()
-            out["reference"] = [ref.evaluate(self.ctx.data.test, t, device=self.cfg.device, fast=self.cfg.fast_eval)
-                                for t in self.times]
-        return out
+            reference = [chip_accuracy(ref, self.ctx.data.test, t, device=self.cfg.device, fast=self.cfg.fast_eval)
+                         for t in self.times]
+        return RefreshCell(chip_cost=chip_cost, block_write0=block_write0, block_train0_s=train0, chip=digest,
+                           tsb=tsb, tsb_refresh=refreshed, refresh_events=refresh_events, tsb_rewrite=rewritten,
+                           rewrite_events=rewrite_events, reference=reference)
 
 
 @dataclass(frozen=True)
 class RefreshChipTask:
+    """One chip of the refresh study: what a worker needs to compute it, and its key in the result store."""
+
     key: str
     config: dict[str, Any]
     out: str
     chip: int
+    threads: int | None = None  # torch threads while the cell runs (None: leave as is)
 
 
-def run_refresh_chip(task: RefreshChipTask) -> dict[str, Any]:
+def run_refresh_chip(task: RefreshChipTask) -> RefreshCell:
     """One chip of the refresh study, wherever it runs (workers load the parent's checkpoints)."""
     def build() -> RefreshRunner:
         cfg = config_from(RefreshConfig, task.config, "refresh task")
         return RefreshRunner(StudyContext(cfg, Path(task.out), progress=False, can_train=False), cfg)
 
-    runner: RefreshRunner = live_context(("refresh", task.out, json_fingerprint(task.config)), build)
-    start = time.perf_counter()
-    row = runner.run_chip(task.chip)
-    row["seconds"] = time.perf_counter() - start
-    return row
+    with cell_process(task.threads):
+        runner: RefreshRunner = live_context(("refresh", task.out, json_fingerprint(task.config)), build)
+        start = time.perf_counter()
+        row = runner.run_chip(task.chip)
+        return dataclasses.replace(row, seconds=time.perf_counter() - start)
 
 
 def run_refresh_study(cfg: RefreshConfig, out: str | Path, progress: bool = True, executor: Executor | None = None,
-                      move_aside: bool = False) -> dict[str, Any]:
+                      move_aside: bool = False) -> RefreshResult:
     """Run (or resume) the refresh study on ``cfg.chips`` chips; writes results.json, CSVs and the plot.
 
     Uses the preset, evaluation ``times`` (chip time after programming), ``refresh_times``, the model/data/
@@ -177,48 +189,41 @@ def run_refresh_study(cfg: RefreshConfig, out: str | Path, progress: bool = True
     with sharing(("refresh", out_dir, json_fingerprint(config)), runner):
         run_cells(run_refresh_chip, tasks, store, executor, desc=f"refresh study ({ctx.preset.name})",
                   progress=progress)
-    rows = [store.get(t.key) for t in tasks]
-    for row in rows:
-        for arm in ARMS:
-            if arm in row:
-                check_accuracies(row[arm], str(store.path))
+    rows = [load_record(RefreshCell, store.get(t.key), str(store.path)) for t in tasks]
     results = assemble_refresh(ctx, cfg, rows, runner.times, runner.refresh)
-    results["wall_time_s"] = time.perf_counter() - t0
-    write_refresh_outputs(results, store.out)
-    return results
+    results = dataclasses.replace(results, wall_time_s=time.perf_counter() - t0)
+    return write_refresh_outputs(results, store.out)
 
 
 def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values))
 
 
-def assemble_refresh(ctx: StudyContext, cfg: RefreshConfig, rows: list[dict[str, Any]], times: list[float],
-                     refresh: list[float]) -> dict[str, Any]:
+def assemble_refresh(ctx: StudyContext, cfg: RefreshConfig, rows: list[RefreshCell], times: list[float],
+                     refresh: list[float]) -> RefreshResult:
     """Per-arm summaries, paired per-chip differences against ``tsb`` and the refresh cost."""
     from tsb_aihw.evaluation import evaluate_accuracy
 
     labels = [format_time(t) for t in times]
-    arms = [a for a in ARMS if a in rows[0]]
+    tsb_rows = [r.tsb for r in rows]
     arm_out = {}
-    for arm in arms:
-        per_chip = [r[arm] for r in rows]
-        entry: dict[str, Any] = {
-            "label": ARMS[arm], "per_chip": per_chip,
-            "accuracy": {lab: summarize([c[i] for c in per_chip]).to_dict() for i, lab in enumerate(labels)},
-        }
-        if arm != "tsb":
-            entry["minus_tsb"] = {lab: summarize([r[arm][i] - r["tsb"][i] for r in rows]).to_dict()
-                                  for i, lab in enumerate(labels)}
-        arm_out[arm] = entry
+    for arm, label in ARMS.items():
+        arm_rows = [r.arm(arm) for r in rows]
+        per_chip = [a for a in arm_rows if a is not None]
+        if len(per_chip) != len(rows):
+            continue  # an arm this config does not run
+        arm_out[arm] = RefreshArm(
+            label=label, per_chip=per_chip, accuracy=summaries_by_time(per_chip, labels),
+            minus_tsb=None if arm == "tsb" else summaries_by_time(paired_differences(per_chip, tsb_rows), labels))
 
     def event_mean(i: int, key: str) -> float:
-        return _mean([row["refresh_events"][i][key] for row in rows])
+        return _mean([getattr(row.refresh_events[i], key) for row in rows])
 
     cost: dict[str, Any] = {
-        "chip_pulses": _mean([r["chip_cost"]["pulses"] for r in rows]),
-        "block_write0_pulses": _mean([r["block_write0"]["pulses"] for r in rows]),
-        "block_weights": rows[0]["block_write0"]["cells"],
-        "block_train0_s": _mean([r["block_train0_s"] for r in rows]),
+        "chip_pulses": _mean([r.chip_cost["pulses"] for r in rows]),
+        "block_write0_pulses": _mean([r.block_write0["pulses"] for r in rows]),
+        "block_weights": rows[0].block_write0["cells"],
+        "block_train0_s": _mean([r.block_train0_s for r in rows]),
         "per_refresh": [{"time": format_time(r), "block_pulses": event_mean(i, "block_pulses"),
                          "block_reads": event_mean(i, "block_reads"), "train_s": event_mean(i, "train_s"),
                          "backbone_device_reads": event_mean(i, "backbone_reads_devices")}
@@ -227,49 +232,49 @@ def assemble_refresh(ctx: StudyContext, cfg: RefreshConfig, rows: list[dict[str,
     cost["refresh_total_pulses"] = sum(p["block_pulses"] for p in cost["per_refresh"])
     cost["refresh_pulses_vs_chip"] = cost["refresh_total_pulses"] / cost["chip_pulses"]
     tsb = get_tsb(ctx.models.tsb_model())
-    return {
-        "config": cfg.to_dict(), "seed": cfg.seed, "provenance": provenance(),
-        "preset": ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
-        "model": cfg.model.name, "dataset": {"name": cfg.data.name, "split_note": ctx.data.test_info.split_note,
-                                             "eval_size": len(ctx.data.test.dataset)},
-        "chips": len(rows), "times": times, "time_labels": labels,
-        "refresh_times": refresh, "refresh_labels": [format_time(r) for r in refresh],
-        "block": {"k": tsb.k, "weights": tsb.conv.weight.numel(), "epochs": cfg.block.epochs,
-                  "n_reads": cfg.block.n_reads},
-        "reference_accuracy": evaluate_accuracy(ctx.models.backbone("full"), ctx.data.test, device=cfg.device),
-        "reference_definition": "clean digital test accuracy of (b), the fully trained noise-injection backbone",
-        "drift_semantics": "backbone tiles drift to chip time t; a block re-written at r drifts to t - r (own "
-                           "clock, fresh drift coefficients); all arms share the backbone's drift/read draws",
-        "arms": arm_out, "cost": cost, "chip_digests": [r["chip"] for r in rows],
-        "chip_seconds": [r.get("seconds") for r in rows],
-    }
+    return RefreshResult(
+        config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(),
+        preset=ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
+        model=cfg.model.name, dataset=DatasetRecord(name=cfg.data.name, split_note=ctx.data.test_info.split_note,
+                                                    eval_size=len(ctx.data.test.dataset)),
+        chips=len(rows), times=times, time_labels=labels,
+        refresh_times=refresh, refresh_labels=[format_time(r) for r in refresh],
+        block={"k": tsb.k, "weights": tsb.conv.weight.numel(), "epochs": cfg.block.epochs,
+               "n_reads": cfg.block.n_reads},
+        reference_accuracy=evaluate_accuracy(ctx.models.backbone("full"), ctx.data.test, device=cfg.device),
+        reference_definition="clean digital test accuracy of (b), the fully trained noise-injection backbone",
+        drift_semantics="backbone tiles drift to chip time t; a block re-written at r drifts to t - r (own "
+                        "clock, fresh drift coefficients); all arms share the backbone's drift/read draws",
+        arms=arm_out, cost=cost, chip_digests=[r.chip for r in rows], chip_seconds=[r.seconds for r in rows],
+    )
 
 
-def write_refresh_outputs(results: dict[str, Any], out: Path) -> list[Path]:
-    """results.json, refresh_chips.csv (one row per arm, chip, time), refresh_summary.csv and the plot."""
-    labels = results["time_labels"]
+def write_refresh_outputs(results: RefreshResult, out: Path) -> RefreshResult:
+    """results.json, refresh_chips.csv (one row per arm, chip, time), refresh_summary.csv and the plot; returns
+    the results with their plots named."""
+    labels = results.time_labels
     chip_rows, summary_rows = [], []
-    for arm, a in results["arms"].items():
-        for chip, accs in enumerate(a["per_chip"]):
+    for arm, a in results.arms.items():
+        for chip, accs in enumerate(a.per_chip):
             chip_rows += [{"arm": arm, "chip": chip, "time_s": t, "time": lab, "accuracy": acc}
-                          for t, lab, acc in zip(results["times"], labels, accs)]
-        for t, lab in zip(results["times"], labels):
-            s = a["accuracy"][lab]
-            d = a.get("minus_tsb", {}).get(lab, {})
-            summary_rows.append({"arm": arm, "label": a["label"], "time_s": t, "time": lab, "chips": s["n"],
+                          for t, lab, acc in zip(results.times, labels, accs)]
+        for t, lab in zip(results.times, labels):
+            s = a.accuracy[lab].to_dict()
+            d = a.minus_tsb[lab].to_dict() if a.minus_tsb else {}
+            summary_rows.append({"arm": arm, "label": a.label, "time_s": t, "time": lab, "chips": s["n"],
                                  "acc_mean": s["mean"], "acc_std": s["std"], "acc_ci95_low": s["ci95_low"],
                                  "acc_ci95_high": s["ci95_high"], "minus_tsb_mean": d.get("mean"),
                                  "minus_tsb_ci95_low": d.get("ci95_low"), "minus_tsb_ci95_high": d.get("ci95_high")})
     atomic_write_csv(out / "refresh_chips.csv", chip_rows)
     atomic_write_csv(out / "refresh_summary.csv", summary_rows)
-    arms = [results["arms"][k] for k in ARMS if k in results["arms"]]  # fixed order: fixed colours
-    series = {a["label"]: time_series(a["per_chip"], results["times"]) for a in arms}
-    c = results["cost"]
+    arms = [results.arms[k] for k in ARMS if k in results.arms]  # fixed order: fixed colours
+    series = {a.label: time_series(a.per_chip, results.times) for a in arms}
+    c = results.cost
     events = {f"refresh {p['time']} ({p['block_pulses']:,.0f} pulses)": r
-              for p, r in zip(c["per_refresh"], results["refresh_times"])}
-    plots = plot_accuracy_vs_time(series, out / "refresh_accuracy_vs_time", reference=results["reference_accuracy"],
-                                  title=f"{results['model']} on {results['preset']['name']}: TSB refresh "
-                                        f"({results['chips']} chips)", events=events)
-    results["plots"] = [p.name for p in plots]
-    atomic_write_json(out / "results.json", results)
-    return [out / "results.json", out / "refresh_chips.csv", out / "refresh_summary.csv", *plots]
+              for p, r in zip(c["per_refresh"], results.refresh_times)}
+    plots = plot_accuracy_vs_time(series, out / "refresh_accuracy_vs_time", reference=results.reference_accuracy,
+                                  title=f"{results.model} on {results.preset['name']}: TSB refresh "
+                                        f"({results.chips} chips)", events=events)
+    results = dataclasses.replace(results, plots=[p.name for p in plots])
+    atomic_write_json(out / "results.json", results.to_dict())
+    return results

@@ -2,15 +2,17 @@
 named by the preset's identity, plus the combined results.json, methods.csv and report.md."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from tsb_aihw.devices import load_preset
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.pipeline.adopt import check_sources
 from tsb_aihw.pipeline.config import StudyConfig
-from tsb_aihw.pipeline.export import check_sources
 from tsb_aihw.pipeline.report import method_rows, write_report
 from tsb_aihw.pipeline.study import run_study, study_identity
+from tsb_aihw.records import StudiesResult
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.store import ResultStore
@@ -25,7 +27,7 @@ def study_folders(configs: list[StudyConfig]) -> list[str]:
 
 
 def run_studies(out: str | Path, configs: list[StudyConfig], command: str, progress: bool = True,
-                move_aside: bool = False, models_from: Sequence[str | Path] = ()) -> dict[str, Any]:
+                move_aside: bool = False, models_from: Sequence[str | Path] = ()) -> StudiesResult:
     """Run every study into ``out/<preset folder>/`` and write the combined results, CSV and report into ``out``
     (``models_from``: see ``run_study``)."""
     for cfg in configs:  # every config is checked before anything is trained
@@ -35,12 +37,12 @@ def run_studies(out: str | Path, configs: list[StudyConfig], command: str, progr
     store = ResultStore(out, "studies", {"studies": [study_identity(c) for c in configs]}, move_aside=move_aside)
     studies = [run_study(cfg, store.out / name, progress=progress, models_from=models_from)
                for cfg, name in zip(configs, folders)]
-    for r, name in zip(studies, folders):  # plots of each study are referenced from the top-level report
-        r["plots"] = [f"{name}/{p}" for p in r["plots"]]
-    combined = {"command": command, "provenance": provenance(), "folders": folders,
-                "studies": dict(zip(folders, studies)),
-                "claims": {name: r["claims"] for name, r in zip(folders, studies)}}
-    atomic_write_json(store.out / "results.json", combined)
+    # plots of each study are referenced from the top-level report
+    studies = [dataclasses.replace(r, plots=[f"{name}/{p}" for p in r.plots]) for r, name in zip(studies, folders)]
+    combined = StudiesResult(command=command, provenance=provenance(), folders=folders,
+                             studies=dict(zip(folders, studies)),
+                             claims={name: r.claims for name, r in zip(folders, studies)})
+    atomic_write_json(store.out / "results.json", combined.to_dict())
     atomic_write_csv(store.out / "methods.csv", [row for r in studies for row in method_rows(r)])
     write_report(studies, store.out, command)
     return combined

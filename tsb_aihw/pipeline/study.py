@@ -6,22 +6,25 @@ Data flow: config -> :class:`StudyContext` (data, trained models) -> one :class:
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from tsb_aihw.analog import weight_report
-from tsb_aihw.evaluation import evaluate_accuracy, summarize
+from tsb_aihw.evaluation import evaluate_accuracy
+from tsb_aihw.evaluation.stats import summaries_by_time
 from tsb_aihw.models import get_tsb
 from tsb_aihw.parallel.cells import run_cells, sharing
 from tsb_aihw.parallel.executor import Executor
+from tsb_aihw.pipeline.adopt import check_sources
 from tsb_aihw.pipeline.claims import compute_claims
 from tsb_aihw.pipeline.config import StudyConfig, keyed_tree
 from tsb_aihw.pipeline.deploy import CellResult
-from tsb_aihw.pipeline.export import check_sources
-from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, method_spec, selective_specs
+from tsb_aihw.pipeline.methods import GRID_METHOD, MethodSpec, method_spec, selective_specs
 from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.pipeline.trained import backbone_args
+from tsb_aihw.records import DatasetRecord, MethodResult, StudyResult, TsbRecord
 from tsb_aihw.utils.io import atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.store import ResultStore
@@ -42,8 +45,8 @@ def study_identity(cfg: StudyConfig, kind: str = "study") -> dict[str, Any]:
 def method_specs(ctx: StudyContext) -> list[MethodSpec]:
     """Base methods in the configured order, then the selective write-verify grid around TSB's fraction."""
     cfg = ctx.cfg
-    specs = [method_spec(m, cfg.block) for m in cfg.methods if m in BASE_METHODS]
-    if "selective_verify" in cfg.methods:
+    specs = [method_spec(m, cfg.block) for m in cfg.methods if m != GRID_METHOD]  # an unknown name is an error
+    if GRID_METHOD in cfg.methods:
         tsb_fraction = weight_report(ctx.models.tsb_model()).verified_fraction
         fractions = sorted({round(tsb_fraction * x, 8) for x in cfg.selective.fraction_multipliers}
                            | {float(f) for f in cfg.selective.extra_fractions})
@@ -53,7 +56,7 @@ def method_specs(ctx: StudyContext) -> list[MethodSpec]:
 
 def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True, executor: Executor | None = None,
               threads: int | None = None, move_aside: bool = False,
-              models_from: Sequence[str | Path] = ()) -> dict[str, Any]:
+              models_from: Sequence[str | Path] = ()) -> StudyResult:
     """Run (or resume) one study and write ``results.json``, CSVs and plots into ``out``.
 
     ``executor`` (``tsb_aihw.parallel``; default: the one set by ``use_executor``, else in-process) runs the
@@ -66,16 +69,16 @@ def run_study(cfg: StudyConfig, out: str | Path, progress: bool = True, executor
     check_sources(models_from)
     store = ResultStore(out, "study", study_identity(cfg), move_aside=move_aside)
     results = deploy_study(cfg, store, progress, executor, threads, models_from=models_from)
-    results["plots"] = [str(p.name) for p in write_plots(results, store.out)]
+    results = dataclasses.replace(results, plots=[str(p.name) for p in write_plots(results, store.out)])
     write_tables(results, store.out)
-    results["wall_time_s"] = time.perf_counter() - t0
-    atomic_write_json(store.out / "results.json", results)
+    results = dataclasses.replace(results, wall_time_s=time.perf_counter() - t0)
+    atomic_write_json(store.out / "results.json", results.to_dict())
     return results
 
 
 def deploy_study(cfg: StudyConfig, store: ResultStore, progress: bool = True, executor: Executor | None = None,
                  threads: int | None = None, desc: str | None = None,
-                 models_from: Sequence[str | Path] = ()) -> dict[str, Any]:
+                 models_from: Sequence[str | Path] = ()) -> StudyResult:
     """Train (or load, or take from ``models_from``) the study's models, run its (method, chip) cells into
     ``store``, assemble the results."""
     ctx = StudyContext(cfg, store.out, progress=progress, models_from=models_from)
@@ -91,11 +94,11 @@ def deploy_study(cfg: StudyConfig, store: ResultStore, progress: bool = True, ex
     return assemble_study(ctx, specs, cells)
 
 
-def _mean_cost(rows: list[CellResult]) -> dict[str, float]:
+def _mean_cost(rows: list[CellResult]) -> dict[str, int | float]:
     return {k: sum(r.cost[k] for r in rows) / len(rows) for k in rows[0].cost}
 
 
-def method_inference_cost(ctx: StudyContext, spec: MethodSpec) -> dict[str, float]:
+def method_inference_cost(ctx: StudyContext, spec: MethodSpec) -> dict[str, int | float]:
     """Energy, latency and tile MVMs of one inference of the method's deployed model (TSB's sites included)."""
     from tsb_aihw.analog import to_analog
     from tsb_aihw.analog.cost import inference_cost
@@ -107,47 +110,43 @@ def method_inference_cost(ctx: StudyContext, spec: MethodSpec) -> dict[str, floa
     return {"energy_j": cost.energy_j, "latency_s": cost.latency_s, "tile_mvms": cost.mvms}
 
 
-def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, list[CellResult]]) -> dict[str, Any]:
+def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, list[CellResult]]) -> StudyResult:
     """Per-method summaries, gaps against ONE reference (the clean accuracy of (b)), claims and provenance."""
     cfg, models, labels = ctx.cfg, ctx.models, ctx.labels
     reference = evaluate_accuracy(models.backbone("full"), ctx.data.test, device=cfg.device)
-    methods: dict[str, Any] = {}
+    methods: dict[str, MethodResult] = {}
     for spec in specs:
         rows = cells[spec.key]
         per_chip = [r.acc for r in rows]
         block_time = sum(r.block_time_s for r in rows) / len(rows)
-        entry = {
-            "label": spec.label, "backbone": spec.backbone, "block": spec.block, "verify": spec.verify,
-            "selection": list(spec.selection) if spec.selection else None, "curve": spec.curve,
-            "verified_fraction": rows[0].verified_fraction, "cost": _mean_cost(rows),
-            "clean_accuracy": evaluate_accuracy(models.digital_model(spec), ctx.data.test, device=cfg.device)
-            if spec.block != "chip" else None,
-            "train_time_s": models.train_time(spec, block_time),
-            "cell_time_s": sum(r.wall_s for r in rows) / len(rows),  # mean wall time of one chip's cell
-            "accuracy": {t: summarize([c[i] for c in per_chip]).to_dict() for i, t in enumerate(labels)},
-            "gap": {t: summarize([reference - c[i] for c in per_chip]).to_dict() for i, t in enumerate(labels)},
-            "per_chip": per_chip, "chips": [r.chip for r in rows],
-            "inference_cost": method_inference_cost(ctx, spec),
-        }
-        if spec.block == "chip":
-            entry["backbone_time_s"] = models.meta["backbone_early"]["train_time_s"]
-            entry["block_time_s"] = block_time
-        methods[spec.key] = entry
+        per_chip_block = spec.block == "chip"
+        methods[spec.key] = MethodResult(
+            label=spec.label, backbone=spec.backbone, block=spec.block, verify=spec.verify,
+            selection=list(spec.selection) if spec.selection else None, curve=spec.curve,
+            verified_fraction=rows[0].verified_fraction, cost=_mean_cost(rows),
+            clean_accuracy=None if per_chip_block else
+            evaluate_accuracy(models.digital_model(spec), ctx.data.test, device=cfg.device),
+            train_time_s=models.train_time(spec, block_time),
+            cell_time_s=sum(r.wall_s for r in rows) / len(rows),  # mean wall time of one chip's cell
+            accuracy=summaries_by_time(per_chip, labels),
+            gap=summaries_by_time([[reference - a for a in c] for c in per_chip], labels),
+            per_chip=per_chip, chips=[r.chip for r in rows],
+            inference_cost=method_inference_cost(ctx, spec),
+            backbone_time_s=models.meta["backbone_early"]["train_time_s"] if per_chip_block else None,
+            block_time_s=block_time if per_chip_block else None,
+        )
     tsb = models.tsb_model()
     block = get_tsb(tsb)
-    results = {
-        "config": cfg.to_dict(), "seed": cfg.seed, "provenance": provenance(),
-        "preset": ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
-        "model": cfg.model.name, "width": cfg.model.width, "model_args": backbone_args(cfg, ctx.data.info),
-        "dataset": {"name": cfg.data.name, "split_note": ctx.data.test_info.split_note,
-                    "eval_size": len(ctx.data.test.dataset)},
-        "times": ctx.times, "time_labels": labels, "reference_accuracy": reference,
-        "reference_definition": "clean digital test accuracy of (b), the noise-injection baseline trained to "
-                                "full convergence; every gap = reference - chip accuracy",
-        "tsb": {"k": block.k, "sites": len(getattr(tsb, "tsb_sites", []) or []), "weights": block.conv.weight.numel(),
-                "verified_fraction": weight_report(tsb).verified_fraction},
-        "training": dict(models.meta),
-        "methods": methods,
-    }
-    results["claims"] = compute_claims(methods, labels)
-    return results
+    return StudyResult(
+        config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(),
+        preset=ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
+        model=cfg.model.name, width=cfg.model.width, model_args=backbone_args(cfg, ctx.data.info),
+        dataset=DatasetRecord(name=cfg.data.name, split_note=ctx.data.test_info.split_note,
+                              eval_size=len(ctx.data.test.dataset)),
+        times=ctx.times, time_labels=labels, reference_accuracy=reference,
+        reference_definition="clean digital test accuracy of (b), the noise-injection baseline trained to "
+                             "full convergence; every gap = reference - chip accuracy",
+        tsb=TsbRecord(k=block.k, sites=len(getattr(tsb, "tsb_sites", []) or []), weights=block.conv.weight.numel(),
+                      verified_fraction=weight_report(tsb).verified_fraction),
+        training=dict(models.meta), methods=methods, claims=compute_claims(methods, labels),
+    )

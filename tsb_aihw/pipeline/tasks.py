@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from tsb_aihw.devices import DevicePreset, load_preset
 from tsb_aihw.evaluation.times import format_time, parse_times
-from tsb_aihw.parallel.cells import live_context
+from tsb_aihw.parallel.cells import cell_process, live_context
 from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, keyed_tree, study_config_from_dict
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec, deploy_cell
 from tsb_aihw.pipeline.methods import MethodSpec
@@ -104,16 +102,7 @@ def _context(task: CellTask) -> StudyContext:
 
 def run_cell_task(task: CellTask) -> CellResult:
     """Compute one cell wherever this is called (any executor): the result depends only on the task."""
-    from tsb_aihw.parallel.executor import check_threads
-    from tsb_aihw.utils.memory import keep_freed_memory
-
-    keep_freed_memory()  # pool and Dask workers too (once per process)
-    threads, wanted = torch.get_num_threads(), check_threads(task.threads, "cell threads")
-    if wanted is not None:
-        torch.set_num_threads(wanted)
-    try:
+    with cell_process(task.threads):
         ctx = _context(task)
         block = task.deploy.block_config(ctx.cfg.block) if task.deploy is not None else None
         return deploy_cell(task.spec, task.chip, ctx.models, ctx.deploy_preset(task.deploy), block=block)
-    finally:
-        torch.set_num_threads(threads)

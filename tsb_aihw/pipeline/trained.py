@@ -32,7 +32,9 @@ from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.models import get_model, get_tsb, insert_tsb
 from tsb_aihw.models.pretrained import load_state_checked
-from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, keyed_tree, recipe_of
+from tsb_aihw.pipeline.adopt import find_trained
+from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
+from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, recipe_of
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.training import TrainResult, train_block, train_noise_injection
 from tsb_aihw.training.block_cache import build_block_cache
@@ -134,28 +136,6 @@ def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: i
                             block=b)
 
 
-def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) -> dict[str, Any]:
-    """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
-    full backbones of studies with other budgets share checkpoints)."""
-    c = keyed_tree(cfg)  # a new field at its neutral default keeps every checkpoint
-    data = {k: v for k, v in c.get("data", {}).items() if k in ("name", "root", "batch_size")}
-    backbone = {k: v for k, v in c.get("backbone", {}).items() if k not in ("full_epochs", "early_epochs")}
-    return {"what": what, "model": c.get("model", {}), "data": data, "backbone": backbone, "seed": cfg.seed,
-            "noise_std": noise_std, **extra}  # training sees the device only through its noise std
-
-
-def checkpoint_keys(cfg: StudyConfig, noise_std: float) -> dict[str, dict[str, Any]]:
-    """Every digital model a study can train, by checkpoint file name, with its key: the one naming used to
-    train, resume and adopt (``models_from``) them."""
-    early = cfg.backbone.early_epochs
-    block = keyed_tree(cfg).get("block", {})
-    return {"backbone_full": checkpoint_key(cfg, noise_std, "backbone_full", epochs=cfg.backbone.full_epochs),
-            f"backbone_early-{early}ep": checkpoint_key(cfg, noise_std, "backbone_early", epochs=early),
-            **{f"block_{kind}-{early}ep": checkpoint_key(cfg, noise_std, f"block_{kind}", block=block, noise=noise,
-                                                         epochs=early)
-               for kind, noise in (("clean", 0.0), ("generic", noise_std))}}
-
-
 class TrainedModels:
     """Every digital model of one study (see the module docstring), cached in memory and on disk."""
 
@@ -238,8 +218,6 @@ class TrainedModels:
         into this directory's checkpoints with where it came from in its meta; None: it must be trained."""
         hit = self.ckpt.load(file, key)
         if hit is None and self.models_from and self.can_train:
-            from tsb_aihw.pipeline.export import find_trained
-
             for source in self.models_from:
                 found = find_trained(source, file, key)
                 if isinstance(found, str):

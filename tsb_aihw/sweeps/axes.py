@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.pipeline.config import PER_CHIP_BLOCK_KEYS
 
 KINDS = ("verified_fraction", "sigma", "adc_bits", "param", "presets", "block")
 #: fixed methods drawn as points on the verified-fraction plot (each at its own verified fraction)
@@ -86,8 +87,6 @@ class SweepAxis:
             raise ConfigError("a param sweep needs the preset key it sets, e.g. key='noise.prog_noise_scale' "
                               "(CLI: --key noise.prog_noise_scale)")
         if self.kind == "block":
-            from tsb_aihw.pipeline.config import PER_CHIP_BLOCK_KEYS
-
             name = str(self.key or "").strip().removeprefix("block.")
             if name not in PER_CHIP_BLOCK_KEYS:
                 given = f"key {self.key!r} is not one" if self.key else "no key given"

@@ -8,6 +8,7 @@ reuses the ones already computed; another base config or axis kind in the same d
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,10 @@ from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.parallel.cells import run_cells, sharing
-from tsb_aihw.pipeline.config import ALL_METHODS, StudyConfig
+from tsb_aihw.pipeline.adopt import check_sources
+from tsb_aihw.pipeline.config import StudyConfig
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec
-from tsb_aihw.pipeline.export import check_sources
-from tsb_aihw.pipeline.methods import BASE_METHODS, MethodSpec, method_spec, selective_specs
+from tsb_aihw.pipeline.methods import ALL_METHODS, BASE_METHODS, MethodSpec, method_spec, selective_specs
 from tsb_aihw.pipeline.study import method_specs, study_identity
 from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.sweeps.axes import POINT_METHODS, SweepAxis, value_label
@@ -227,7 +228,7 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
     presets = {p.id: ctx.deploy_preset(p.deploy) for p in points}
     result = assemble_sweep(ctx, axis, points, cells, presets, note=TRAINING_NOTE.format(preset=cfg.preset),
                             executor=where, resumed=resumed)
-    result.data["wall_time_s"] = time.perf_counter() - t0
+    result.record = dataclasses.replace(result.record, wall_time_s=time.perf_counter() - t0)
     result.save()
     if plot:
         result.plot()

@@ -182,7 +182,7 @@ def save_state(state: TrainState, path: Path) -> Path:
 
 def load_state(path: str | Path) -> TrainState:
     """A snapshot written by :func:`save_state`; one ConfigError line when the file is not one."""
-    from tsb_aihw.models.pretrained import read_state_dict
+    from tsb_aihw.utils.torchfile import read_state_dict
 
     blob = read_state_dict(path)  # weights_only: tensors and plain data only
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:

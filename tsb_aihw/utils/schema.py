@@ -33,12 +33,13 @@ def show(value: Any) -> str:
 def spec(default: Any = MISSING, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
          hi_open: bool = False, choices: tuple | None = None, required: bool = False, doc: str = "",
          why: str | None = None, what: str | None = None, max_len: int | None = None,
-         factory: Callable[[], Any] | None = None) -> Any:
+         factory: Callable[[], Any] | None = None, omit_none: bool = False) -> Any:
     """A config field: its default plus the range (``lo``/``hi``, open or closed) or ``choices`` validation
     reads; for lists the range applies to every item. ``why`` is added to out-of-range messages; ``what``
-    names a choice ("method") in unknown-choice messages; ``max_len`` bounds a string."""
+    names a choice ("method") in unknown-choice messages; ``max_len`` bounds a string; ``omit_none``: the key
+    is left out by :func:`to_tree` while the value is None (a result key that older files lack)."""
     meta = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices, required=required, doc=doc,
-                why=why, what=what, max_len=max_len)
+                why=why, what=what, max_len=max_len, omit_none=omit_none)
     if required:
         return field(default=None, metadata=meta)
     if factory is not None:
@@ -138,6 +139,8 @@ def coerce(value: Any, hint: Any, key: str, src: str = "") -> Any:
     """``value`` as type ``hint`` (YAML's ints for floats, '1e-3' strings for floats); one-line error else."""
     origin = typing.get_origin(hint)
     where = f"{_prefix(src)}{key}"
+    if isinstance(hint, type) and hasattr(hint, "from_tree"):  # a type that owns its JSON form (Summary)
+        return hint.from_tree(value, where)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value, src, key + ".")
     if origin in (Union, types.UnionType):
@@ -165,7 +168,10 @@ def coerce(value: Any, hint: Any, key: str, src: str = "") -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise _wrong_type(where, value, "a mapping (key: value)")
-        return {str(k): v for k, v in value.items()}
+        item = (typing.get_args(hint) or (str, Any))[1]
+        if item is Any:
+            return {str(k): v for k, v in value.items()}
+        return {str(k): coerce(v, item, f"{key}.{k}", src) for k, v in value.items()}
     if hint is Any:
         return value
     if hint is bool:
@@ -226,7 +232,7 @@ def build(cls: type, data: Any, src: str = "", prefix: str = "") -> Any:
         key = prefix + name
         meta = dict(f.metadata)
         if name not in data:
-            if meta.get("required"):
+            if meta.get("required") or (f.default is MISSING and f.default_factory is MISSING):
                 doc = f" ({meta['doc']})" if meta.get("doc") else ""
                 allowed = f" (allowed: {allowed_text(meta, key)})" if _constrained(meta) else ""
                 raise ConfigError(f"{_prefix(src)}missing key {key!r}{doc}; add it{allowed}")
@@ -278,6 +284,31 @@ def check(obj: Any, src: str = "", prefix: str = "") -> None:
 def to_dict(obj: Any) -> dict[str, Any]:
     """The plain mapping a tree was (or could have been) built from."""
     return dataclasses.asdict(obj)
+
+
+@typing.runtime_checkable
+class OwnsTree(typing.Protocol):
+    """A value type that writes and reads its own JSON form (``build`` calls its ``from_tree``)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_tree(cls, data: Any, where: str) -> Any: ...
+
+
+def to_tree(obj: Any) -> Any:
+    """``obj`` as plain JSON-able data, the inverse of :func:`build`: dataclasses as mappings (a field marked
+    ``omit_none`` left out while None), types that own their JSON form through their ``to_dict``."""
+    if isinstance(obj, OwnsTree):  # Summary: None for an undefined std or CI
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_tree(getattr(obj, f.name)) for f in fields(obj)
+                if not (f.metadata.get("omit_none") and getattr(obj, f.name) is None)}
+    if isinstance(obj, dict):
+        return {k: to_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_tree(v) for v in obj]
+    return obj
 
 
 def _is_default(f: Any, value: Any) -> bool:

@@ -182,7 +182,7 @@ class Checkpoints:
         return self.root / f"{name}.pt"
 
     def load(self, name: str, key: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        from tsb_aihw.models.pretrained import read_state_dict
+        from tsb_aihw.utils.torchfile import read_state_dict
 
         path = self.path(name)
         if not path.exists():

@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tsb_aihw.errors import ConfigError
+from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.evaluation.stats import Summary, summarize
+from tsb_aihw.records.base import DAMAGED, load_record
+from tsb_aihw.records.frontier import FrontierResult
+from tsb_aihw.records.study import MethodResult, StudiesResult, StudyResult
+from tsb_aihw.records.sweep import SweepRecord
 from tsb_aihw.utils.io import read_json
 
 RESULT_FILES = ("results.json", "sweep.json", "frontier.json")
@@ -52,49 +56,88 @@ def _result_file(path: Path) -> Path:
     if not path.is_file():
         raise ConfigError(f"no result file at {path}; give a study's results.json, a sweep.json or a frontier.json "
                           f"(or the folder holding one)")
+    if path.name not in RESULT_FILES:
+        raise ConfigError(f"{path} is not a result file; give a study's results.json, a sweep.json or a "
+                          f"frontier.json (or the folder holding one)")
     return path
 
 
-def _methods(data: dict[str, Any], selector: str, where: str) -> tuple[dict[str, Any], str]:
+Result = StudyResult | StudiesResult | SweepRecord | FrontierResult
+
+
+def _methods(result: StudyResult | StudiesResult | FrontierResult, selector: str,
+             where: str) -> tuple[dict[str, MethodResult], str]:
     """(the methods table the selector's method is in, the method key)."""
-    if "studies" in data:  # a frontier: one study per budget
-        budget, _, method = selector.partition("/")
-        studies = data["studies"]
-        if not method or budget not in studies:
-            raise ConfigError(f"{where}: a frontier's selector is BUDGET/METHOD with BUDGET one of "
-                              f"{', '.join(studies)}, e.g. #{next(iter(studies))}/tsb")
-        return studies[budget]["methods"], method
-    return data["methods"], selector
+    if isinstance(result, StudyResult):
+        return result.methods, selector
+    what = "BUDGET" if isinstance(result, FrontierResult) else "STUDY"  # a frontier's budgets, a run's presets
+    group, _, method = selector.partition("/")
+    studies = result.studies
+    if not method or group not in studies:
+        raise ConfigError(f"{where}: the selector of this result is {what}/METHOD with {what} one of "
+                          f"{', '.join(studies)}, e.g. #{next(iter(studies))}/tsb")
+    return studies[group].methods, method
+
+
+def _kind(data: dict[str, Any]) -> type[Result]:
+    """The record a result file holds, by the keys only that kind has."""
+    if "points" in data:
+        return SweepRecord
+    if "curves" in data:
+        return FrontierResult
+    return StudiesResult if "command" in data else StudyResult
+
+
+def split_selector(spec: str) -> tuple[str, str]:
+    """``PATH#SELECTOR`` split at the last ``#`` before the selector (a ``#`` may be part of a folder's name)."""
+    path_part, sep, selector = spec.rpartition("#")
+    if not sep:
+        return spec, ""
+    return path_part, selector
 
 
 def load_chip_accuracies(spec: str, time: str | None = None) -> ChipAccuracies:
     """``PATH#SELECTOR``: a study's method key, a sweep's point id (``AXIS_VALUE|METHOD``, as in sweep.json) or a
     frontier's ``BUDGET/METHOD``; at ``time`` (a time label such as ``0s``; None: the result's first)."""
-    path_part, _, selector = spec.partition("#")
+    path_part, selector = split_selector(spec)
     if not selector:
         raise ConfigError(f"{spec}: name what to compare after '#', e.g. {path_part}#tsb (a method), "
                           f"#2|tsb (a sweep point) or #0.2/tsb (a frontier budget and method)")
-    data = read_json(_result_file(Path(path_part)), expect=dict)
-    if "points" in data:  # a sweep
-        points = {p["id"]: p for p in data["points"]}
+    file = _result_file(Path(path_part))
+    record = load_record(_kind(data := read_json(file, expect=dict)), data, str(file))
+    per_chip: list[list[float]]
+    if isinstance(record, SweepRecord):
+        points = {p.id: p for p in record.points}
         if selector not in points:
             raise ConfigError(f"{spec}: no sweep point {selector!r}; the points are {', '.join(points)}")
-        entry, label = points[selector], f"{points[selector]['label']} at {data['axis']['key'] or data['kind']}" \
-            f" = {points[selector]['axis_value']}"
+        point = points[selector]
+        label = f"{point.label} at {record.axis['key'] or record.kind} = {point.axis_value}"
+        chips, per_chip = point.chips, point.per_chip
+        labels = record.time_labels
     else:
-        methods, key = _methods(data, selector, spec)
+        methods, key = _methods(record, selector, spec)
         if key not in methods:
             raise ConfigError(f"{spec}: no method {key!r}; the methods are {', '.join(methods)}")
-        entry, label = methods[key], methods[key]["label"]
-    labels = list(data.get("time_labels") or entry["accuracy"])  # per_chip's columns follow time_labels
+        m = methods[key]
+        label, chips, per_chip = m.label, m.chips, m.per_chip
+        # per_chip's columns follow time_labels (a frontier keeps its studies' times only in their summaries)
+        labels = record.time_labels if isinstance(record, StudyResult) else _study_labels(record, selector, m)
     t = time if time is not None else labels[0]
     if t not in labels:
         raise ConfigError(f"{spec}: no time {t!r}; the times are {', '.join(labels)}")
-    if "chips" not in entry or "per_chip" not in entry:
-        raise ConfigError(f"{spec}: this result has no per-chip accuracies with chip fingerprints (written by an "
-                          f"older version); re-run it to resume its cells")
+    if len(chips) != len(per_chip):
+        raise TSBError(f"{file}: {selector} lists {len(chips)} chips but {len(per_chip)} rows of accuracies; "
+                       f"{DAMAGED}")
     i = labels.index(t)
-    return ChipAccuracies(spec, label, tuple(entry["chips"]), tuple(float(row[i]) for row in entry["per_chip"]))
+    return ChipAccuracies(spec, label, tuple(chips), tuple(row[i] for row in per_chip))
+
+
+def _study_labels(result: StudiesResult | FrontierResult, selector: str, m: MethodResult) -> list[str]:
+    """The time labels of the selected study: a run's studies keep theirs; a frontier's keep them only as the
+    keys of their summaries (the frontier's budgets share one set of times)."""
+    if isinstance(result, StudiesResult):
+        return result.studies[selector.partition("/")[0]].time_labels
+    return list(m.accuracy)
 
 
 def paired_difference(a: ChipAccuracies, b: ChipAccuracies) -> PairedDifference:

@@ -1,0 +1,96 @@
+"""Adopting another run's trained models (``--models-from``): a finished run's checkpoints or an exported
+``results/<study>`` folder (``models.json``), taken only for the same key (:mod:`tsb_aihw.pipeline.checkpoint_keys`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tsb_aihw.devices import load_preset
+from tsb_aihw.errors import ConfigError, TSBError
+from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
+from tsb_aihw.pipeline.config import study_config_from_dict
+from tsb_aihw.records import ExportedModel, ModelIndex, StudyResult, read_record
+from tsb_aihw.utils.schema import differing_keys
+from tsb_aihw.utils.store import key_differences, key_fingerprint
+from tsb_aihw.utils.torchfile import read_state_dict
+
+
+def check_sources(models_from: Sequence[str | os.PathLike]) -> list[Path]:
+    """The ``models_from`` folders as paths, each checked to exist: a missing one is a one-line error before
+    any output directory is made or anything is trained (every entry point and the CLI call this)."""
+    paths = [Path(d) for d in models_from]
+    for d in paths:
+        if not d.is_dir():
+            raise ConfigError(f"--models-from {d}: no such directory; pass a finished run's --out or an exported "
+                              "results/<study> folder")
+    return paths
+
+
+def find_trained(source: str | os.PathLike, file: str, key: Mapping[str, Any]) -> tuple[dict[str, Any],
+                                                                                       dict[str, Any]] | str:
+    """The model ``file`` (a checkpoint name, e.g. ``backbone_full``) held by ``source`` if it was trained for
+    ``key``: ``source`` is a run's output directory (its checkpoints) or an exported folder (``models.json``).
+
+    Returns its state dict and meta (with ``adopted_from``), or one line saying why it is not taken. An export
+    made before models.json recorded keys is matched by the key its recorded study config gives."""
+    source = Path(source)
+    holders = [d for d in (source, *sorted(p for p in source.iterdir() if p.is_dir()))
+               if (d / "models.json").is_file() or (d / "checkpoints" / f"{file}.pt").is_file()]
+    if not holders:
+        return f"{source} holds no {file} (neither a models.json entry nor checkpoints/{file}.pt); training it here"
+    reasons = []
+    for holder in holders:  # a study folder itself, or the per-preset study folders of a run's --out
+        found = _find_in(holder, file, key)
+        if not isinstance(found, str):
+            return found
+        reasons.append(found)
+    if len(reasons) == 1:
+        return reasons[0]
+    return f"{source}: no study folder has {file} for this config; training it here"
+
+
+def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | str:
+    if (source / "models.json").is_file():
+        index = read_record(ModelIndex, source / "models.json")
+        entries = [m for m in index.models if m.checkpoint == f"{file}.pt"]
+        if not entries:
+            return f"{source}/models.json has no {file}; training it here"
+        entry = entries[0]
+        held = entry.key or _derived_key(source, file, entry)
+        if isinstance(held, str):
+            return held
+        if key_fingerprint(held) != key_fingerprint(key):
+            return (f"{source} has {file} trained for another configuration (differs in: "
+                    f"{', '.join(differing_keys(held, dict(key))[:8])}); training it here")
+        state = dict(read_state_dict(source / entry.file))
+        if entry.base:
+            state = {**read_state_dict(source / entry.base), **state}
+        return state, {**entry.meta, "adopted_from": str(source / entry.file)}
+    path = source / "checkpoints" / f"{file}.pt"
+    blob = read_state_dict(path)
+    if not isinstance(blob, dict):
+        return f"{path} is not a tsb-aihw checkpoint; training it here"
+    differs = key_differences(blob, key)
+    if differs is not None:
+        return f"{path} was trained for another configuration (differs in: {differs}); training it here"
+    return dict(blob["state_dict"]), {**(blob.get("meta") or {}), "adopted_from": str(path)}
+
+
+def _derived_key(source: Path, file: str, entry: ExportedModel) -> dict[str, Any] | str:
+    """The key an export without recorded keys was trained for: from its results.json config, checked
+    against the noise std its training meta recorded (a preset changed since is a mismatch, not a guess)."""
+    try:
+        cfg = study_config_from_dict(read_record(StudyResult, source / "results.json").config,
+                                     f"{source}/results.json")
+        preset = load_preset(cfg.preset, overrides=cfg.preset_overrides)
+    except (TSBError, OSError) as exc:
+        return f"{source}: cannot tell what {file} was trained for ({exc}); training it here"
+    noise_std = cfg.backbone.noise_std if cfg.backbone.noise_std is not None else preset.training_noise_std
+    recorded = entry.meta.get("noise_std")
+    if recorded is not None and file.startswith("backbone") and abs(float(recorded) - noise_std) > 1e-9 * noise_std:
+        return (f"{source}: {file} was trained at noise std {recorded:.6g}, but its config now gives "
+                f"{noise_std:.6g} (the preset changed); training it here")
+    held = checkpoint_keys(cfg, noise_std).get(file)
+    return held if held is not None else f"{source}: {file} is not a checkpoint of its study; training it here"

@@ -1,0 +1,32 @@
+"""The one naming of trained models: each checkpoint a study can train, with the key it depends on.
+
+Training, resuming (``OUT/checkpoints/``) and adopting another run's models (:mod:`tsb_aihw.pipeline.adopt`) all
+use it, so a model is taken from elsewhere only where training it here would have been the same job.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tsb_aihw.pipeline.config import StudyConfig, keyed_tree
+
+
+def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) -> dict[str, Any]:
+    """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
+    full backbones of studies with other budgets share checkpoints)."""
+    c = keyed_tree(cfg)  # a new field at its neutral default keeps every checkpoint
+    data = {k: v for k, v in c.get("data", {}).items() if k in ("name", "root", "batch_size")}
+    backbone = {k: v for k, v in c.get("backbone", {}).items() if k not in ("full_epochs", "early_epochs")}
+    return {"what": what, "model": c.get("model", {}), "data": data, "backbone": backbone, "seed": cfg.seed,
+            "noise_std": noise_std, **extra}  # training sees the device only through its noise std
+
+
+def checkpoint_keys(cfg: StudyConfig, noise_std: float) -> dict[str, dict[str, Any]]:
+    """Every digital model a study can train, by checkpoint file name, with its key: the one naming used to
+    train, resume and adopt (``models_from``) them."""
+    early = cfg.backbone.early_epochs
+    block = keyed_tree(cfg).get("block", {})
+    return {"backbone_full": checkpoint_key(cfg, noise_std, "backbone_full", epochs=cfg.backbone.full_epochs),
+            f"backbone_early-{early}ep": checkpoint_key(cfg, noise_std, "backbone_early", epochs=early),
+            **{f"block_{kind}-{early}ep": checkpoint_key(cfg, noise_std, f"block_{kind}", block=block, noise=noise,
+                                                         epochs=early)
+               for kind, noise in (("clean", 0.0), ("generic", noise_std))}}

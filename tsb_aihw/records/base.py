@@ -1,0 +1,66 @@
+"""What every results file shares: the run header, the dataset line, and reading a record back with checks."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tsb_aihw.errors import ConfigError, TSBError
+from tsb_aihw.utils.io import read_json
+from tsb_aihw.utils.schema import build, spec, to_tree
+
+R = TypeVar("R", bound="Record")
+
+#: appended to every read-back error: what happened and what to do
+DAMAGED = ("the file was edited or damaged: delete it (its results are recomputed on the next run) or restore it "
+           "from a backup")
+
+
+class Record:
+    """A typed result: written with :meth:`to_dict`, read back with :func:`load_record`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        tree = to_tree(self)
+        assert isinstance(tree, dict)
+        return tree
+
+
+def load_record(cls: type[R], data: Any, where: str) -> R:
+    """``data`` (a parsed results file or cell) as ``cls``: types, ranges and keys checked; one line else."""
+    try:
+        return build(cls, data, src=where)
+    except ConfigError as exc:
+        raise TSBError(f"{exc}; {DAMAGED}") from None
+
+
+def read_record(cls: type[R], path: str | os.PathLike) -> R:
+    """A results file as ``cls`` (a missing file raises FileNotFoundError, as :func:`read_json` does)."""
+    return load_record(cls, read_json(path, expect=dict), str(path))
+
+
+def accuracy_field(**kw: Any) -> Any:
+    """An accuracy (or list of them, nested): a fraction in [0, 1]."""
+    return spec(lo=0.0, hi=1.0, **kw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetRecord(Record):
+    """Which data a result was measured on."""
+
+    name: str
+    split_note: str
+    eval_size: int = spec(lo=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunHeader(Record):
+    """The fields every results file carries: its config and seed, the versions and machine it ran on, the
+    evaluation times, and the one reference its gaps are measured against."""
+
+    config: dict[str, Any]
+    seed: int
+    provenance: dict[str, Any]
+    times: list[float] = spec(lo=0.0)
+    time_labels: list[str]
+    reference_accuracy: float = accuracy_field()
+    reference_definition: str

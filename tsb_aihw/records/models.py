@@ -1,0 +1,31 @@
+"""``models.json``: the index of an exported study's trained models (``results/<study>/``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tsb_aihw.records.base import DatasetRecord, Record
+from tsb_aihw.utils.schema import spec
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportedModel(Record):
+    """One exported state dict: how to rebuild its model and what it is."""
+
+    file: str
+    checkpoint: str
+    model: dict[str, Any]  # get_model's keyword arguments (results.json's model_args)
+    tsb_block: dict[str, Any] | None  # insert_tsb's k / where / residual when the file holds a block
+    base: str | None  # a block's backbone file (the block file holds only the block's tensors)
+    meta: dict[str, Any]
+    # what it was trained for (``models_from`` takes it only for the same key); exports older than keys lack it
+    key: dict[str, Any] | None = spec(None, omit_none=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelIndex(Record):
+    """Every model of one exported study."""
+
+    how_to_load: str
+    dataset: DatasetRecord | None
+    models: list[ExportedModel]

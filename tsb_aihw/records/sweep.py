@@ -1,0 +1,69 @@
+"""A sweep's results (``sweep.json``): one :class:`SweepPoint` per (axis value, method) over the same chips."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tsb_aihw.evaluation.stats import Summary
+from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, accuracy_field
+from tsb_aihw.records.study import TsbRecord
+from tsb_aihw.utils.schema import spec
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepPoint(Record):
+    """One (axis value, method) of a sweep: the device it ran on and its accuracy over chips."""
+
+    id: str
+    axis_value: int | float | str
+    role: str  # "curve" (the swept method) or a fixed reference point
+    method: str
+    label: str
+    curve: str | None
+    selection: list[str | float] | None
+    preset: str
+    preset_source: str
+    overrides: dict[str, Any]
+    preset_identity: str
+    verified_fraction: float = spec(lo=0.0, hi=1.0)
+    cost: dict[str, int | float]
+    accuracy: dict[str, Summary]
+    per_chip: list[list[float]] = accuracy_field()
+    chips: list[str]
+    block_time_s: float | None = spec(None, lo=0.0, omit_none=True)  # per-chip block methods only
+    # block sweeps only: the block's time in backbone epochs and the paired difference to the config's value
+    block_time_over_backbone_epoch: float | None = spec(None, lo=0.0, omit_none=True)
+    paired_vs_config: dict[str, Summary] | None = spec(None, omit_none=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockBudget(Record):
+    """A block sweep's answer: the cheapest value not measurably worse than the config's own."""
+
+    key: str
+    config_value: int | float | str
+    backbone_epoch_s: float
+    backbone_epoch_definition: str
+    criterion: str
+    cheapest_within_ci: dict[str, int | float] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepRecord(RunHeader):
+    """``sweep.json``: everything a sweep measured; depends only on config, seed, axis, versions and threads."""
+
+    schema: str
+    kind: str
+    axis: dict[str, Any]
+    chips: int = spec(lo=1)
+    training_note: str
+    base_preset: dict[str, Any]
+    model: str
+    width: float = spec(lo=0.0, lo_open=True)
+    dataset: DatasetRecord
+    tsb: TsbRecord
+    points: list[SweepPoint]
+    training: dict[str, dict[str, Any]]
+    block_budget: BlockBudget | None = spec(None, omit_none=True)
+    plots: list[str] = field(default_factory=list)
+    wall_time_s: float | None = spec(None, omit_none=True)
