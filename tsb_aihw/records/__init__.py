@@ -6,6 +6,7 @@ Results cross module boundaries as these records and become plain mappings only 
 what it holds, never a ``KeyError`` far away. Their keys are exactly the JSON keys the files have always had.
 """
 from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, load_record, read_record
+from tsb_aihw.records.claims import ClaimsByDefinition, DefinitionClaim, SpeedupUnits
 from tsb_aihw.records.drift import DriftCell, DriftPresetResult, DriftResult
 from tsb_aihw.records.frontier import FrontierPoint, FrontierResult
 from tsb_aihw.records.models import ExportedModel, ModelIndex
@@ -14,8 +15,8 @@ from tsb_aihw.records.study import FrontierStudy, MethodResult, StudiesResult, S
 from tsb_aihw.records.sweep import SweepPoint, SweepRecord
 
 __all__ = [
-    "DatasetRecord", "DriftCell", "DriftPresetResult", "DriftResult", "ExportedModel", "FrontierPoint",
-    "FrontierResult", "FrontierStudy", "MethodResult", "ModelIndex", "Record", "RefreshArm", "RefreshCell",
-    "RefreshResult", "RunHeader", "StudiesResult", "StudyResult", "SweepPoint", "SweepRecord", "TsbRecord",
-    "load_record", "read_record",
+    "ClaimsByDefinition", "DatasetRecord", "DefinitionClaim", "DriftCell", "DriftPresetResult", "DriftResult",
+    "ExportedModel", "FrontierPoint", "FrontierResult", "FrontierStudy", "MethodResult", "ModelIndex", "Record",
+    "RefreshArm", "RefreshCell", "RefreshResult", "RunHeader", "SpeedupUnits", "StudiesResult", "StudyResult",
+    "SweepPoint", "SweepRecord", "TsbRecord", "load_record", "read_record",
 ]
