@@ -18,8 +18,8 @@ variance over the draws are compared:
 
 Tolerances are a few standard errors of each statistic at these sizes (offset ~0.001 sd, std ratio ~0.1 %,
 chi2 ~0.01), and ``test_bias_checks_catch_small_modelling_errors`` shows each check failing for an error far
-smaller than what would move VGG-8 chip accuracy by 0.175 pp (docs/performance.md, "Agreement of the
-statistical mode with AIHWKit"): 2 % more output noise, a 0.5 % gain error, an offset of 2 % of the noise sd.
+smaller than what would move VGG-8 chip accuracy by 0.175 pp (docs/performance.md, "Issue 36: does the
+statistical mode agree with AIHWKit?"): 2 % more output noise, a 0.5 % gain error, an offset of 2 % of the noise sd.
 """
 from __future__ import annotations
 
