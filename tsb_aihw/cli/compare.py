@@ -30,4 +30,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"B: {res.b.source}  ({res.b.label})")
     print(f"A - B over {d.n} chips: {d.mean * 100:+.2f} pp [{d.ci95_low * 100:+.2f}, {d.ci95_high * 100:+.2f}] "
           f"(95% t-CI), A better on {res.a_better}/{d.n} chips")
+    if res.paired_by == "chip index":
+        print("paired by chip index: both come from one result file on one device, so chip i is the same seeded "
+              "chip (their fingerprints differ because the methods program other weights)")
     return 0

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from tsb_aihw.pipeline.frontier import FrontierConfig, run_frontier
 
     raw = read_config_file(args.config, "frontier config") if args.config else {}
-    flags = {"budgets": float_list(args.budgets, "--budgets") or None,
+    flags = {"budgets": float_list(args.budgets, "--budgets"),  # an empty list is refused by the config, not ignored
              "variants": csv_list(args.variants), "chips": args.chips, "seed": args.seed, "device": args.device}
     overrides = (QUICK if args.quick else {}) | {k: v for k, v in flags.items() if v is not None}
     cfg = config_from(FrontierConfig, raw, args.config or "", overrides)

@@ -12,8 +12,16 @@ from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
 from tsb_aihw.pipeline.config import study_config_from_dict
 from tsb_aihw.records import ExportedModel, ModelIndex, StudyResult, read_record
+from tsb_aihw.records.base import DAMAGED
 from tsb_aihw.utils.schema import differing_keys
-from tsb_aihw.utils.store import key_differences, key_fingerprint
+from tsb_aihw.utils.store import (
+    TrainedState,
+    check_meta,
+    check_state_dict,
+    key_differences,
+    key_fingerprint,
+    read_checkpoint,
+)
 from tsb_aihw.utils.torchfile import read_state_dict
 
 
@@ -28,13 +36,14 @@ def check_sources(models_from: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def find_trained(source: str | os.PathLike, file: str, key: Mapping[str, Any]) -> tuple[dict[str, Any],
-                                                                                       dict[str, Any]] | str:
+def find_trained(source: str | os.PathLike, file: str, key: Mapping[str, Any]) -> TrainedState | str:
     """The model ``file`` (a checkpoint name, e.g. ``backbone_full``) held by ``source`` if it was trained for
     ``key``: ``source`` is a run's output directory (its checkpoints) or an exported folder (``models.json``).
 
-    Returns its state dict and meta (with ``adopted_from``), or one line saying why it is not taken. An export
-    made before models.json recorded keys is matched by the key its recorded study config gives."""
+    Returns it (its meta with ``adopted_from``: the file to blame if its weights do not fit), or one line saying
+    why it is not taken. A file that claims this key but is damaged (no weights, no meta, a path out of its
+    folder) is an error, not a reason to train: the user asked for it. An export made before models.json
+    recorded keys is matched by the key its recorded study config gives."""
     source = Path(source)
     holders = [d for d in (source, *sorted(p for p in source.iterdir() if p.is_dir()))
                if (d / "models.json").is_file() or (d / "checkpoints" / f"{file}.pt").is_file()]
@@ -51,31 +60,42 @@ def find_trained(source: str | os.PathLike, file: str, key: Mapping[str, Any]) -
     return f"{source}: no study folder has {file} for this config; training it here"
 
 
-def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | str:
+def _member(source: Path, name: str, where: str) -> Path:
+    """``source/name`` for a file an index names: a plain file name in the folder itself (an edited index
+    must not make this read ``../x.pt`` or an absolute path)."""
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise TSBError(f"{source}/models.json: {where} = {name!r} points outside {source}; exported models are "
+                       f"files in the exported folder itself: {DAMAGED}")
+    return source / name
+
+
+def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> TrainedState | str:
     if (source / "models.json").is_file():
         index = read_record(ModelIndex, source / "models.json")
-        entries = [m for m in index.models if m.checkpoint == f"{file}.pt"]
+        entries = [(i, m) for i, m in enumerate(index.models) if m.checkpoint == f"{file}.pt"]
         if not entries:
             return f"{source}/models.json has no {file}; training it here"
-        entry = entries[0]
+        i, entry = entries[0]
         held = entry.key or _derived_key(source, file, entry)
         if isinstance(held, str):
             return held
         if key_fingerprint(held) != key_fingerprint(key):
             return (f"{source} has {file} trained for another configuration (differs in: "
                     f"{', '.join(differing_keys(held, dict(key))[:8])}); training it here")
-        state = dict(read_state_dict(source / entry.file))
+        path = _member(source, entry.file, f"models[{i}].file")
+        state = dict(check_state_dict(read_state_dict(path), path))
         if entry.base:
-            state = {**read_state_dict(source / entry.base), **state}
-        return state, {**entry.meta, "adopted_from": str(source / entry.file)}
+            base = _member(source, entry.base, f"models[{i}].base")
+            state = {**check_state_dict(read_state_dict(base), base), **state}
+        meta = check_meta(entry.meta, f"{source}/models.json: models[{i}]")
+        return TrainedState(state, {**meta, "adopted_from": str(path)}, held, key_fingerprint(held))
     path = source / "checkpoints" / f"{file}.pt"
-    blob = read_state_dict(path)
-    if not isinstance(blob, dict):
-        return f"{path} is not a tsb-aihw checkpoint; training it here"
-    differs = key_differences(blob, key)
+    found = read_checkpoint(path)
+    differs = key_differences(found, key)
     if differs is not None:
         return f"{path} was trained for another configuration (differs in: {differs}); training it here"
-    return dict(blob["state_dict"]), {**(blob.get("meta") or {}), "adopted_from": str(path)}
+    return TrainedState(dict(found.state_dict), {**found.meta, "adopted_from": str(path)}, found.key,
+                        found.fingerprint)
 
 
 def _derived_key(source: Path, file: str, entry: ExportedModel) -> dict[str, Any] | str:

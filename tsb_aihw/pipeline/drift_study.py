@@ -73,9 +73,8 @@ def prepare_model(cfg: DriftConfig, store: ResultStore, progress: bool = True) -
     ckpt = store.checkpoints
     hit = ckpt.load("model", key)
     if hit is not None:
-        state, meta = hit
-        load_state_checked(model, state, str(ckpt.path("model")))
-        return model.eval(), {**meta, "reused": True}
+        load_state_checked(model, hit.state_dict, str(ckpt.path("model")))
+        return model.eval(), {**hit.meta, "reused": True}
     seed = derive_seed(cfg.seed, "drift-study", "train")
     train = make_loader(get_dataset(cfg.dataset, "train", seed=cfg.seed), 128, shuffle=True, seed=seed)
     val = make_loader(get_dataset(cfg.dataset, "val", seed=cfg.seed), 500)

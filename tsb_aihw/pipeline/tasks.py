@@ -20,6 +20,7 @@ from tsb_aihw.pipeline.deploy import CellResult, DeploySpec, deploy_cell
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.pipeline.trained import StudyData, TrainedModels, load_study_data
 from tsb_aihw.utils.io import json_fingerprint
+from tsb_aihw.utils.seeding import deterministic_kernels
 from tsb_aihw.utils.store import Checkpoints
 
 CELL_VERSION = 3  # bump when a cell's computation changes, so stored cells are not mixed with new ones
@@ -33,6 +34,7 @@ class StudyContext:
 
     def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, can_train: bool = True,
                  models_from: Sequence[str | Path] = ()):
+        deterministic_kernels()  # as training set it in the first run: a re-run that trains nothing matches it
         self.cfg = cfg
         self.out = Path(out)
         self.preset = load_preset(cfg.preset, overrides=cfg.preset_overrides)

@@ -209,25 +209,34 @@ class TrainedModels:
         res = train(cache.loader(batch), cache=cache)
         return dataclasses.replace(res, wall_time_s=res.wall_time_s + cache.build_seconds)
 
-    @property
+    @functools.cached_property
     def keys(self) -> dict[str, dict[str, Any]]:
+        """Every checkpoint's key (once per process: an image folder's content identity walks the folder)."""
         return checkpoint_keys(self.cfg, self.noise_std)
 
-    def _load(self, file: str, key: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """This directory's checkpoint, else the same model (same key) from a ``models_from`` folder, copied
-        into this directory's checkpoints with where it came from in its meta; None: it must be trained."""
+    def _load(self, file: str, key: dict[str, Any], model: nn.Module) -> dict[str, Any] | None:
+        """Load ``model`` from this directory's checkpoint, else from the same model (same key) in a
+        ``models_from`` folder, then copied into this directory's checkpoints with where it came from in its
+        meta; returns the training meta, or None: it must be trained.
+
+        Adopted weights are checked against the model before they are copied, and a mismatch names the source
+        file (not this directory's copy, which is never written)."""
         hit = self.ckpt.load(file, key)
-        if hit is None and self.models_from and self.can_train:
-            for source in self.models_from:
-                found = find_trained(source, file, key)
-                if isinstance(found, str):
-                    print(f"tsb-aihw: {found}", flush=True)
-                    continue
-                state, meta = found
-                self.ckpt.save(file, key, state, meta)
-                print(f"tsb-aihw: {file} taken from {meta['adopted_from']} (not re-trained)", flush=True)
-                return state, meta
-        return hit
+        if hit is not None:
+            load_state_checked(model, hit.state_dict, str(self.ckpt.path(file)))
+            return hit.meta
+        if not (self.models_from and self.can_train):
+            return None
+        for source in self.models_from:
+            found = find_trained(source, file, key)
+            if isinstance(found, str):
+                print(f"tsb-aihw: {found}", flush=True)
+                continue
+            load_state_checked(model, found.state_dict, found.meta["adopted_from"])
+            self.ckpt.save(file, key, found.state_dict, found.meta)
+            print(f"tsb-aihw: {file} taken from {found.meta['adopted_from']} (not re-trained)", flush=True)
+            return found.meta
+        return None
 
     def _need_training(self, name: str) -> None:
         if not self.can_train:
@@ -274,11 +283,10 @@ class TrainedModels:
         epochs = self.cfg.backbone.full_epochs if which == "full" else self.cfg.backbone.early_epochs
         file = name if which == "full" else f"{name}-{epochs}ep"  # one early backbone per budget (frontier)
         key = self.keys[file]
-        hit = self._load(file, key)
-        if hit:
-            state, meta = hit
-            model = build_backbone(self.cfg, self.data.info)
-            load_state_checked(model, state, str(self.ckpt.path(file)))
+        model = build_backbone(self.cfg, self.data.info)
+        loaded = self._load(file, key, model)
+        if loaded is not None:
+            meta = loaded
         else:
             self._need_training(file)
             seed = derive_seed(self.cfg.seed, "backbone", which)
@@ -315,10 +323,9 @@ class TrainedModels:
         noise = 0.0 if kind == "clean" else self.noise_std
         file = f"{name}-{self.cfg.backbone.early_epochs}ep"
         key = self.keys[file]
-        hit = self._load(file, key)
-        if hit:
-            state, meta = hit
-            load_state_checked(model, state, str(self.ckpt.path(file)))
+        loaded = self._load(file, key, model)
+        if loaded is not None:
+            meta = loaded
         else:
             self._need_training(file)
             res = self.fit_block(model, derive_seed(self.cfg.seed, name), (name,), backbone_noise_std=noise,

@@ -4,6 +4,10 @@ Why: chip-to-chip spread (0.5-8 pp on CIFAR-10) hides most differences between t
 are compared; the difference per chip does not, and it is how every "A vs B" in docs/results.md is reported. Two
 results of any kind (a study's ``results.json``, a ``sweep.json``, a ``frontier.json``) can be paired when they hold
 the same chips: every cell records the fingerprints of its chips, so the pairing is checked, not assumed.
+
+Two methods of one result file on one device (a study's tsb and full_noise_injection, say) program other weights,
+so their chips' fingerprints differ, yet chip ``i`` is the same seeded chip in both (every chip draws from
+(seed, chip index)): those are paired by chip index, and the comparison says so.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ class ChipAccuracies:
     label: str
     chips: tuple[str, ...]
     accuracy: tuple[float, ...]
+    device: str = ""  # the result file and the device its chips were drawn on: same device, same chip i
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,11 @@ class PairedDifference:
     b: ChipAccuracies
     difference: Summary
     a_better: int
+    paired_by: str = "chip fingerprint"  # or "chip index": two methods of one result file on one device
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.a.source, "b": self.b.source, "chips": self.difference.n, "a_better_on": self.a_better,
-                "difference": self.difference.to_dict()}
+                "paired_by": self.paired_by, "difference": self.difference.to_dict()}
 
 
 def _result_file(path: Path) -> Path:
@@ -114,6 +120,7 @@ def load_chip_accuracies(spec: str, time: str | None = None) -> ChipAccuracies:
         label = f"{point.label} at {record.axis['key'] or record.kind} = {point.axis_value}"
         chips, per_chip = point.chips, point.per_chip
         labels = record.time_labels
+        device = point.preset_identity
     else:
         methods, key = _methods(record, selector, spec)
         if key not in methods:
@@ -122,6 +129,8 @@ def load_chip_accuracies(spec: str, time: str | None = None) -> ChipAccuracies:
         label, chips, per_chip = m.label, m.chips, m.per_chip
         # per_chip's columns follow time_labels (a frontier keeps its studies' times only in their summaries)
         labels = record.time_labels if isinstance(record, StudyResult) else _study_labels(record, selector, m)
+        # one study's methods share its device; a run's studies (presets) do not; a frontier's budgets do
+        device = selector.partition("/")[0] if isinstance(record, StudiesResult) else ""
     t = time if time is not None else labels[0]
     if t not in labels:
         raise ConfigError(f"{spec}: no time {t!r}; the times are {', '.join(labels)}")
@@ -129,7 +138,8 @@ def load_chip_accuracies(spec: str, time: str | None = None) -> ChipAccuracies:
         raise TSBError(f"{file}: {selector} lists {len(chips)} chips but {len(per_chip)} rows of accuracies; "
                        f"{DAMAGED}")
     i = labels.index(t)
-    return ChipAccuracies(spec, label, tuple(chips), tuple(row[i] for row in per_chip))
+    return ChipAccuracies(spec, label, tuple(chips), tuple(row[i] for row in per_chip),
+                          device=f"{file.resolve()}|{device}")
 
 
 def _study_labels(result: StudiesResult | FrontierResult, selector: str, m: MethodResult) -> list[str]:
@@ -141,14 +151,18 @@ def _study_labels(result: StudiesResult | FrontierResult, selector: str, m: Meth
 
 
 def paired_difference(a: ChipAccuracies, b: ChipAccuracies) -> PairedDifference:
-    """``a - b`` chip by chip; refused unless both hold the same chips (in any order)."""
+    """``a - b`` chip by chip: by fingerprint when both hold the same chips (in any order), else by chip index
+    when both come from one result file and device (the same seeded chips, other weights programmed)."""
     if len(set(a.chips)) != len(a.chips) or len(set(b.chips)) != len(b.chips):
         raise ConfigError("a result lists a chip twice; pairing needs one accuracy per chip")
-    if set(a.chips) != set(b.chips):
-        common = len(set(a.chips) & set(b.chips))
-        raise ConfigError(f"{a.source} and {b.source} are not on the same chips ({len(a.chips)} and {len(b.chips)} "
-                          f"chips, {common} in common): pair results of the same preset, overrides, seed and chip "
-                          f"count")
-    acc_b = dict(zip(b.chips, b.accuracy))
-    diffs = [x - acc_b[c] for c, x in zip(a.chips, a.accuracy)]
-    return PairedDifference(a, b, summarize(diffs), sum(d > 0 for d in diffs))
+    if set(a.chips) == set(b.chips):
+        acc_b = dict(zip(b.chips, b.accuracy))
+        diffs = [x - acc_b[c] for c, x in zip(a.chips, a.accuracy)]
+        return PairedDifference(a, b, summarize(diffs), sum(d > 0 for d in diffs))
+    if a.device and a.device == b.device and len(a.chips) == len(b.chips):
+        diffs = [x - y for x, y in zip(a.accuracy, b.accuracy)]
+        return PairedDifference(a, b, summarize(diffs), sum(d > 0 for d in diffs), paired_by="chip index")
+    common = len(set(a.chips) & set(b.chips))
+    raise ConfigError(f"{a.source} and {b.source} are not on the same chips ({len(a.chips)} and {len(b.chips)} "
+                      f"chips, {common} in common): pair results of the same preset, overrides, seed and chip "
+                      f"count")

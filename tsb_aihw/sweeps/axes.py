@@ -7,6 +7,7 @@ from typing import Any
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.pipeline.config import PER_CHIP_BLOCK_KEYS
+from tsb_aihw.utils.text import short_repr
 
 KINDS = ("verified_fraction", "sigma", "adc_bits", "param", "presets", "block")
 #: fixed methods drawn as points on the verified-fraction plot (each at its own verified fraction)
@@ -131,6 +132,8 @@ class SweepAxis:
 
 
 def _number(v: Any, kind: str) -> float | int:
+    """An axis value as a finite int or float: inf, nan, 1e400 and 400-digit integers are one line (they were
+    an OverflowError or ValueError from ``int(inf)``)."""
     if isinstance(v, bool):
         raise ConfigError(f"sweep {kind}: value {v!r} is a boolean; give numbers")
     if isinstance(v, (int, float)):
@@ -139,11 +142,15 @@ def _number(v: Any, kind: str) -> float | int:
         try:
             x = float(str(v).strip())
         except ValueError:
-            raise ConfigError(f"sweep {kind}: value {v!r} is not a number") from None
-        if x == int(x) and "." not in str(v) and "e" not in str(v).lower():
-            x = int(x)
-    if not math.isfinite(float(x)):
-        raise ConfigError(f"sweep {kind}: value {v!r} is not finite")
+            raise ConfigError(f"sweep {kind}: value {short_repr(v)} is not a number") from None
+    try:
+        finite = math.isfinite(float(x))
+    except OverflowError:  # an int beyond float range
+        raise ConfigError(f"sweep {kind}: value {short_repr(v)} is too large; give a finite number") from None
+    if not finite:
+        raise ConfigError(f"sweep {kind}: value {short_repr(v)} is not finite; give finite numbers")
+    if not isinstance(v, (int, float)) and x == int(x) and "." not in str(v) and "e" not in str(v).lower():
+        x = int(x)  # "2" from the command line is the integer 2
     return x
 
 

@@ -26,11 +26,19 @@ def seed_everything(seed: int) -> torch.Generator:
 
     torch 2.10 seeds its global generator randomly in every new process, so anything drawn before this call
     (e.g. a model's initial weights) differs from run to run: seed first, then build."""
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_kernels()
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def deterministic_kernels() -> None:
+    """Ask torch for deterministic kernels where it has a choice (``warn_only``: an op without one warns).
+
+    Set by :func:`seed_everything` and by every study as it starts, so a re-run that trains and computes nothing
+    evaluates (and records in ``provenance.runtime``) under the same setting as the run that did."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def derive_seed(base: int, *keys: int | str) -> int:

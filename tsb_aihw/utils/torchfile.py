@@ -21,6 +21,9 @@ def read_state_dict(path: str | os.PathLike, weights_only: bool = True) -> Any:
 
     ``weights_only=True`` (the default) refuses pickled code, so a foreign file cannot run anything."""
     p = os.fspath(path)
+    if os.path.isdir(p):
+        raise ConfigError(f"checkpoint {p} is a directory, not a file; give the path of a file saved with "
+                          "torch.save(model.state_dict(), path)")
     if not os.path.isfile(p):
         raise ConfigError(f"checkpoint {p} does not exist; give the path of a file saved with "
                           "torch.save(model.state_dict(), path)")
