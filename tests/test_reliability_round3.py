@@ -7,6 +7,7 @@
 - ``compare`` of two methods of one study (paired by chip index, and says so);
 - a re-run that computes nothing records the same runtime settings;
 - one lock discipline: a held lock is respected by ``--move-aside`` and ``export``; two racing processes;
+- content identity: a result is reused only while the image folder / checkpoint it came from is unchanged.
 """
 from __future__ import annotations
 
@@ -312,3 +313,86 @@ def test_two_processes_racing_for_one_out_never_share_it(tmp_path: Path) -> None
     loser = outputs[1 - winner][0]
     assert "in use by another tsb-aihw run" in loser
 
+
+# -- 3. content identity: a result is reused only while what it came from is unchanged -------------------------------
+def _image_tree(root: Path, n: int = 12) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, cls in enumerate(("ant", "bee")):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8) + np.uint8(120 * c)
+            Image.fromarray(pixels).save(root / cls / f"{i:02d}.png")
+    return root
+
+
+def _refuse_training(monkeypatch) -> None:
+    def refuse(*_a, **_k):
+        raise AssertionError("trained again: the finished result was not reused")
+
+    monkeypatch.setattr("tsb_aihw.pipeline.trained.train_noise_injection", refuse)
+
+
+def test_an_image_folder_changed_in_place_meets_its_results_as_one_line(tmp_path: Path, data_cache: Path,
+                                                                       monkeypatch) -> None:
+    from tsb_aihw.data.sources import imagefolder
+    from tsb_aihw.pipeline.config import study_config_from_dict
+    from tsb_aihw.pipeline.study import run_study
+    from tsb_aihw.utils.timing import result_differences
+
+    tree = _image_tree(tmp_path / "tree")
+    raw = tiny_study(methods=["full_noise_injection"], data={"name": f"imagefolder:{tree}", "batch_size": 8,
+                                                              "eval_batch_size": 64})
+    out = tmp_path / "out"
+    first = run_study(study_config_from_dict(raw), out, progress=False)
+    store = json.loads((out / "store.json").read_text())
+    assert store["identity"]["inputs"]["data"]["path"] == str(tree.resolve())
+
+    with monkeypatch.context() as mp:  # a re-run computes nothing and gives the same bits
+        _refuse_training(mp)
+        again = run_study(study_config_from_dict(raw), out, progress=False)
+        assert result_differences(first.to_dict(), again.to_dict()) == []
+        for f in tree.rglob("*.png"):  # a touch (or a copy) keeps the content: still reused
+            os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+        imagefolder.clear_memo()
+        run_study(study_config_from_dict(raw), out, progress=False)
+
+    a, b = tree / "ant" / "00.png", tree / "bee" / "00.png"  # two classes' images swapped in place
+    a_bytes, b_bytes = a.read_bytes(), b.read_bytes()
+    a.write_bytes(b_bytes)
+    b.write_bytes(a_bytes)
+    imagefolder.clear_memo()
+    with pytest.raises(ConfigError, match=rf"holds results computed from other content of data {tree.resolve()} "
+                                          r"\(changed since"):
+        run_study(study_config_from_dict(raw), out, progress=False)
+    # nor is the old backbone adopted (--models-from) for the new content
+    from tsb_aihw.devices import load_preset
+    from tsb_aihw.pipeline.adopt import find_trained
+    from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
+
+    cfg = study_config_from_dict(raw)
+    key = checkpoint_keys(cfg, load_preset(cfg.preset).training_noise_std)["backbone_full"]
+    assert key["data"]["content"] != store["identity"]["inputs"]["data"]["sha256"]
+    said = find_trained(out, "backbone_full", key)
+    assert isinstance(said, str) and "differs in: data.content" in said
+
+
+def test_a_checkpoint_rewritten_in_place_meets_its_results_as_one_line(tmp_path: Path) -> None:
+    from tsb_aihw.pipeline.config import DriftConfig, config_from
+    from tsb_aihw.pipeline.drift_study import run_drift_study
+
+    ckpt = tmp_path / "model.pt"
+    torch.manual_seed(0)
+    torch.save(_lenet(0.5).state_dict(), ckpt)
+    cfg = config_from(DriftConfig, {}, "", {"model": "lenet3", "width": 0.5, "dataset": "digits", "chips": 2,
+                                            "checkpoint": str(ckpt), "times": ["0"], "eval_limit": 30,
+                                            "presets": ["pcm"]})
+    out = tmp_path / "out"
+    first = run_drift_study(cfg, out, progress=False)
+    assert run_drift_study(cfg, out, progress=False).presets["pcm"].accuracies == first.presets["pcm"].accuracies
+    torch.manual_seed(1)
+    torch.save(_lenet(0.5).state_dict(), ckpt)  # other weights at the same path
+    with pytest.raises(ConfigError, match=rf"other content of checkpoint {ckpt}"):
+        run_drift_study(cfg, out, progress=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tsb_aihw.pipeline.config import StudyConfig, keyed_tree
+from tsb_aihw.pipeline.inputs import data_inputs
 
 
 def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) -> dict[str, Any]:
@@ -15,6 +16,9 @@ def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) 
     full backbones of studies with other budgets share checkpoints)."""
     c = keyed_tree(cfg)  # a new field at its neutral default keeps every checkpoint
     data = {k: v for k, v in c.get("data", {}).items() if k in ("name", "root", "batch_size")}
+    content = data_inputs(cfg.data.name).get("data")
+    if content is not None:  # a user's image folder: a model trained on other content is another model
+        data["content"] = content["sha256"]
     backbone = {k: v for k, v in c.get("backbone", {}).items() if k not in ("full_epochs", "early_epochs")}
     return {"what": what, "model": c.get("model", {}), "data": data, "backbone": backbone, "seed": cfg.seed,
             "noise_std": noise_std, **extra}  # training sees the device only through its noise std

@@ -22,6 +22,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import format_time, parse_times
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import DriftConfig
+from tsb_aihw.pipeline.inputs import content_identities, data_inputs, with_inputs
 from tsb_aihw.records import DriftCell, DriftPresetResult, DriftResult, load_record
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint
 from tsb_aihw.utils.schema import non_default_tree
@@ -70,6 +71,9 @@ def prepare_model(cfg: DriftConfig, store: ResultStore, progress: bool = True) -
         noise = load_preset(cfg.presets[0]).training_noise_std
     key = {"model": cfg.model, "width": cfg.width, "dataset": cfg.dataset, "epochs": cfg.train_epochs,
            "noise_std": noise, "seed": cfg.seed}
+    content = data_inputs(cfg.dataset).get("data")
+    if content is not None:  # a user's image folder: trained on other content is another model
+        key["data_content"] = content["sha256"]
     ckpt = store.checkpoints
     hit = ckpt.load("model", key)
     if hit is not None:
@@ -142,10 +146,13 @@ def run_drift_chip(task: DriftChipTask) -> DriftCell:
 
 
 def drift_identity(cfg: DriftConfig) -> dict[str, Any]:
+    """The config minus what only adds cells, and the content of a ``--checkpoint`` and of a user's image folder
+    (a file rewritten in place meets its finished chips as one line, :mod:`tsb_aihw.pipeline.inputs`)."""
     c = non_default_tree(cfg)  # a new field at its neutral default keeps the identity
     for k in ("chips", "presets"):  # more chips or presets extend a study
         c.pop(k, None)
-    return {"kind": "drift", "config": c}
+    inputs = {**data_inputs(cfg.dataset), **content_identities({"checkpoint": cfg.checkpoint})}
+    return with_inputs({"kind": "drift", "config": c}, inputs)
 
 
 def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, executor: Executor | None = None,

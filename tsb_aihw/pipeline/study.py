@@ -21,6 +21,7 @@ from tsb_aihw.pipeline.adopt import check_sources
 from tsb_aihw.pipeline.claims import compute_claims
 from tsb_aihw.pipeline.config import StudyConfig, keyed_tree
 from tsb_aihw.pipeline.deploy import CellResult
+from tsb_aihw.pipeline.inputs import data_inputs, with_inputs
 from tsb_aihw.pipeline.methods import GRID_METHOD, MethodSpec, method_spec, selective_specs
 from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.pipeline.trained import backbone_args
@@ -35,11 +36,12 @@ SELECTING_KEYS = ("chips",)
 
 def study_identity(cfg: StudyConfig, kind: str = "study") -> dict[str, Any]:
     """What an output directory of this study is bound to: the config's non-default values (a new field with
-    a neutral default keeps it) minus the chip count."""
+    a neutral default keeps it) minus the chip count, and the content of a user's image folder
+    (:mod:`tsb_aihw.pipeline.inputs`)."""
     c = keyed_tree(cfg)
     for k in SELECTING_KEYS:
         c.pop(k, None)
-    return {"kind": kind, "config": c}
+    return with_inputs({"kind": kind, "config": c}, data_inputs(cfg.data.name))  # an image folder: by content
 
 
 def method_specs(ctx: StudyContext) -> list[MethodSpec]:
