@@ -18,7 +18,8 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 
 def test_stack_self_check_runs_both_tile_kinds() -> None:
-    """A broken torch/aihwkit pairing fails here loudly (e.g. torch 2.13: 'weights must be a CPU tensor')."""
+    """A broken torch/aihwkit pairing fails here loudly on either stack (e.g. aihwkit 1.1.0 with torch 2.13: 'weights
+    must be a CPU tensor'); the versions checked are this interpreter's pins (tests/test_stack.py)."""
     rep = check_stack()
     assert rep.ok, rep.format()
     names = {c.name for c in rep.checks}
