@@ -39,11 +39,14 @@ import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # AIHWKit ships no type information: mypy reads it as Any
+    from aihwkit.nn.modules.base import AnalogLayerBase
 
 ENV_VAR = "TSB_AIHW_FAST_EVAL"
 CHUNK_ELEMENTS = 1 << 20  # unfolded floats per batch chunk (4 MB): keeps the elementwise passes in cache
@@ -172,7 +175,7 @@ def _post_scale(tile: Any) -> Tensor:
     return post
 
 
-def _grid(layer: nn.Module) -> tuple[list[int], list[int], list[list[Any]], Tensor | None]:
+def _grid(layer: AnalogLayerBase) -> tuple[list[int], list[int], list[list[Any]], Tensor | None]:
     """(in_sizes, out_sizes, tiles[i][j], digital bias) of an analog layer."""
     mod = layer.analog_module
     if hasattr(mod, "array"):
@@ -183,7 +186,7 @@ def _grid(layer: nn.Module) -> tuple[list[int], list[int], list[list[Any]], Tens
     return [mod.in_size], [mod.out_size], [[mod]], bias
 
 
-def _tiles(layer: nn.Module) -> tuple[list[int], list[int], list[list[_Tile]], Tensor | None]:
+def _tiles(layer: AnalogLayerBase) -> tuple[list[int], list[int], list[list[_Tile]], Tensor | None]:
     in_sizes, out_sizes, grid, bias = _grid(layer)
     out: list[list[_Tile]] = []
     for row in grid:
@@ -226,7 +229,7 @@ def _nm_values(io: Any, absmax: Tensor | None, rowmax: Tensor | None) -> Tensor 
         return 1.0
     if kind == NM.CONSTANT:
         return io.nm_thres if io.nm_thres > 0.0 else 1.0
-    values = absmax if kind == NM.ABS_MAX else rowmax
+    values = cast(Tensor, absmax if kind == NM.ABS_MAX else rowmax)  # the one _needs(io) has the caller pass
     if io.nm_thres > 0.0:
         values = torch.clamp(values, max=io.nm_thres)
     return values
@@ -307,7 +310,7 @@ def _scales(io: Any, nm: Tensor | float) -> tuple[Tensor | float, Tensor | float
 
 # ----------------------------------------------------------------------------------------------- linear
 def _linear_forward(x: Tensor, in_sizes: list[int], tiles: list[list[_Tile]], bias: Tensor | None) -> Tensor:
-    result = None
+    result: Tensor | None = None
     for x_i, row in zip(torch.split(x, in_sizes, dim=-1), tiles):
         outs = []
         for t in row:
@@ -316,6 +319,7 @@ def _linear_forward(x: Tensor, in_sizes: list[int], tiles: list[list[_Tile]], bi
             outs.append(_tile_rows(x_i, nm, t))
         part = torch.cat(outs, -1)
         result = part if result is None else result.add_(part)
+    result = cast(Tensor, result)  # in_sizes is never empty
     return result if bias is None else result + bias
 
 
@@ -590,7 +594,8 @@ def _conv_forward_stat(x: Tensor, geom: _ConvGeom, in_sizes: list[int], groups: 
                     if i == 0:
                         dst.zero_()
                     continue
-                q = unf if gi == len(row) - 1 else unf.clone()
+                q = cast(Tensor, unf)  # None only for a zero tile, skipped above
+                q = q if gi == len(row) - 1 else q.clone()
                 sc = scale[s:e].unsqueeze(1) if isinstance(scale, Tensor) else scale
                 if dac_levels is not None:  # the DAC step folded into the scale: one pass less
                     if not fused:
@@ -632,7 +637,7 @@ def _abs_max_within(io: Any) -> bool:
 class FastLayer:
     """The fast forward of one analog layer, reading its tiles' current state at construction."""
 
-    def __init__(self, layer: nn.Module, mode: str = "exact") -> None:
+    def __init__(self, layer: AnalogLayerBase, mode: str = "exact") -> None:
         from aihwkit.nn.modules.conv import AnalogConv2d
         from aihwkit.nn.modules.linear import AnalogLinear
 
