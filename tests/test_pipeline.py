@@ -19,6 +19,7 @@ from tsb_aihw.stack import PINS
 from tsb_aihw.pipeline.trained import train_chip_block
 from tsb_aihw.evaluation.stats import Summary
 from tsb_aihw.records import MethodResult
+from tsb_aihw.records.study import InferenceCostSummary
 
 from helpers import tiny_study
 
@@ -138,7 +139,8 @@ def test_claims_use_one_reference_and_pulse_ratio() -> None:
         return MethodResult(label="m", backbone="full", block=None, verify="none", selection=None, curve=None,
                             verified_fraction=frac, cost={"pulses": pulses, "devices": cells}, clean_accuracy=None,
                             train_time_s=t, accuracy={"0s": acc}, gap={"0s": gap}, per_chip=[[0.9]] * 5,
-                            chips=[f"c{i}" for i in range(5)], inference_cost={})
+                            chips=[f"c{i}" for i in range(5)],
+                            inference_cost=InferenceCostSummary(energy_j=0.0, latency_s=0.0, tile_mvms=0))
 
     methods = {
         "full_noise_injection": method(_gap(0.1, 0.08, 0.12), 100, 100, 50.0, 0.0),
@@ -186,6 +188,7 @@ def test_study_writes_results_and_resumes_without_recomputing(tmp_path, monkeypa
     costs = {k: saved["methods"][k]["inference_cost"] for k in ("tsb", "full_noise_injection")}
     assert costs["tsb"]["tile_mvms"] > costs["full_noise_injection"]["tile_mvms"] > 0  # the block's MVMs at its sites
     assert costs["tsb"]["energy_j"] > costs["full_noise_injection"]["energy_j"] > 0
+    assert costs["tsb"]["priced_by"]["adc"]  # every figure names the model that priced it
     assert 0 < saved["methods"]["tsb"]["verified_fraction"] < 0.05
     for m in saved["methods"].values():
         assert len(m["per_chip"]) == 2

@@ -192,9 +192,10 @@ def test_cli_json(capsys):
 
 
 def test_missing_preset_dir_is_a_clear_error(monkeypatch, tmp_path):
-    import tsb_aihw
+    import tsb_aihw.devices.presets as presets_module
 
-    monkeypatch.setattr(tsb_aihw, "__file__", str(tmp_path / "pkg" / "__init__.py"))
+    # the preset folder sits beside the package: tsb_aihw/devices/presets.py -> ../../device_presets
+    monkeypatch.setattr(presets_module, "__file__", str(tmp_path / "tsb_aihw" / "devices" / "presets.py"))
     with pytest.raises(ConfigError, match="device_presets"):
         list_presets()
     assert cli_main(["presets"]) == 2

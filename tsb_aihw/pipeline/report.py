@@ -26,9 +26,9 @@ def method_rows(results: StudyResult) -> list[dict[str, Any]]:
                 "pulses": m.cost["pulses"], "reads": m.cost["reads"],
                 "program_time_s": m.cost["time_s"], "program_energy_j": m.cost["energy_j"],
                 "train_time_s": m.train_time_s,
-                "energy_per_inference_nj": 1e9 * m.inference_cost["energy_j"],
-                "latency_us": 1e6 * m.inference_cost["latency_s"],
-                "tile_mvms": m.inference_cost["tile_mvms"],
+                "energy_per_inference_nj": 1e9 * m.inference_cost.energy_j,
+                "latency_us": 1e6 * m.inference_cost.latency_s,
+                "tile_mvms": m.inference_cost.tile_mvms,
             })
     return rows
 

@@ -20,12 +20,14 @@ from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.adopt import check_sources
 from tsb_aihw.pipeline.claims import compute_claims
 from tsb_aihw.pipeline.config import StudyConfig, keyed_tree
+from tsb_aihw.pipeline.definitions import speedup_units
 from tsb_aihw.pipeline.deploy import CellResult
 from tsb_aihw.pipeline.inputs import data_inputs, with_inputs
 from tsb_aihw.pipeline.methods import GRID_METHOD, MethodSpec, method_spec, selective_specs
 from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
 from tsb_aihw.pipeline.trained import backbone_args
 from tsb_aihw.records import DatasetRecord, MethodResult, StudyResult, TsbRecord
+from tsb_aihw.records.study import InferenceCostSummary
 from tsb_aihw.utils.io import atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.store import ResultStore
@@ -100,8 +102,9 @@ def _mean_cost(rows: list[CellResult]) -> dict[str, int | float]:
     return {k: sum(r.cost[k] for r in rows) / len(rows) for k in rows[0].cost}
 
 
-def method_inference_cost(ctx: StudyContext, spec: MethodSpec) -> dict[str, int | float]:
-    """Energy, latency and tile MVMs of one inference of the method's deployed model (TSB's sites included)."""
+def method_inference_cost(ctx: StudyContext, spec: MethodSpec) -> InferenceCostSummary:
+    """Energy, latency and tile MVMs of one inference of the method's deployed model (TSB's sites included),
+    with the model that priced each figure."""
     from tsb_aihw.analog import to_analog
     from tsb_aihw.analog.cost import inference_cost
 
@@ -109,7 +112,8 @@ def method_inference_cost(ctx: StudyContext, spec: MethodSpec) -> dict[str, int 
     analog = to_analog(ctx.models.digital_model(spec), ctx.preset, verify=verify).eval()
     info = ctx.data.info
     cost = inference_cost(analog, ctx.preset, (info.in_channels, *info.image_size))
-    return {"energy_j": cost.energy_j, "latency_s": cost.latency_s, "tile_mvms": cost.mvms}
+    return InferenceCostSummary(energy_j=cost.energy_j, latency_s=cost.latency_s, tile_mvms=cost.mvms,
+                                priced_by=dict(cost.priced_by))
 
 
 def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, list[CellResult]]) -> StudyResult:
@@ -137,6 +141,9 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
             backbone_time_s=models.meta["backbone_early"]["train_time_s"] if per_chip_block else None,
             block_time_s=block_time if per_chip_block else None,
         )
+    base, tsb_method = methods.get("full_noise_injection"), methods.get("tsb")
+    speedup = (speedup_units(base, tsb_method, config=cfg.to_dict(), training=models.meta,
+                             train_images=len(ctx.data.train.dataset)) if base and tsb_method else None)
     tsb = models.tsb_model()
     block = get_tsb(tsb)
     return StudyResult(
@@ -150,5 +157,5 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
                              "full convergence; every gap = reference - chip accuracy",
         tsb=TsbRecord(k=block.k, sites=len(getattr(tsb, "tsb_sites", []) or []), weights=block.conv.weight.numel(),
                       verified_fraction=weight_report(tsb).verified_fraction),
-        training=dict(models.meta), methods=methods, claims=compute_claims(methods, labels),
+        training=dict(models.meta), methods=methods, claims=compute_claims(methods, labels, speedup=speedup),
     )

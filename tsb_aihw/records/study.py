@@ -10,6 +10,17 @@ from tsb_aihw.utils.schema import spec
 
 
 @dataclass(frozen=True, kw_only=True)
+class InferenceCostSummary(Record):
+    """One inference of a method's deployed model (TSB's block sites included), and what priced each figure."""
+
+    energy_j: float = spec(lo=0.0)
+    latency_s: float = spec(lo=0.0)
+    tile_mvms: int = spec(lo=0)
+    # component -> model that priced it (tsb_aihw.analog.cost); files written before the cost models lack it
+    priced_by: dict[str, str] | None = spec(None, omit_none=True)
+
+
+@dataclass(frozen=True, kw_only=True)
 class MethodResult(Record):
     """One method over the study's chips: what it deploys, its accuracy and gap per time (summaries over chips
     and the raw per-chip numbers with the chips' fingerprints), its programming and inference cost, and the
@@ -30,7 +41,7 @@ class MethodResult(Record):
     gap: dict[str, Summary]  # reference accuracy - chip accuracy
     per_chip: list[list[float]] = accuracy_field()  # [chip][time]
     chips: list[str]  # each chip's fingerprint (the programmed backbone's digest)
-    inference_cost: dict[str, int | float]  # energy_j, latency_s, tile_mvms of one inference
+    inference_cost: InferenceCostSummary
     backbone_time_s: float | None = spec(None, lo=0.0, omit_none=True)  # per-chip block methods only
     block_time_s: float | None = spec(None, lo=0.0, omit_none=True)  # mean per chip; per-chip block methods only
 
