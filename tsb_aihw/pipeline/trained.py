@@ -298,7 +298,7 @@ class TrainedModels:
                                         lr=None if recipe else self.cfg.backbone.lr, device=self.cfg.device,
                                         seed=seed, progress=self.progress, recipe=recipe)
             meta = {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": self.noise_std,
-                    "history": res.to_dict().get("history")}
+                    "precision": res.precision, "history": res.to_dict().get("history")}
             self.ckpt.save(file, key, model.state_dict(), meta)
         self.models[which], self.meta[name] = model.eval(), meta
         return model
@@ -330,7 +330,7 @@ class TrainedModels:
             self._need_training(file)
             res = self.fit_block(model, derive_seed(self.cfg.seed, name), (name,), backbone_noise_std=noise,
                                  progress=self.progress)
-            meta = {"train_time_s": res.wall_time_s, "noise_std": noise}
+            meta = {"train_time_s": res.wall_time_s, "noise_std": noise, "precision": res.precision}
             self.ckpt.save(file, key, model.state_dict(), meta)
         self.models[name], self.meta[name] = model.eval(), meta
         return self.models[name]

@@ -20,10 +20,13 @@ def package_versions() -> dict[str, str]:
 
 
 def provenance() -> dict[str, Any]:
-    """Package versions, platform and the runtime settings (torch threads) that change a run's bits.
+    """Package versions, platform, CPU and the runtime settings (torch threads) that change a run's bits.
 
     The config and seed are recorded next to it by each results writer (``config``, ``seed`` keys)."""
+    from tsb_aihw.utils.precision import CPU_BF16_FLAGS, cpu_flags, cpu_model_name
     from tsb_aihw.utils.seeding import runtime_settings
 
+    flags = cpu_flags()  # numbers from different CPUs differ in the last floats: name the CPU beside them
     return {"versions": package_versions(), "platform": platform.platform(), "machine": platform.machine(),
+            "cpu": {"model": cpu_model_name(), "native_bf16_flags": sorted(f for f in CPU_BF16_FLAGS if f in flags)},
             "runtime": runtime_settings()}
