@@ -272,3 +272,13 @@ def test_a_block_k_equal_to_the_resolved_auto_k_reuses_the_configs_tsb_model(tmp
     assert models.tsb_model("early", replace(models.cfg.block, k=auto)) is tsb
     other = models.tsb_model("early", replace(models.cfg.block, k=auto // 2))
     assert other is not tsb and "early_tsb" in models.models and f"early_tsb_k{auto // 2}" in models.models
+
+
+def test_cli_kinds_are_the_sweep_kinds() -> None:
+    """sweeps.axes.KINDS owns the kind names; the CLI spells them with dashes (kept light: no sweeps import)."""
+    from tsb_aihw.cli.main import build_parser
+    from tsb_aihw.sweeps.axes import KINDS
+
+    sub = next(a for a in build_parser()._subparsers._group_actions if a.dest == "command")  # type: ignore[union-attr]
+    kind = next(a for a in sub.choices["sweep"]._actions if a.dest == "kind")
+    assert list(kind.choices) == [k.replace("_", "-") for k in KINDS]
