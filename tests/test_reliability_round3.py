@@ -298,21 +298,23 @@ RACE = ("import sys, time\nfrom tsb_aihw.errors import ConfigError\nfrom tsb_aih
         "print('won', flush=True)\ntime.sleep(3)\n")
 
 
-def test_two_processes_racing_for_one_out_never_share_it(tmp_path: Path) -> None:
-    """Two runs of different configs start at the same instant on one --out with --move-aside: one wins, the
-    other is refused (never both writing, never one moving the other's live directory away)."""
+@pytest.mark.parametrize("lag", [0.0, 0.3])
+def test_two_processes_racing_for_one_out_never_share_it(tmp_path: Path, lag: float) -> None:
+    """Two runs of different configs start on one --out with --move-aside, at the same instant or the second a
+    moment later (the first has written its store.json): one wins, the other is refused, never both writing and
+    never one moving the other's live directory away."""
     out = tmp_path / "out"
     start = time.time() + 3.0
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(out), str(start), str(seed)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(out), str(start + i * lag), str(seed)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, seed in enumerate((1, 2))]
     outputs = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 3], outputs
     winner = next(i for i, p in enumerate(procs) if p.returncode == 0)
     assert json.loads((out / "store.json").read_text())["identity"] == {"seed": (1, 2)[winner]}
-    loser = outputs[1 - winner][0]
-    assert "in use by another tsb-aihw run" in loser
-
+    assert "in use by another tsb-aihw run" in outputs[1 - winner][0]
+    assert not list(tmp_path.glob("out.moved-*"))
 
 # -- 3. content identity: a result is reused only while what it came from is unchanged -------------------------------
 def _image_tree(root: Path, n: int = 12) -> Path:
