@@ -292,6 +292,52 @@ def _api_disk_full(tmp: Path) -> None:
         tio.atomic_write_json(tmp / "results.json", {"new": 1})
 
 
+def _fake_study(tmp: Path) -> str:
+    """A folder that passes for a finished study (results.json with methods): export checks its destination."""
+    (tmp / "study").mkdir()
+    (tmp / "study" / "results.json").write_text('{"methods": {}}')
+    return str(tmp / "study")
+
+
+def _edited_result(tmp: Path, value: Any) -> str:
+    import json
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "results/cifar10-vgg8-sigma0.2/results.json").read_text())
+    data["methods"]["tsb"]["per_chip"][3][0] = value
+    (tmp / "edited").mkdir()
+    (tmp / "edited" / "results.json").write_text(json.dumps(data))
+    return f"{tmp / 'edited'}#tsb"
+
+
+def _api_models_json_outside(tmp: Path) -> None:
+    import json
+
+    from tsb_aihw.pipeline.adopt import find_trained
+    from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
+    from tsb_aihw.pipeline.config import study_config_from_dict
+
+    key = checkpoint_keys(study_config_from_dict(BASE), 0.1)["backbone_full"]
+    (tmp / "exported").mkdir()
+    entry = {"file": "../x.pt", "checkpoint": "backbone_full.pt", "model": {}, "tsb_block": None, "base": None,
+             "meta": {"train_time_s": 1.0}, "key": key}
+    (tmp / "exported" / "models.json").write_text(json.dumps({"how_to_load": "", "dataset": None,
+                                                              "models": [entry]}))
+    find_trained(tmp / "exported", "backbone_full", key)
+
+
+def _api_checkpoint_without_weights(tmp: Path) -> None:
+    from tsb_aihw.pipeline.adopt import find_trained
+    from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
+    from tsb_aihw.pipeline.config import study_config_from_dict
+    from tsb_aihw.utils.store import key_fingerprint
+
+    key = checkpoint_keys(study_config_from_dict(BASE), 0.1)["backbone_full"]
+    (tmp / "run" / "checkpoints").mkdir(parents=True)
+    torch.save({"fingerprint": key_fingerprint(key), "key": key, "meta": {"train_time_s": 1.0}},
+               tmp / "run" / "checkpoints" / "backbone_full.pt")
+    find_trained(tmp / "run", "backbone_full", key)
+
+
 def _api(fn: Callable[[], Any]) -> Callable[[Path], Any]:
     return lambda tmp: fn()
 
@@ -518,6 +564,42 @@ def _cases() -> list[Case]:
              _api_fast_eval_env, [r"TSB_AIHW_FAST_EVAL='maybe' is not understood; use one of \('off', 'exact', 'statistical'\)"]),
         Case("fast switch not a mode (API)", "`fast_eval_enabled('maybe')`", _api_fast_not_bool,
              [r"fast='maybe' is not understood; use one of"]),
+        # issue 33: the commands added since (export, compare, --models-from, sweep and frontier axes)
+        Case("over-long --out name", "`tsb-aihw run --out xxx...` (a 300-byte name)",
+             lambda t: _run(t, "ln")[:4] + [str(t / ("x" * 300))], [r"the path is too long for the file system .*"
+                                                                    r"pass a shorter --out"]),
+        Case("over-long --out path", "`tsb-aihw run --out a/b/...` (25 names of 200 bytes)",
+             lambda t: _run(t, "lp")[:4] + [str(t.joinpath(*["y" * 200] * 25))], [r"too long for the file system"]),
+        Case("export into a file", "`tsb-aihw export --to afile`",
+             lambda t: ["export", "--from", str(t), "--to", _plain_file(t)],
+             [r"--to .*afile is a file, not a directory"]),
+        Case("export into a read-only place", "`tsb-aihw export --to /sys/tsb-export`",
+             lambda t: ["export", "--from", _fake_study(t), "--to", "/sys/tsb-export"], [r"is not writable"]),
+        Case("non-finite sweep value", "`tsb-aihw sweep sigma --values 0.1,1e400`",
+             lambda t: ["sweep", "sigma", "--config", _config(t, "swf"), "--values", "0.1,1e400",
+                        "--out", str(t / "o")],
+             [r"sweep sigma: value '1e400' is not finite"]),
+        Case("non-finite sweep value", "`tsb-aihw sweep sigma --values nan`",
+             lambda t: ["sweep", "sigma", "--config", _config(t, "swn"), "--values", "nan", "--out", str(t / "o")],
+             [r"value 'nan' is not finite"]),
+        Case("empty --budgets", "`tsb-aihw frontier --budgets ''`",
+             lambda t: ["frontier", "--quick", "--budgets", "", "--out", str(t / "o")], [r"budgets .*at least one"]),
+        Case("directory as --checkpoint", "`tsb-aihw drift --checkpoint <a directory>`",
+             lambda t: ["drift", "--checkpoint", str(t), "--dataset", "digits", "--chips", "2", "--times", "0",
+                        "--out", str(t / "o"), "--no-progress"], [r"checkpoint .* is a directory, not a file"]),
+        Case("models.json entry outside its folder (API)", "`find_trained(exported, ...)`, `file: ../x.pt`",
+             _api_models_json_outside, [r"models.json: models\[0\].file = '../x.pt' points outside"]),
+        Case("adopted checkpoint without weights (API)", "`find_trained(run, ...)`, checkpoint lacks `state_dict`",
+             _api_checkpoint_without_weights, [r"backbone_full.pt is not a tsb-aihw checkpoint \(no state_dict\)"]),
+        Case("impossible stored accuracy", "`tsb-aihw compare edited#tsb ...` (a per-chip 7.5)",
+             lambda t: ["compare", _edited_result(t, 7.5), "results/cifar10-vgg8-sigma0.2#tsb"],
+             [r"per_chip\[3\]\[0\] = 7.5 is out of range"]),
+        Case("non-numeric stored accuracy", "`tsb-aihw compare edited#tsb ...` (a per-chip '0.8')",
+             lambda t: ["compare", _edited_result(t, "0.8"), "results/cifar10-vgg8-sigma0.2#tsb"],
+             [r"has the wrong type"]),
+        Case("a store given to compare", "`tsb-aihw compare OUT/store.json#tsb ...`",
+             lambda t: ["compare", f"{_bytes_file(t, 'store.json', b'{}')}#tsb", "results/cifar10-vgg8-sigma0.2#tsb"],
+             [r"is not a result file"]),
         # issue 16: result files
         Case("disk full while writing a result (API)", "`atomic_write_json` with the write failing ENOSPC",
              _api_disk_full,
