@@ -143,7 +143,8 @@ def rename_aside(path: Path, what: str) -> Path:
         n += 1
     with holding(path, "move it aside"):
         os.replace(target_dir, target)
-        release(path)  # the lock (if this process held it) now belongs to the moved folder
+        for key in [k for k in _LOCKS if k == str(target_dir) or k.startswith(f"{target_dir}{os.sep}")]:
+            _LOCKS.pop(key).close()  # locks this process held there now belong to the moved folder
     print(f"tsb-aihw: moved the earlier {what} in {path} to {target}", flush=True)
     return target
 
@@ -325,7 +326,7 @@ def holding(out: Path, why: str) -> Iterator[None]:
         _check_free(out, why)
         try:
             acquire(out, note=False)
-        except PermissionError:  # a read-only folder: no run can be writing it
+        except OSError:  # a read-only folder or file system: no run can be writing it
             pass
     for sub in sorted(p for p in out.iterdir() if p.is_dir()):
         _check_free(sub, why)
