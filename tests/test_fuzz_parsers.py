@@ -383,3 +383,52 @@ def test_fast_eval_env_is_one_of_the_words_or_one_error_line(value) -> None:
     word = value.strip().lower()
     on = word in ("", "1", "true", "yes", "on")
     assert mode == (DEFAULT_MODE if on else "off" if word in ("0", "false", "no", "off") else word)
+
+
+# -- issue 33: the values of the commands added since (sweep axes, --budgets, per-chip rows read back) ----------------
+@FUZZ
+@given(kind=st.sampled_from(["sigma", "adc_bits", "param", "block", "verified_fraction"]),
+       values=st.lists(SCALARS | HUGE, min_size=1, max_size=3))
+def test_sweep_axis_values_are_finite_numbers_or_one_config_error(kind, values) -> None:
+    from tsb_aihw.sweeps.axes import SweepAxis
+
+    key = {"param": "noise.prog_noise_scale", "block": "block.epochs"}.get(kind)
+    try:
+        axis = SweepAxis(kind, values, key=key)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 2000
+        return
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in axis.values)
+
+
+@FUZZ
+@given(text=st.text(max_size=30) | st.sampled_from(["", ",", "1e400", "nan,0.2", "0.2,,0.5", " , "]))
+def test_budget_lists_are_numbers_or_one_config_error(text) -> None:
+    from tsb_aihw.cli.common import float_list
+    from tsb_aihw.pipeline.config import config_from
+    from tsb_aihw.pipeline.frontier import FrontierConfig
+
+    try:
+        budgets = float_list(text, "--budgets")
+        cfg = config_from(FrontierConfig, {}, "frontier", {"budgets": budgets})
+        cfg.validate()
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert cfg.budgets and all(0 < b <= 1 for b in cfg.budgets)
+
+
+@FUZZ
+@given(row=st.lists(JSON_VALUES | st.floats() | HUGE, min_size=1, max_size=3))
+def test_per_chip_rows_read_back_are_fractions_or_one_line(row) -> None:
+    from tsb_aihw.errors import TSBError
+    from tsb_aihw.records import MethodResult, load_record
+
+    data = json.loads(open("results/cifar10-vgg8-sigma0.2/results.json").read())["methods"]["tsb"]
+    data["per_chip"] = [row]
+    try:
+        m = load_record(MethodResult, data, "results.json: methods.tsb")
+    except TSBError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in m.per_chip[0])
