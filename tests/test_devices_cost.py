@@ -35,10 +35,11 @@ def _lenet(preset, tsb=False):
     ("rram", False, 4.0465402880000004e-05, 0.000892965),
     ("rram", True, 4.408072908800001e-05, 0.002878677),
 ])
-def test_constants_pricing_gives_the_committed_numbers_exactly(name, tsb, energy, latency):
+def test_constants_pricing_gives_the_committed_numbers(name, tsb, energy, latency):
     preset = load_preset(name, **({"cost__mvm_read_time": None} if name == "rram" else {}))
     cost = inference_cost(_lenet(preset, tsb), preset, (1, 32, 32), pricing="constants")
-    assert cost.energy_j == energy and cost.latency_s == latency
+    # to the last bit on 3.11; Python 3.12+'s sum() of floats is compensated, so it may differ there in the last bit
+    assert cost.energy_j == pytest.approx(energy, rel=1e-14) and cost.latency_s == pytest.approx(latency, rel=1e-14)
     assert cost.priced_by["dac"] == cost.priced_by["adc"] == cost.priced_by["array"] == CONSTANTS
     assert cost.area_m2 is None and cost.priced_by["area"].startswith("not priced")
     assert cost.to_dict()["priced_by"] == cost.priced_by and cost.activity == "assumed full scale"
