@@ -30,7 +30,7 @@ $(PYSTAMP):
 
 $(STAMP): pyproject.toml $(PYSTAMP)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cost]'  # cost: the field models, Python >= 3.12 only (empty on 3.11)
 	$(PY) -m tsb_aihw.cli.main doctor
 	@touch $(STAMP)
 
