@@ -7,7 +7,7 @@ test part of the dataset the model was trained on (the models.json's dataset: th
 offline CIFAR-10 training archive), through several forwards ("arms"), each with the periphery's output noise
 seeded per chip:
 
-- ``aihwkit``: AIHWKit's own forward (``fast="off"``), eval seed ``chip.rng("eval", t)`` (``Chip.evaluate``);
+- ``aihwkit``: AIHWKit's own forward (``fast="off"``), eval seed ``chip.rng("eval", t)`` (``evaluation.chip_accuracy``);
 - ``aihwkit_alt``: the same forward with another eval seed (``chip.rng("eval", t, "alt")``): the yardstick,
   AIHWKit against itself, i.e. how far two evaluations of one chip differ by the periphery noise alone;
 - ``exact`` / ``exact_alt``: the exact fast mode at the same two seeds; it reproduces AIHWKit's forward bit for
