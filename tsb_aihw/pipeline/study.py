@@ -98,7 +98,8 @@ def deploy_study(cfg: StudyConfig, store: ResultStore, progress: bool = True, ex
     return assemble_study(ctx, specs, cells)
 
 
-def _mean_cost(rows: list[CellResult]) -> dict[str, int | float]:
+def mean_cost(rows: list[CellResult]) -> dict[str, int | float]:
+    """The programming cost of a method's cells, averaged over its chips (studies and sweeps alike)."""
     return {k: sum(r.cost[k] for r in rows) / len(rows) for k in rows[0].cost}
 
 
@@ -129,7 +130,7 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
         methods[spec.key] = MethodResult(
             label=spec.label, backbone=spec.backbone, block=spec.block, verify=spec.verify,
             selection=list(spec.selection) if spec.selection else None, curve=spec.curve,
-            verified_fraction=rows[0].verified_fraction, cost=_mean_cost(rows),
+            verified_fraction=rows[0].verified_fraction, cost=mean_cost(rows),
             clean_accuracy=None if per_chip_block else
             evaluate_accuracy(models.digital_model(spec), ctx.data.test, device=cfg.device),
             train_time_s=models.train_time(spec, block_time),

@@ -11,6 +11,7 @@ from tsb_aihw.evaluation import evaluate_accuracy
 from tsb_aihw.evaluation.stats import paired_differences, summaries_by_time
 from tsb_aihw.models import get_tsb
 from tsb_aihw.pipeline.deploy import CellResult
+from tsb_aihw.pipeline.study import mean_cost
 from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.records import DatasetRecord, SweepPoint, SweepRecord, TsbRecord, read_record
 from tsb_aihw.records.sweep import BlockBudget
@@ -41,7 +42,7 @@ def assemble_sweep(ctx: StudyContext, axis: SweepAxis, points: list[Point], cell
             curve=p.spec.curve, selection=list(p.spec.selection) if p.spec.selection else None,
             preset=preset.name, preset_source=p.deploy.preset, overrides=p.deploy.overrides,
             preset_identity=preset.identity, verified_fraction=rows[0].verified_fraction,
-            cost={k: sum(r.cost[k] for r in rows) / len(rows) for k in rows[0].cost},
+            cost=mean_cost(rows),
             accuracy=summaries_by_time(per_chip, labels), per_chip=per_chip, chips=[r.chip for r in rows],
             # wall time: a timing key (tsb_aihw.utils.timing), ignored by comparisons
             block_time_s=sum(r.block_time_s for r in rows) / len(rows) if p.spec.block == "chip" else None,
