@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from tsb_aihw.data.dataset import TensorImageDataset
 from tsb_aihw.data.info import SPLITS, DatasetInfo
 from tsb_aihw.data.sources import bundled, imagefolder, torchvision_sets
 from tsb_aihw.data.sources.base import Pool, Source
-from tsb_aihw.data.splits import check_seed, holdout_split, pool_split
+from tsb_aihw.data.splits import POOL_FRACTIONS, check_pool_fractions, check_seed, holdout_split, pool_split
 from tsb_aihw.data.transforms import (
     CIFAR10_NORM,
     HALF_NORM,
@@ -102,12 +102,14 @@ def _resolve_augment(augment: Optional[bool], source: Source, split: str) -> boo
     return split == "train" and source.in_channels == 3  # never on val/test
 
 
-def _select(pool: Pool, source: Source, split: str, seed: int) -> tuple[np.ndarray, str]:
+def _select(pool: Pool, source: Source, split: str, seed: int,
+            fractions: tuple[float, float, float]) -> tuple[np.ndarray, str]:
     """Indices of ``split`` in ``pool`` and the one-sentence note saying where they come from."""
     if not source.official_test:
-        sp = pool_split(pool.targets.numpy(), seed, what=pool.description)
+        sp = pool_split(pool.targets.numpy(), seed, what=pool.description, fractions=fractions)
         idx = sp.parts[split]
-        note = f"seeded {sp.kind} 70/10/20 split of {pool.description} (seed {seed})"
+        ratio = "/".join(f"{100 * f:g}" for f in fractions)
+        note = f"seeded {sp.kind} {ratio} split of {pool.description} (seed {seed})"
         return idx, f"{note}; {split} part: {len(idx):,} images"
     if split == "test":
         return np.arange(len(pool)), pool.description
@@ -129,6 +131,7 @@ def get_dataset(
     seed: int = 0,
     augment: Optional[bool] = None,
     image_size: Union[int, tuple[int, int], None] = None,
+    pool_fractions: Optional[Sequence[float]] = None,
 ) -> TensorImageDataset:
     """One split of a named dataset, as normalised ``[C, H, W]`` float32 tensors with integer labels.
 
@@ -145,6 +148,9 @@ def get_dataset(
         augment: ``None`` = CIFAR crop+flip on the train split of 3-channel sources; ``False`` = never;
             ``True`` = on the train split (error on 1-channel sources). Never applied to val/test.
         image_size: Output ``(H, W)`` (or one int); defaults: digits 8x8, everything else 32x32.
+        pool_fractions: Train/val/test fractions of a source without an official test split (default
+            70/10/20; e.g. ``[0.8, 0.1, 0.1]`` trains on 40,000 of the CIFAR-10 archive's 50,000 images).
+            An error for ``mnist``/``cifar10``, whose test split is the official one.
 
     Returns:
         A :class:`TensorImageDataset` whose ``info`` is the split's :class:`DatasetInfo`.
@@ -157,10 +163,14 @@ def get_dataset(
     seed = check_seed(seed)
     size = _check_size(image_size, source.default_size)
     augment_on = _resolve_augment(augment, source, split)
+    if pool_fractions is not None and source.official_test:
+        raise DataError(f"pool_fractions {list(pool_fractions)} splits a pool without an official test split, but "
+                        f"{canonical} keeps its official test split; drop pool_fractions")
+    fractions = POOL_FRACTIONS if pool_fractions is None else check_pool_fractions(pool_fractions)
 
     part = "all" if not source.official_test else ("test" if split == "test" else "train")
     pool = source.load(part, root, bool(download), size)
-    idx, note = _select(pool, source, split, seed)
+    idx, note = _select(pool, source, split, seed, fractions)
 
     images = resize_batch(pool.images[torch.from_numpy(idx)], size)
     if augment_on:

@@ -67,11 +67,22 @@ def _sizes_or_raise(n: int, fractions: dict[str, float], what: str) -> dict[str,
     return sizes
 
 
-def pool_split(labels: np.ndarray, seed: int, what: str = "the dataset") -> Split:
-    """A seeded 70/10/20 train/val/test split of a pool without an official test split."""
+def check_pool_fractions(fractions: object) -> tuple[float, float, float]:
+    """Train/val/test fractions of a pool: three numbers in (0, 1) that add up to 1."""
+    values = tuple(fractions) if isinstance(fractions, (list, tuple)) else ()
+    if (len(values) != 3 or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1
+                                for f in values) or abs(sum(values) - 1) > 1e-9):
+        raise DataError(f"pool split fractions must be three numbers in (0, 1) for train, val and test that add up "
+                        f"to 1, got {fractions!r}; e.g. [0.8, 0.1, 0.1]")
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
+def pool_split(labels: np.ndarray, seed: int, what: str = "the dataset",
+               fractions: tuple[float, float, float] = POOL_FRACTIONS) -> Split:
+    """A seeded train/val/test split of a pool without an official test split (default 70/10/20)."""
     labels = np.asarray(labels)
     n = len(labels)
-    sizes = _sizes_or_raise(n, dict(zip(("train", "val", "test"), POOL_FRACTIONS)), what)
+    sizes = _sizes_or_raise(n, dict(zip(("train", "val", "test"), check_pool_fractions(fractions))), what)
     idx = np.arange(n)
     rest, test, strat_a = _two_way(idx, labels, sizes["test"], seed)
     train, val, strat_b = _two_way(rest, labels[rest], sizes["val"], seed)

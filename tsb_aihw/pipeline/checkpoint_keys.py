@@ -15,11 +15,13 @@ def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) 
     """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
     full backbones of studies with other budgets share checkpoints)."""
     c = keyed_tree(cfg)  # a new field at its neutral default keeps every checkpoint
-    data = {k: v for k, v in c.get("data", {}).items() if k in ("name", "root", "batch_size")}
+    data = {k: v for k, v in c.get("data", {}).items() if k in ("name", "root", "batch_size", "pool_fractions")}
     content = data_inputs(cfg.data.name).get("data")
     if content is not None:  # a user's image folder: a model trained on other content is another model
         data["content"] = content["sha256"]
-    backbone = {k: v for k, v in c.get("backbone", {}).items() if k not in ("full_epochs", "early_epochs")}
+    # (b) is the same model whichever way its early backbones are made: the budgets and early_from key only those
+    backbone = {k: v for k, v in c.get("backbone", {}).items()
+                if k not in ("full_epochs", "early_epochs", "early_from")}
     return {"what": what, "model": c.get("model", {}), "data": data, "backbone": backbone, "seed": cfg.seed,
             "noise_std": noise_std, **extra}  # training sees the device only through its noise std
 
@@ -27,10 +29,12 @@ def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) 
 def checkpoint_keys(cfg: StudyConfig, noise_std: float) -> dict[str, dict[str, Any]]:
     """Every digital model a study can train, by checkpoint file name, with its key: the one naming used to
     train, resume and adopt (``models_from``) them."""
-    early = cfg.backbone.early_epochs
+    early, full = cfg.backbone.early_epochs, cfg.backbone.full_epochs
     block = keyed_tree(cfg).get("block", {})
-    return {"backbone_full": checkpoint_key(cfg, noise_std, "backbone_full", epochs=cfg.backbone.full_epochs),
-            f"backbone_early-{early}ep": checkpoint_key(cfg, noise_std, "backbone_early", epochs=early),
+    # an early backbone stopped from (b)'s run is another model than one trained on its own: its key says which
+    origin = {"from_stop": {"full_epochs": full}} if cfg.backbone.early_from == "stop" else {}
+    return {"backbone_full": checkpoint_key(cfg, noise_std, "backbone_full", epochs=full),
+            f"backbone_early-{early}ep": checkpoint_key(cfg, noise_std, "backbone_early", epochs=early, **origin),
             **{f"block_{kind}-{early}ep": checkpoint_key(cfg, noise_std, f"block_{kind}", block=block, noise=noise,
-                                                         epochs=early)
+                                                         epochs=early, **origin)
                for kind, noise in (("clean", 0.0), ("generic", noise_std))}}

@@ -19,6 +19,7 @@ from tsb_aihw.pipeline.methods import ALL_METHODS, METHODS
 from tsb_aihw.utils.schema import build, check, non_default_tree, section, spec, with_overrides
 from tsb_aihw.utils.yamlfile import load_yaml_file
 
+EARLY_FROM = ("separate", "stop")  # backbone.early_from choices
 BLOCK_SITES = ("conv", "stage", "all")  # insert_tsb(where=...) choices a config can name
 SEED_MAX = 2**32 - 1  # numpy and the data splits take seeds in [0, 2**32)
 MAX_CHIPS = 100_000
@@ -35,6 +36,9 @@ class DataConfig:
     batch_size: int = spec(128, lo=1, hi=MAX_BATCH)
     eval_batch_size: int = spec(500, lo=1, hi=MAX_BATCH)
     eval_limit: Union[int, None] = spec(None, lo=1, hi=10**9)  # evaluate on the first N test images (None = all)
+    # train/val/test fractions of a dataset without an official test split (None: 70/10/20); e.g. [0.8, 0.1, 0.1]
+    # trains on 40,000 of the CIFAR-10 archive's 50,000 images and still tests on 5,000 never used for selection
+    pool_fractions: Union[list[float], None] = spec(None, lo=0.0, lo_open=True, hi=1.0, hi_open=True)
 
 
 @dataclass
@@ -55,6 +59,14 @@ class BackboneConfig:
     # a TrainRecipe (tsb_aihw.training.recipe: SGD-nesterov, one-cycle, label smoothing, batch crop+flip, noise
     # warm-up); None: the trainer's defaults (Adam at lr, per-epoch cosine)
     recipe: Union[dict[str, Any], None] = None
+    # where the early backbone comes from: "separate" (its own run of early_epochs, the paper's flow) or "stop"
+    # ((b)'s own run stopped at early_epochs / full_epochs of its steps and annealed, the anneal counting in its
+    # budget: training.stops; needs recipe.schedule wsd). "Early convergence" then means the same training stopped
+    # early, and a frontier costs one (b) plus short anneals
+    early_from: str = spec("separate", choices=EARLY_FROM)
+    # more early budgets (fractions of full_epochs) whose stops (b)'s run keeps for later studies (a frontier sets
+    # its budgets): they change no model, so no key holds them
+    stops: list[float] = spec(lo=0.0, lo_open=True, hi=1.0, hi_open=True, factory=list)
 
 
 @dataclass
@@ -94,12 +106,16 @@ class BlockConfig:
 #: config fields whose effect a cell's key carries through its method spec (``MethodSpec.bn_recalibration``), so
 #: study identities, cell and checkpoint keys leave them out: one store holds both settings' cells side by side
 SPEC_CARRIED_KEYS = (("block", "recalibrate_bn"),)
+#: config fields that change no result: extra snapshots (b)'s run keeps (a frontier adding a budget keeps its store)
+UNKEYED_KEYS = (("backbone", "stops"),)
+
 
 
 def keyed_tree(cfg: Any) -> dict[str, Any]:
-    """What results are keyed by: :func:`non_default_tree` minus :data:`SPEC_CARRIED_KEYS`."""
+    """What results are keyed by: :func:`non_default_tree` minus :data:`SPEC_CARRIED_KEYS` and
+    :data:`UNKEYED_KEYS`."""
     tree = non_default_tree(cfg)
-    for part, name in SPEC_CARRIED_KEYS:
+    for part, name in (*SPEC_CARRIED_KEYS, *UNKEYED_KEYS):
         sub = tree.get(part)
         if isinstance(sub, dict):
             sub.pop(name, None)
@@ -165,13 +181,21 @@ class StudyConfig:
         if isinstance(self.block.k, str) and self.block.k != "auto":
             raise ConfigError(f"block.k = {self.block.k!r}: must be 'auto' or an integer >= 1 (channels of the "
                               "shared block)")
-        recipe_of(self.backbone.recipe, "backbone.recipe")
+        recipe = recipe_of(self.backbone.recipe, "backbone.recipe")
+        if self.backbone.early_from == "stop" and (recipe is None or recipe.schedule != "wsd"):
+            raise ConfigError("backbone.early_from: stop takes the early backbone from (b)'s run, which needs "
+                              "backbone.recipe.schedule: wsd (warmup-stable-decay); set it, or early_from: separate")
+        if self.backbone.stops and self.backbone.early_from != "stop":
+            raise ConfigError(f"backbone.stops {self.backbone.stops} keeps stops of (b)'s run for early_from: stop, "
+                              "but early_from is separate; set backbone.early_from: stop or drop stops")
         self.block.validate()
         check_bn_variant(self.methods, self.block, "methods")
         if "selective_verify" in self.methods and not self.selective.methods:
             raise ConfigError(f"selective.methods is empty but methods has selective_verify; give at least one "
                               f"of {', '.join(SELECTION_METHODS)} or drop selective_verify")
         preset = check_names(self.preset, self.preset_overrides, self.data.name, self.model.name, self.device)
+        if self.data.pool_fractions is not None:
+            check_pool_split(self.data.name, self.data.pool_fractions)
         preset.check_times(check_times(self.times))
         if self.fast_eval is None:  # a bad TSB_AIHW_FAST_EVAL fails now, not at the first evaluation
             from tsb_aihw.analog.fast_eval import check_fast_eval_env
@@ -213,6 +237,20 @@ def recipe_of(values: Mapping[str, Any] | None, where: str = "recipe") -> Any:
         return TrainRecipe.from_dict(dict(values))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def check_pool_split(dataset: str, fractions: list[float]) -> None:
+    """``data.pool_fractions`` splits a pool without an official test split: fail before any image is read."""
+    from tsb_aihw.data.registry import resolve_source
+    from tsb_aihw.data.splits import check_pool_fractions
+
+    try:
+        check_pool_fractions(fractions)
+    except TSBError as exc:
+        raise ConfigError(f"data.pool_fractions: {exc}") from None
+    if resolve_source(dataset)[1].official_test:
+        raise ConfigError(f"data.pool_fractions {fractions} splits a pool without an official test split, but "
+                          f"{dataset} keeps its official test split; drop pool_fractions")
 
 
 def check_names(preset: str, overrides: Mapping[str, Any], dataset: str, model: str, device: str) -> Any:

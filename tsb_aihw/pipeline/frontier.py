@@ -77,6 +77,10 @@ def budget_config(cfg: FrontierConfig, budget: float) -> StudyConfig:
     for k in ("budgets", "variants"):
         raw.pop(k)
     raw["backbone"]["early_epochs"] = early_epochs(cfg, budget)
+    if cfg.backbone.early_from == "stop":  # (b), trained once for every budget, keeps each budget's stop
+        full = cfg.backbone.full_epochs
+        epochs = [early_epochs(cfg, b) for b in cfg.budgets]
+        raw["backbone"]["stops"] = sorted({*cfg.backbone.stops, *(e / full for e in epochs if e < full)})
     raw["methods"] = [*BASELINES, *cfg.variants]
     raw["selective"] = dict(raw["selective"], fraction_multipliers=[1.0, 10.0], extra_fractions=[])
     return study_config_from_dict(raw, f"frontier budget {budget:g}")

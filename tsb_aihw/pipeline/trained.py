@@ -38,6 +38,8 @@ from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, recipe_of
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.training import TrainResult, train_block, train_noise_injection
 from tsb_aihw.training.block_cache import build_block_cache
+from tsb_aihw.training.checkpointing import Checkpointing, plan_stops, stop_path
+from tsb_aihw.training.stops import anneal_from_stop
 from tsb_aihw.utils.device import resolve_device
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
 from tsb_aihw.utils.store import Checkpoints
@@ -54,15 +56,20 @@ class StudyData:
     test_info: Any
 
 
+def study_split(cfg: StudyConfig, split: str, augment: bool | None = None) -> Any:
+    """One split of the study's dataset, as its data config and seed define it (the one way a study reads data)."""
+    d = cfg.data
+    return get_dataset(d.name, split, root=d.root, download=d.download, seed=cfg.seed, augment=augment,
+                       pool_fractions=d.pool_fractions)
+
+
 def load_study_data(cfg: StudyConfig) -> StudyData:
     """A recipe that augments whole batches needs an un-augmented training split (it crops and flips itself)."""
     d = cfg.data
     batch_aug = any(r is not None and r.augment != "none"
                     for r in (recipe_of(cfg.backbone.recipe), recipe_of(cfg.block.recipe)))
-    train = get_dataset(d.name, "train", root=d.root, download=d.download, seed=cfg.seed,
-                        augment=False if batch_aug else None)
-    val, full_test = (get_dataset(d.name, split, root=d.root, download=d.download, seed=cfg.seed)
-                      for split in ("val", "test"))
+    train = study_split(cfg, "train", augment=False if batch_aug else None)
+    val, full_test = (study_split(cfg, split) for split in ("val", "test"))
     test: Any = full_test
     if d.eval_limit is not None and d.eval_limit < len(full_test):
         test = torch.utils.data.Subset(full_test, range(d.eval_limit))
@@ -170,10 +177,9 @@ class TrainedModels:
         (so a smaller set is part of every larger one)."""
         n = n if n is not None else self.cfg.block.calibration_images
         if n not in self._calibration:
-            d = self.cfg.data
             ds = self.data.train.dataset
             if getattr(ds.info, "augment", False):  # the cache must see the images as they are
-                ds = get_dataset(d.name, "train", root=d.root, download=d.download, seed=self.cfg.seed, augment=False)
+                ds = study_split(self.cfg, "train", augment=False)
             if n is None or n > len(ds):
                 raise ConfigError(f"block.calibration_images = {n} but the training split has {len(ds)} images; "
                                   "lower it, or set it to null to train blocks on the whole split")
@@ -277,6 +283,10 @@ class TrainedModels:
 
     # -- models -------------------------------------------------------------------------------------------
     def backbone(self, which: str) -> nn.Module:
+        """(b) (``"full"``) or the early backbone (``"early"``): loaded, adopted, or trained here.
+
+        Every backbone run snapshots its state under ``OUT/train_state/<file>/`` and resumes from it after an
+        interruption; (b)'s run keeps the stops its early backbones need (``backbone.early_from: stop``)."""
         if which in self.models:
             return self.models[which]
         name = f"backbone_{which}"
@@ -287,21 +297,74 @@ class TrainedModels:
         loaded = self._load(file, key, model)
         if loaded is not None:
             meta = loaded
+        elif which == "early" and self.cfg.backbone.early_from == "stop":
+            self._need_training(file)
+            model, meta = self._early_from_stop(model)
+            self.ckpt.save(file, key, model.state_dict(), meta)
         else:
             self._need_training(file)
             seed = derive_seed(self.cfg.seed, "backbone", which)
             seed_everything(seed)  # before building: the initial weights come from torch's global generator
             model = build_backbone(self.cfg, self.data.info)
             recipe = recipe_of(self.cfg.backbone.recipe)
+            snapshots = Checkpointing(self.train_state_dir(file), stops=self.stop_budgets() if which == "full" else ())
             res = train_noise_injection(model, self.train_loader("backbone", which), self.data.val,
                                         noise_std=self.noise_std, epochs=epochs,
                                         lr=None if recipe else self.cfg.backbone.lr, device=self.cfg.device,
-                                        seed=seed, progress=self.progress, recipe=recipe)
+                                        seed=seed, progress=self.progress, recipe=recipe, checkpointing=snapshots)
             meta = {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": self.noise_std,
                     "precision": res.precision, "history": res.to_dict().get("history")}
             self.ckpt.save(file, key, model.state_dict(), meta)
+            snapshots.resume_path.unlink(missing_ok=True)  # the checkpoint now holds the run; stops stay
         self.models[which], self.meta[name] = model.eval(), meta
         return model
+
+    def train_state_dir(self, file: str) -> Path:
+        """Where the run of checkpoint ``file`` keeps its training-state snapshots (resume and stops)."""
+        return self.ckpt.root.parent / "train_state" / file
+
+    def stop_budgets(self) -> tuple[float, ...]:
+        """The early budgets (fractions of (b)'s run) whose stops (b) keeps: the study's and ``backbone.stops``."""
+        b = self.cfg.backbone
+        if b.early_from != "stop":
+            return ()
+        own = [b.early_epochs / b.full_epochs] if b.early_epochs < b.full_epochs else []
+        return tuple(sorted({*own, *b.stops}))
+
+    def check_stops(self) -> None:
+        """A stop outside (b)'s stable phase fails now, in one line, not after hours of training."""
+        budgets = self.stop_budgets()
+        if budgets:
+            steps = self.cfg.backbone.full_epochs * len(self.data.train)
+            try:
+                plan_stops(recipe_of(self.cfg.backbone.recipe), steps, budgets)
+            except ConfigError as exc:
+                raise ConfigError(f"backbone.early_from: stop, early budgets {[round(f, 4) for f in budgets]} "
+                                  f"(early_epochs / full_epochs and backbone.stops): {exc}") from None
+
+    def _early_from_stop(self, model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+        """The early backbone as (b)'s run stopped at early_epochs / full_epochs and annealed (training.stops);
+        at the full budget, (b) itself."""
+        b = self.cfg.backbone
+        full = self.backbone("full")
+        if b.early_epochs == b.full_epochs:
+            model.load_state_dict(full.state_dict())
+            return model, {**self.meta["backbone_full"], "stop": {"budget": 1.0}}
+        budget = b.early_epochs / b.full_epochs
+        places = [self.train_state_dir("backbone_full"),
+                  *(Path(src) / "train_state" / "backbone_full" for src in self.models_from)]
+        found = [stop_path(d, budget) for d in places if stop_path(d, budget).is_file()]
+        if not found:
+            raise ConfigError(f"backbone.early_from: stop needs (b)'s stop at budget {budget:g} "
+                              f"({stop_path(places[0], budget)}), but (b) was trained without it; add {budget:g} to "
+                              "backbone.stops and train (b) again (move its checkpoint aside), or set "
+                              "backbone.early_from: separate")
+        res = anneal_from_stop(model, self.train_loader("backbone", "full"), self.data.val, found[0],
+                               device=self.cfg.device, progress=self.progress)
+        meta = {"train_time_s": res.wall_time_s, "epochs": b.early_epochs, "noise_std": self.noise_std,
+                "precision": res.precision, "history": res.to_dict().get("history"), "stop": res.config["stop"],
+                "stop_file": str(found[0])}
+        return model, meta
 
     def tsb_model(self, backbone: str = "early", block: BlockConfig | None = None) -> nn.Module:
         """The early (default) or fully trained backbone with the (zero-initialised) shared block inserted: the
@@ -353,6 +416,7 @@ class TrainedModels:
 
     def prepare(self, specs: list[MethodSpec]) -> None:
         """Train (or load) every digital model the methods need, before any cell is dispatched."""
+        self.check_stops()
         self.backbone("full")
         for spec in specs:
             self.digital_model(spec)
