@@ -6,11 +6,12 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from tsb_aihw.cli import compare, demo, doctor, drift, export, frontier, presets, refresh, run, sweep
+from tsb_aihw.cli import claims, compare, demo, doctor, drift, export, frontier, presets, refresh, run, sweep
 from tsb_aihw.errors import TSBError
 
 # Each module defines NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS: tuple[ModuleType, ...] = (doctor, presets, demo, run, sweep, drift, refresh, frontier, compare, export)
+COMMANDS: tuple[ModuleType, ...] = (doctor, presets, demo, run, sweep, drift, refresh, frontier, compare, claims,
+                                    export)
 
 
 def build_parser() -> argparse.ArgumentParser:

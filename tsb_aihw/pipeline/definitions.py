@@ -18,12 +18,12 @@ chip seed (same index), so each resample draws chip indices once and recomputes 
 CI therefore carries (b)'s spread and TSB's, and their correlation. The CIs are over chips only (another chip of
 the same design); the test images are fixed, so test-set sampling error is not in them.
 
-Command: ``python -m tsb_aihw.pipeline.definitions results/cifar10-vgg8 results/frontier-cifar10-vgg8-sigma0.2 ...``
-writes ``claims_by_definition.json`` beside each ``results.json`` / ``frontier.json`` (which are not touched).
+Command: ``tsb-aihw claims results/cifar10-vgg8 results/frontier-cifar10-vgg8-sigma0.2 ...``
+(:mod:`tsb_aihw.cli.claims`, on :func:`claims_for`) writes ``claims_by_definition.json`` beside each
+``results.json`` / ``frontier.json`` (which are not touched).
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -305,30 +305,23 @@ def _train_images_of_adopted(training: Mapping[str, Any], root: Path) -> int | N
     return train_images_from_note(read_record(StudyResult, results).dataset.split_note)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from tsb_aihw.utils.io import atomic_write_json
-
-    p = argparse.ArgumentParser(prog="python -m tsb_aihw.pipeline.definitions", description=__doc__.split("\n")[0])
-    p.add_argument("paths", nargs="+", help="results.json / frontier.json files or the folders holding them")
-    p.add_argument("--root", default=".", help="the repository root adopted-from paths are resolved against")
-    args = p.parse_args(argv)
-    root = Path(args.root).resolve()
-    for raw in args.paths:
-        path = Path(raw).resolve()
-        if path.is_dir():
-            path = next((path / n for n in ("results.json", "frontier.json") if (path / n).is_file()), path)
-        if path.name == "results.json":
-            out = for_study(path, root)
-        elif path.name == "frontier.json":
-            out = for_frontier(path, root)
-        else:
-            raise ConfigError(f"{raw}: give a study's results.json, a frontier.json or the folder holding one")
-        out["command"] = f"python -m tsb_aihw.pipeline.definitions {raw}"
-        dest = path.parent / "claims_by_definition.json"
-        atomic_write_json(dest, out)
-        print(f"wrote {dest}")
-    return 0
+def claims_for(raw: str | Path, root: Path) -> tuple[Path, dict[str, Any]]:
+    """(where ``claims_by_definition.json`` goes, what it holds) for a study's ``results.json``, a
+    ``frontier.json``, or the folder holding one; ``root`` resolves the adopted-from paths they record."""
+    path = Path(raw).resolve()
+    if path.is_dir():
+        path = next((path / n for n in ("results.json", "frontier.json") if (path / n).is_file()), path)
+    if path.name == "results.json" and path.is_file():
+        out = for_study(path, root)
+    elif path.name == "frontier.json" and path.is_file():
+        out = for_frontier(path, root)
+    else:
+        raise ConfigError(f"{raw}: holds no results.json or frontier.json; give a study's or a frontier's results "
+                          "folder (e.g. results/cifar10-vgg8-sigma0.2)")
+    return path.parent / "claims_by_definition.json", out
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the spelling before the subcommand, which committed files' "command" still name
+    print("python -m tsb_aihw.pipeline.definitions is now `tsb-aihw claims PATH... [--root DIR]` (same arguments, "
+          "same output)", file=sys.stderr)
+    sys.exit(2)

@@ -1,7 +1,7 @@
 """The gap-improvement claim under every definition a reader might use (issue 31), with paired-bootstrap CIs.
 
 Written under ``claims["claims_by_definition"]`` of a study (and of each frontier budget's study), and by
-``python -m tsb_aihw.pipeline.definitions`` as ``claims_by_definition.json`` beside committed results. Computed by
+``tsb-aihw claims`` as ``claims_by_definition.json`` beside committed results. Computed by
 :func:`tsb_aihw.pipeline.definitions.claims_by_definition`; these records only hold what it found.
 """
 from __future__ import annotations
