@@ -3,6 +3,7 @@ or vs time for several presets; resumable, on a process pool or a Dask cluster."
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from tsb_aihw.cli.common import (
     add_executor_arguments,
@@ -33,7 +34,8 @@ kinds:
 
 Backbones and fixed blocks are trained once on the config's preset and reused at every axis value.
 Outputs in --out: sweep.json, sweep.csv, sweep_chips.csv, PNG+PDF plots, store.json (finished cells),
-checkpoints/. Defaults for each kind may sit in the config's `sweep:` section. See docs/sweeps.md.
+checkpoints/. Defaults for each kind may sit in the config's `sweep:` section (sweep: KIND: {values, key, ..., methods,
+times, chips}); a flag overrides its key there. See docs/sweeps.md.
 
 examples:
   tsb-aihw sweep verified-fraction --config configs/sweeps/mnist5k-lenet3.yaml --out runs/fraction
@@ -79,11 +81,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF plots")
 
 
+def overrides_from(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The flags the user gave, as dotted overrides on the sweep config (None: not given); per-kind flags land in
+    the kind's ``sweep:`` entry, so they beat it as it beats the study's own keys."""
+    entry = f"sweep.{kind}."
+    values = args.presets if args.presets is not None else args.values
+    return {"seed": args.seed, "device": args.device, entry + "values": csv_list(values), entry + "key": args.key,
+            entry + "io": csv_list(args.io), entry + "rules": csv_list(args.rules),
+            entry + "points": csv_list(args.points),
+            entry + "add_tsb_fraction": False if args.no_tsb_fraction else None,
+            entry + "methods": csv_list(args.methods), entry + "times": csv_list(args.times),
+            entry + "chips": args.chips}
+
+
 def run(args: argparse.Namespace) -> int:
     from tsb_aihw.errors import ConfigError
-    from tsb_aihw.sweeps import SweepAxis, run_sweep
+    from tsb_aihw.sweeps import run_sweep
     from tsb_aihw.sweeps.axes import canonical_kind
-    from tsb_aihw.sweeps.options import load_sweep_config
+    from tsb_aihw.sweeps.options import sweep_from_config
 
     kind = canonical_kind(args.kind)
     if args.presets is not None and args.values is not None:
@@ -96,24 +111,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag.replace('_', '-')} applies to the {' / '.join(kinds)} "
                               f"kind{'s' if len(kinds) > 1 else ''} only, not "
                               f"{args.kind}; drop it")
-    cfg, sections = load_sweep_config(args.config, {"seed": args.seed, "device": args.device})
-    opts = sections.get(kind)
-    flags = {"values": csv_list(args.presets) if args.presets is not None else csv_list(args.values),
-             "key": args.key, "io": csv_list(args.io), "rules": csv_list(args.rules), "points": csv_list(args.points),
-             "methods": csv_list(args.methods), "times": csv_list(args.times), "chips": args.chips}
-    values = flags["values"] if flags["values"] is not None else (opts.values if opts else None)
-    if values is None:
-        raise ConfigError(f"sweep {args.kind}: no values; pass --values (or --presets), or put them under "
-                          f"sweep: {args.kind}: values: in {args.config}")
-
-    def pick(name: str) -> object:
-        return flags[name] if flags[name] is not None else (getattr(opts, name) if opts else None)
-
-    axis_opts = {k: pick(k) for k in ("key", "io", "rules", "points") if pick(k) is not None}
-    add_tsb = not args.no_tsb_fraction and (opts.add_tsb_fraction if opts else True)
-    axis = SweepAxis(kind, values, add_tsb_fraction=add_tsb, **axis_opts)  # type: ignore[arg-type]
-    result = run_sweep(cfg, axis, out=args.out, methods=pick("methods"), chips=pick("chips"),  # type: ignore[arg-type]
-                       times=pick("times"), workers=args.workers, scheduler=args.scheduler,  # type: ignore[arg-type]
+    cfg, axis = sweep_from_config(args.config, kind, overrides_from(args, kind))
+    result = run_sweep(cfg, axis, out=args.out, workers=args.workers, scheduler=args.scheduler,
                        threads=args.threads if args.threads is not None else 1, progress=not args.no_progress,
                        plot=not args.no_plots, move_aside=args.move_aside, models_from=models_from(args))
     n = len(result.points)
