@@ -31,6 +31,13 @@ weights, NCHW output) and 'off' (AIHWKit's forward). Switch: ``evaluate_accuracy
 ``DEFAULT_MODE``; True/1 mean the default fast mode). Layers the fast path does not reproduce (C++ tiles,
 bound management, input noise, learned input ranges, ...) keep AIHWKit's forward, with a one-time warning,
 in both modes.
+
+The statistical mode's matrix product may run in bf16 (``set_fast_eval("statistical", product="bf16")``, or
+``"auto"``: bf16 only where the device computes it natively): DAC codes (integers up to 2^(bits-1), exact in
+bf16 up to 256) and programmed weights (rounded by at most 2^-9 relative, far below programming noise) enter the
+product in bf16 with fp32 accumulation, and the result stays fp32 (a second bf16 pass takes up the rounding
+of the product's bf16 output: see ``_bf16_matmul``); output noise, ADC, noise management, drift compensation
+and every scale stay fp32. Measurements and caveats: docs/performance.md, "bf16 product".
 """
 from __future__ import annotations
 
@@ -39,7 +46,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, cast
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, cast
 
 import torch
 import torch.nn.functional as F
@@ -53,9 +60,15 @@ CHUNK_ELEMENTS = 1 << 20  # unfolded floats per batch chunk (4 MB): keeps the el
 
 MODES = ("off", "exact", "statistical")
 DEFAULT_MODE = "statistical"  # chosen by measurement (1.1-1.4x faster than exact): docs/performance.md
+PRODUCTS = ("fp32", "bf16", "auto")  # the statistical mode's matrix product
+# fp32 until bf16 is measured on hardware that computes it natively (AMX, GPU): docs/performance.md
+DEFAULT_PRODUCT = "fp32"
+BF16_EXACT_INTEGERS = 256  # bf16 has 8 significant bits: every integer up to 2^8 is exact, 257 is not
 
 _override: str | None = None
+_product: str = DEFAULT_PRODUCT
 _warned: set[str] = set()
+_native: dict[str, bool] = {}  # device type -> computes bf16 natively (the CPU's flags are read once)
 
 
 # ------------------------------------------------------------------------------------------------ switch
@@ -76,13 +89,35 @@ def _as_mode(value: bool | str, source: str) -> str:
     raise ConfigError(f"{source}={value!r} is not understood; use one of {MODES} (or 1/0, True/False)")
 
 
-def set_fast_eval(mode: bool | str | None) -> None:
+def check_product(value: object, source: str = "product") -> str:
+    """``value`` if it is one of :data:`PRODUCTS`, else one ConfigError line."""
+    if value not in PRODUCTS:
+        from tsb_aihw.errors import ConfigError
+
+        raise ConfigError(f"{source}={value!r} is not a matrix-product precision; use one of {', '.join(PRODUCTS)}")
+    return str(value)
+
+
+def set_fast_eval(mode: bool | str | None, product: str | None = None) -> None:
     """Set the fast evaluation mode for this process: 'off' | 'exact' | 'statistical' (True: the default fast
-    mode, False: 'off'; None: back to the env/default)."""
-    global _override
+    mode, False: 'off'; None: back to the env/default), and the statistical mode's matrix ``product``:
+    'fp32' | 'bf16' | 'auto' (bf16 where the device computes it natively; None: :data:`DEFAULT_PRODUCT`)."""
+    global _override, _product
     if mode is not None and not isinstance(mode, (bool, str)):
         raise TypeError(f"set_fast_eval takes 'off', 'exact', 'statistical', True, False or None, got {mode!r}")
-    _override = None if mode is None else _as_mode(mode, "set_fast_eval")
+    new_mode = None if mode is None else _as_mode(mode, "set_fast_eval")
+    new_product = DEFAULT_PRODUCT if product is None else check_product(product, "set_fast_eval product")
+    if new_product == "bf16" and new_mode not in (None, "statistical"):
+        from tsb_aihw.errors import ConfigError
+
+        raise ConfigError(f"set_fast_eval({new_mode!r}, product='bf16'): the bf16 product is part of the statistical "
+                          "mode only (exact stays AIHWKit's fp32 numbers); use mode 'statistical' or product 'fp32'")
+    _override, _product = new_mode, new_product
+
+
+def fast_eval_product(product: str | None = None) -> str:
+    """The requested matrix product: ``product`` if given, else ``set_fast_eval``'s (default 'fp32')."""
+    return _product if product is None else check_product(product)
 
 
 def fast_eval_mode(fast: bool | str | None = None) -> str:
@@ -106,6 +141,99 @@ def check_fast_eval_env(environ: Mapping[str, str] | None = None) -> str:
     first chip evaluation, hours into a run."""
     raw = (os.environ if environ is None else environ).get(ENV_VAR, "").strip()
     return DEFAULT_MODE if raw == "" else _as_mode(raw, ENV_VAR)
+
+
+# ------------------------------------------------------------------------------------------- bf16 product
+def native_bf16_device(device: torch.device, flags: Iterable[str] | None = None) -> bool:
+    """Whether ``device`` computes bf16 products natively (:func:`tsb_aihw.utils.precision.native_bf16`; the
+    machine's answer is cached, ``flags`` replaces the CPU's flags for tests)."""
+    from tsb_aihw.utils.precision import native_bf16
+
+    if flags is not None:
+        return native_bf16(device, flags)
+    if device.type not in _native:
+        _native[device.type] = native_bf16(device)
+    return _native[device.type]
+
+
+def programming_noise(noise_model: Any) -> bool:
+    """False for the exact (ideal) device model, whose programmed weights equal the targets: bf16 rounding
+    would then be its only error, so ``auto`` keeps such a reference in fp32."""
+    from tsb_aihw.devices.noise import IdealNoiseModel
+
+    while hasattr(noise_model, "inner"):  # the write-verify wrapper
+        noise_model = noise_model.inner
+    return not isinstance(noise_model, IdealNoiseModel)
+
+
+def bf16_blocker(io: Any) -> str | None:
+    """Why DAC codes of forward IO config ``io`` are not exact in bf16 (None: they are, or there is no DAC: then
+    the inputs, like the weights, round by at most 2^-9 relative)."""
+    from aihwkit.simulator.parameters.enums import AnalogMVType
+
+    if io.is_perfect or io.mv_type == AnalogMVType.IDEAL or io.inp_res <= 0:
+        return None
+    _, levels = _levels(io.inp_res, io.inp_bound)
+    if levels is None:
+        return f"the DAC bound {io.inp_bound:g} is not a whole number of steps, so its codes are not integers"
+    if levels > BF16_EXACT_INTEGERS:
+        return (f"a DAC with {levels} levels per sign exceeds the integers bf16 holds exactly "
+                f"({BF16_EXACT_INTEGERS})")
+    return None
+
+
+def resolve_product(requested: str, mode: str, device: torch.device, io: Any, noise_model: Any,
+                    flags: Iterable[str] | None = None) -> tuple[str, str | None]:
+    """('fp32' | 'bf16', why a request for bf16 falls back to fp32, else None) for layers with forward IO config
+    ``io`` and device model ``noise_model`` evaluated in ``mode`` on ``device``. ``auto`` is bf16 where the
+    device computes it natively, the device has programming noise and the DAC codes are exact in bf16; its own
+    choice of fp32 is no fallback (None)."""
+    requested = check_product(requested)
+    if requested == "fp32":
+        return "fp32", None
+    if mode != "statistical":
+        wrong_mode = f"the bf16 product is part of the statistical mode only, and the mode is {mode!r}"
+        return "fp32", wrong_mode if requested == "bf16" else None
+    if requested == "auto" and not (native_bf16_device(device, flags) and programming_noise(noise_model)):
+        return "fp32", None
+    why = bf16_blocker(io)
+    return ("fp32", why) if why else ("bf16", None)
+
+
+def preset_product(requested: str, preset: Any, mode: str, device: torch.device | str = "cpu",
+                   flags: Iterable[str] | None = None) -> str:
+    """The product (``fp32`` | ``bf16``) the layers of a model deployed on ``preset`` (a DevicePreset) resolve
+    ``requested`` to: what a study records and keys its cells by, never ``auto``."""
+    cfg = preset.rpu_config(False)
+    return resolve_product(requested, mode, torch.device(device), cfg.forward, cfg.noise_model, flags)[0]
+
+
+def _warn_product_once(reason: str) -> None:
+    key = f"product: {reason}"
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(f"bf16 product requested, but {reason}; those layers use the fp32 product", RuntimeWarning,
+                      stacklevel=4)
+
+
+def _bf16_matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """``a @ b`` of bf16 tensors with fp32 accumulation and an fp32 result (added to ``out`` if given).
+
+    Why two passes: CPU (oneDNN) and cuBLAS accumulate in fp32 but round the output to bf16 (8 significant
+    bits: 0.5 of an ADC step at 64-128 steps, against output noise of ~0.5 step; measured in
+    docs/performance.md), and torch's CPU kernels offer no fp32 output for bf16 inputs. The second pass
+    ``a @ b - hi`` (``beta=-1``: the subtraction happens in the GEMM's fp32 accumulator) recovers that rounding
+    error, so ``hi + lo`` equals the fp32 product of the bf16 inputs to ~2^-16 relative."""
+    hi = torch.matmul(a, b)
+    if a.dim() == 2 and b.dim() == 3:  # [o, K] @ [n, K, L]
+        lo = torch.baddbmm(hi, a.expand(b.shape[0], -1, -1), b, beta=-1)
+    elif b.dim() == 2:  # [..., K] @ [K, N]
+        lo = torch.addmm(hi.reshape(-1, hi.shape[-1]), a.reshape(-1, a.shape[-1]), b, beta=-1).view(hi.shape)
+    else:
+        raise ValueError(f"_bf16_matmul takes [o, K] @ [n, K, L] or [..., K] @ [K, N], got {a.shape} @ {b.shape}")
+    if out is None:
+        return hi.float().add_(lo)
+    return out.add_(hi).add_(lo)
 
 
 # ------------------------------------------------------------------------------------------- support check
@@ -158,6 +286,7 @@ class _Tile:
 
     def __post_init__(self) -> None:
         self.w_dac = self.weight * _dac_unit(self.io)  # weight for inputs in DAC levels
+        self.w_dac_bf16: Tensor | None = None  # the same in bf16 (set where the product runs in bf16)
 
 
 def _post_scale(tile: Any) -> Tensor:
@@ -309,29 +438,32 @@ def _scales(io: Any, nm: Tensor | float) -> tuple[Tensor | float, Tensor | float
 
 
 # ----------------------------------------------------------------------------------------------- linear
-def _linear_forward(x: Tensor, in_sizes: list[int], tiles: list[list[_Tile]], bias: Tensor | None) -> Tensor:
+def _linear_forward(x: Tensor, in_sizes: list[int], tiles: list[list[_Tile]], bias: Tensor | None,
+                    bf16: bool = False) -> Tensor:
     result: Tensor | None = None
     for x_i, row in zip(torch.split(x, in_sizes, dim=-1), tiles):
         outs = []
         for t in row:
             nm = _nm_values(t.io, x_i.abs().amax(-1, keepdim=True) if _needs(t.io) == "absmax" else None,
                             x_i.amax(-1, keepdim=True) if _needs(t.io) == "max" else None)
-            outs.append(_tile_rows(x_i, nm, t))
+            outs.append(_tile_rows(x_i, nm, t, bf16))
         part = torch.cat(outs, -1)
         result = part if result is None else result.add_(part)
     result = cast(Tensor, result)  # in_sizes is never empty
     return result if bias is None else result + bias
 
 
-def _tile_rows(x: Tensor, nm: Tensor | float, t: _Tile) -> Tensor:
-    """One tile on input rows ``x`` [..., in_i] (AIHWKit ``AnalogMVM.matmul`` without bound management)."""
+def _tile_rows(x: Tensor, nm: Tensor | float, t: _Tile, bf16: bool = False) -> Tensor:
+    """One tile on input rows ``x`` [..., in_i] (AIHWKit ``AnalogMVM.matmul`` without bound management);
+    ``bf16``: DAC codes and weights enter the product in bf16 (fp32 result)."""
     out_shape = x.shape[:-1] + (t.weight.shape[0],)
     if isinstance(nm, Tensor):
         if t.io.inp_noise <= 0.0 and bool((nm == 0.0).all()):
             return torch.zeros(out_shape, dtype=x.dtype, device=x.device)
         nm = nm.masked_fill(nm <= 0.0, 1.0)
     scale, factor = _scales(t.io, nm)
-    y = _prepare(x.clone(), scale, t.io) @ t.w_dac.T
+    q = _prepare(x.clone(), scale, t.io)
+    y = _bf16_matmul(q.to(torch.bfloat16), cast(Tensor, t.w_dac_bf16).T) if bf16 else q @ t.w_dac.T
     noise = t.io.out_noise * torch.randn_like(y) if t.io.out_noise > 0 else None
     y, unit = _finalize(y, noise, t.io)
     if factor is not None:
@@ -510,6 +642,7 @@ class _Group:
     noise_std: float  # output noise in ADC steps
     adc_unit: float  # value of one unit of the product in the ADC's output units (1: ADC in value units)
     adc_levels: int | None  # clip to +-levels in ADC steps (None: the ADC runs in value units)
+    weight_bf16: Tensor | None = None  # ``weight`` in bf16 where the product runs in bf16
 
 
 def _groups(row: list[_Tile]) -> list[_Group]:
@@ -548,12 +681,13 @@ def _adc_stat(y: Tensor, g: _Group) -> Tensor:
 
 
 def _conv_forward_stat(x: Tensor, geom: _ConvGeom, in_sizes: list[int], groups: list[list[_Group]],
-                       bias: Tensor | None, out_channels: int) -> Tensor:
+                       bias: Tensor | None, out_channels: int, bf16: bool = False) -> Tensor:
     """The same model as ``_conv_forward`` with the work fused where AIHWKit's random stream no longer
     constrains it: per input split, tiles with the same IO share one DAC pass and one stacked product in
     [N, out, L] order (NCHW output, no transposes); the noise is drawn into the product's buffer first and
     the product accumulates onto it (``baddbmm``: no separate add pass); the DAC and ADC steps are folded
-    into the input scale and the weights (one division pass less each)."""
+    into the input scale and the weights (one division pass less each). ``bf16``: the DAC codes and weights
+    enter the product in bf16 (``_bf16_matmul``, fp32 result, added onto the fp32 noise)."""
     n = x.shape[0]
     ho, wo = geom.out_hw(x.shape[-2], x.shape[-1])
     L = ho * wo
@@ -606,7 +740,10 @@ def _conv_forward_stat(x: Tensor, geom: _ConvGeom, in_sizes: list[int], groups: 
                 else:
                     q = _prepare(q, sc, g.io)
                 y = torch.empty(e - s, g.weight.shape[0], L, dtype=x.dtype, device=x.device)
-                if g.noise_std > 0:
+                if bf16:  # codes are integers <= 256 here (bf16_blocker): exact in bf16
+                    _bf16_matmul(cast(Tensor, g.weight_bf16), q.to(torch.bfloat16),
+                                 out=y.normal_(0.0, g.noise_std) if g.noise_std > 0 else y.zero_())
+                elif g.noise_std > 0:
                     y.normal_(0.0, g.noise_std).baddbmm_(g.weight.expand(e - s, -1, -1), q)
                 else:
                     torch.matmul(g.weight, q, out=y)
@@ -635,9 +772,10 @@ def _abs_max_within(io: Any) -> bool:
 
 # ------------------------------------------------------------------------------------------- the patching
 class FastLayer:
-    """The fast forward of one analog layer, reading its tiles' current state at construction."""
+    """The fast forward of one analog layer, reading its tiles' current state at construction. ``product``:
+    the statistical mode's matrix product as requested (:func:`resolve_product` gives ``self.product``)."""
 
-    def __init__(self, layer: AnalogLayerBase, mode: str = "exact") -> None:
+    def __init__(self, layer: AnalogLayerBase, mode: str = "exact", product: str = "fp32") -> None:
         from aihwkit.nn.modules.conv import AnalogConv2d
         from aihwkit.nn.modules.linear import AnalogLinear
 
@@ -664,21 +802,60 @@ class FastLayer:
         # statistical convs: tiles grouped per input split (linear layers are cheap: same code in both modes)
         self.groups = ([_groups(row) for row in self.tiles]
                        if mode == "statistical" and self.geom is not None and self.dense is None else None)
+        first = _grid(layer)[2][0][0]
+        self.product, why = resolve_product(product, mode, self.tiles[0][0].weight.device, self.tiles[0][0].io,
+                                            first.rpu_config.noise_model)
+        if why:
+            _warn_product_once(why)
+        self.dense_post: Tensor | None = None
+        if self.product == "bf16":
+            self._to_bf16()
+
+    def _to_bf16(self) -> None:
+        """bf16 copies of what enters the product; every scale stays fp32 (with one input split, also the
+        ``is_perfect`` layer's: its kernel is then the raw weights, the scales multiply the fp32 result)."""
+        bf16 = torch.bfloat16
+        for row in self.tiles:
+            for t in row:
+                t.w_dac_bf16 = t.w_dac.to(bf16)
+        for grow in self.groups or []:
+            for g in grow:
+                g.weight_bf16 = g.weight.to(bf16)
+        if self.dense is not None:
+            w = self.dense
+            if len(self.tiles) == 1:
+                w = torch.cat([t.weight for t in self.tiles[0]], 0)
+                self.dense_post = torch.cat([t.post for t in self.tiles[0]], 0)
+            self.dense = w.to(bf16).view(self.dense.shape)
 
     def __call__(self, x: Tensor) -> Tensor:
         if self.layer.training or (torch.is_grad_enabled() and x.requires_grad) or (
                 self.geom is not None and x.dim() != 4):
             return type(self.layer).forward(self.layer, x)  # training/autograd/unbatched: AIHWKit's own
+        bf16 = self.product == "bf16"
         if self.geom is None:
             if self.dense is not None:
+                if bf16:
+                    return self._scaled(_bf16_matmul(x.to(torch.bfloat16), self.dense.T), -1)
                 return F.linear(x, self.dense, self.bias)
-            return _linear_forward(x, self.in_sizes, self.tiles, self.bias)
+            return _linear_forward(x, self.in_sizes, self.tiles, self.bias, bf16)
         if self.dense is not None:
             g = self.geom
+            if bf16:  # one native bf16 conv: its output rounds to bf16 (2^-9 relative; no output noise here)
+                y = F.conv2d(x.to(torch.bfloat16), self.dense, None, g.stride, g.padding, g.dilation)
+                return self._scaled(y.float(), 1)
             return F.conv2d(x, self.dense, self.bias, g.stride, g.padding, g.dilation)
         if self.groups is not None:
-            return _conv_forward_stat(x, self.geom, self.in_sizes, self.groups, self.bias, self.out_channels)
+            return _conv_forward_stat(x, self.geom, self.in_sizes, self.groups, self.bias, self.out_channels, bf16)
         return _conv_forward(x, self.geom, self.in_sizes, self.tiles, self.bias, self.out_channels)
+
+    def _scaled(self, y: Tensor, dim: int) -> Tensor:
+        """The bf16 ``is_perfect`` result (fp32) times its output scales, plus the digital bias, along ``dim``."""
+        shape = [1] * y.dim()
+        shape[dim] = -1
+        if self.dense_post is not None:
+            y.mul_(self.dense_post.view(shape))
+        return y if self.bias is None else y.add_(self.bias.view(shape))
 
 
 def _warn_once(name: str, reason: str) -> None:
@@ -698,25 +875,27 @@ def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 @contextmanager
-def chip_forward(model: nn.Module, fast: bool | str | None = None) -> Iterator[str]:
+def chip_forward(model: nn.Module, fast: bool | str | None = None, product: str | None = None) -> Iterator[str]:
     """Within the block, ``model``'s analog layers run the forward ``fast`` selects (:func:`fast_eval_mode`:
-    'off' keeps AIHWKit's). The one switch for every pass through a chip that is not training it (accuracy,
-    BN re-estimation), so they all compute the same model. Yields the mode."""
+    'off' keeps AIHWKit's) with the statistical mode's matrix ``product`` (:func:`fast_eval_product`). The one
+    switch for every pass through a chip that is not training it (accuracy, BN re-estimation), so they all
+    compute the same model. Yields the mode."""
     mode = fast_eval_mode(fast)
     if mode == "off":
         yield mode
         return
-    with fast_forward(model, mode):
+    with fast_forward(model, mode, fast_eval_product(product)):
         yield mode
 
 
 @contextmanager
 @torch.no_grad()
-def fast_forward(model: nn.Module, mode: str = "exact") -> Iterator[dict[str, str]]:
+def fast_forward(model: nn.Module, mode: str = "exact", product: str = "fp32") -> Iterator[dict[str, str]]:
     """Within the block, every supported analog layer of ``model`` (in eval mode) runs the fast forward.
 
     ``mode``: 'exact' reproduces AIHWKit's numbers (its random stream included); 'statistical' is the same
     model (distributions, quantisers, bounds, NM, compensation) with its own noise stream and fused work.
+    ``product``: the statistical mode's matrix product, 'fp32' | 'bf16' | 'auto' (:func:`resolve_product`).
 
     Yields ``{layer name: reason}`` of the layers left on AIHWKit's forward (each warned about once).
     The tile state is read on entry: re-enter after programming or drift.
@@ -726,7 +905,7 @@ def fast_forward(model: nn.Module, mode: str = "exact") -> Iterator[dict[str, st
     try:
         for name, layer in analog_layers(model):
             try:
-                fast = FastLayer(layer, mode)
+                fast = FastLayer(layer, mode, product)
             except Unsupported as exc:
                 skipped[name] = str(exc)
                 _warn_once(name, str(exc))

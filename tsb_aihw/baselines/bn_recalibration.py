@@ -27,11 +27,12 @@ def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int | None = None,
-                   device: str | torch.device = "cpu", fast: bool | str | None = None) -> int:
+                   device: str | torch.device = "cpu", fast: bool | str | None = None,
+                   product: str | None = None) -> int:
     """Reset BN running stats and re-estimate them as a cumulative average over ``batches`` batches (all if
     None). Works on digital and AIHWKit analog models; returns the number of samples used. Training flags and
     BN momenta are restored afterwards. ``fast``: how analog layers forward, as in ``evaluate_accuracy``
-    (None: the process's mode; 'off': AIHWKit's own forward)."""
+    (None: the process's mode; 'off': AIHWKit's own forward), ``product`` its matrix product (None: the process's)."""
     bns = batchnorm_layers(model)
     if not bns:
         raise ConfigError("the model has no BatchNorm layers with running statistics; BN recalibration does "
@@ -56,7 +57,7 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int | None = Non
             if has_analog_layers(model):
                 from tsb_aihw.analog.fast_eval import chip_forward  # lazy: pulls in AIHWKit
 
-                stack.enter_context(chip_forward(model, fast))  # analog layers are in eval mode: fast path
+                stack.enter_context(chip_forward(model, fast, product))  # analog layers are in eval mode: fast path
             for i, batch in enumerate(loader):
                 if batches is not None and i >= batches:
                     break

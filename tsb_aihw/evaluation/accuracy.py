@@ -39,14 +39,15 @@ def has_analog_layers(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, loader: Iterable, device: str | torch.device = "cpu",
-                      max_batches: int | None = None, fast: bool | str | None = None) -> float:
+                      max_batches: int | None = None, fast: bool | str | None = None,
+                      product: str | None = None) -> float:
     """Fraction of correctly classified samples; eval mode and ``no_grad`` (training flags restored).
 
     ``fast``: how AIHWKit analog layers are evaluated (:mod:`tsb_aihw.analog.fast_eval`): 'exact' (AIHWKit's
     numbers with native kernels), 'statistical' (the same model, own noise stream, fused) or 'off' (AIHWKit's
     forward); True/False = default fast mode/off. Layers the fast path does not support keep AIHWKit's
     forward, with a warning. None follows ``set_fast_eval`` / env ``TSB_AIHW_FAST_EVAL``; digital models
-    are unaffected.
+    are unaffected. ``product``: the statistical mode's matrix product, fp32 | bf16 | auto (None: ``set_fast_eval``'s).
     """
     dev = resolve_device(device)
     if model_device(model) not in (None, dev):
@@ -56,7 +57,7 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, device: str | torch.de
         if has_analog_layers(model):
             from tsb_aihw.analog.fast_eval import chip_forward  # lazy: pulls in AIHWKit
 
-            stack.enter_context(chip_forward(model, fast))
+            stack.enter_context(chip_forward(model, fast, product))
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
@@ -73,9 +74,9 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, device: str | torch.de
 
 
 def chip_accuracy(chip: Chip, loader: Iterable, t: float, device: str | torch.device = "cpu",
-                  fast: bool | str | None = None) -> float:
+                  fast: bool | str | None = None, product: str | None = None) -> float:
     """Accuracy of a programmed chip at chip time ``t`` (drifted first), its periphery's output noise seeded by
     the chip and the time: the one evaluation of a chip every command uses."""
     chip.drift(t)
     with chip.rng("eval", repr(float(t))):
-        return evaluate_accuracy(chip.model, loader, device=device, fast=fast)
+        return evaluate_accuracy(chip.model, loader, device=device, fast=fast, product=product)

@@ -159,6 +159,10 @@ class StudyConfig:
     bn_recalibration_batches: int = spec(20, lo=1, hi=100_000)  # training batches streamed through each chip
     # chip evaluation on tsb_aihw.analog.fast_eval: off | exact | statistical (or true/false); None: the env's/default
     fast_eval: Union[bool, str, None] = spec(None, choices=(True, False, "off", "exact", "statistical"))
+    # the statistical mode's matrix product: fp32 | bf16 (DAC codes and weights in bf16, fp32 accumulation and result;
+    # docs/performance.md) | auto (bf16 where the CPU or GPU computes it natively, never for the ideal preset). Results
+    # record the resolved value in provenance.fast_eval and cell keys carry it, so cells of the two are never mixed
+    fast_eval_product: str = spec("fp32", choices=("fp32", "bf16", "auto"))
     data: DataConfig = section(DataConfig)
     model: ModelConfig = section(ModelConfig)
     backbone: BackboneConfig = section(BackboneConfig)
@@ -201,6 +205,13 @@ class StudyConfig:
             from tsb_aihw.analog.fast_eval import check_fast_eval_env
 
             check_fast_eval_env()
+        if self.fast_eval_product == "bf16":
+            from tsb_aihw.analog.fast_eval import fast_eval_mode
+
+            if fast_eval_mode(self.fast_eval) != "statistical":
+                raise ConfigError(f"fast_eval_product: bf16 is part of the statistical mode, but fast_eval is "
+                                  f"{fast_eval_mode(self.fast_eval)!r}; set fast_eval: statistical or "
+                                  "fast_eval_product: fp32")
         return self
 
 

@@ -85,11 +85,11 @@ class CellResult:
 
 def recalibrate_chip_bn(c: Chip, models: TrainedModels, fast: bool | str | None = None) -> None:
     """A cell's BN re-estimation of chip ``c``: seeded by the chip, on the training loader reset for it, with
-    the config's batches; forward ``fast`` (None: the config's ``fast_eval``)."""
+    the config's batches; forward ``fast`` (None: the config's ``fast_eval``) with the config's matrix product."""
     cfg = models.cfg
     with c.rng("bn-recalibration"):
         recalibrate_bn(c.model, models.train_loader("bn", c.index), batches=cfg.bn_recalibration_batches,
-                       device=cfg.device, fast=cfg.fast_eval if fast is None else fast)
+                       device=cfg.device, fast=cfg.fast_eval if fast is None else fast, product=cfg.fast_eval_product)
 
 
 def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: DevicePreset,
@@ -114,7 +114,7 @@ def deploy_cell(spec: MethodSpec, chip: int, models: TrainedModels, preset: Devi
     c.calibrate_adc(models.train_loader("adc", chip))  # a no-op unless the preset calibrates its ADC ranges
     cost = {k: v for k, v in programming_cost(analog, preset).to_dict().items() if isinstance(v, (int, float))}
     fraction = weight_report(analog).verified_fraction
-    accs = [chip_accuracy(c, models.data.test, t, device=cfg.device, fast=cfg.fast_eval)
+    accs = [chip_accuracy(c, models.data.test, t, device=cfg.device, fast=cfg.fast_eval, product=cfg.fast_eval_product)
             for t in parse_times(cfg.times)]
     return CellResult(acc=accs, cost=cost, block_time_s=block_time, verified_fraction=fraction, chip=digest,
                       wall_s=time.perf_counter() - start)

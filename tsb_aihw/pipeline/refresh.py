@@ -101,7 +101,8 @@ class RefreshRunner:
             while pending and pending[0][0] <= t:
                 r, w = pending.pop(0)
                 events.append(self._write(chip, r, w))
-            accs.append(chip_accuracy(chip, self.ctx.data.test, t, device=self.cfg.device, fast=self.cfg.fast_eval))
+            accs.append(chip_accuracy(chip, self.ctx.data.test, t, device=self.cfg.device, fast=self.cfg.fast_eval,
+                                      product=self.cfg.fast_eval_product))
         return accs, events
 
     def _write(self, chip: Chip, r: float, weight: torch.Tensor | None) -> RefreshEvent:
@@ -137,7 +138,8 @@ class RefreshRunner:
         if self.reference is not None:
             ref = Chip(self.reference, self.ctx.preset, self.cfg.seed, index)
             ref.program()
-            reference = [chip_accuracy(ref, self.ctx.data.test, t, device=self.cfg.device, fast=self.cfg.fast_eval)
+            reference = [chip_accuracy(ref, self.ctx.data.test, t, device=self.cfg.device, fast=self.cfg.fast_eval,
+                                       product=self.cfg.fast_eval_product)
                          for t in self.times]
         return RefreshCell(chip_cost=chip_cost, block_write0=block_write0, block_train0_s=train0, chip=digest,
                            tsb=tsb, tsb_refresh=refreshed, refresh_events=refresh_events, tsb_rewrite=rewritten,
@@ -183,7 +185,10 @@ def run_refresh_study(cfg: RefreshConfig, out: str | Path, progress: bool = True
     config = cfg.to_dict()
     out_dir = str(store.out.resolve())
     # BN re-estimation first (block.recalibrate_bn) adds to the key; without it the keys stay as before it existed
-    key = json_fingerprint([ctx.preset.identity, CELL_VERSION, *(["bn"] if runner.with_bn else [])])
+    # a product other than fp32 (fast_eval_product resolved on this machine) adds to it too
+    product = ctx.chip_eval()["product"]
+    key = json_fingerprint([ctx.preset.identity, CELL_VERSION, *(["bn"] if runner.with_bn else []),
+                            *([product] if product != "fp32" else [])])
     tasks = [RefreshChipTask(key=f"refresh#{c}@{key}",
                              config=config, out=out_dir, chip=c) for c in range(cfg.chips)]
     with sharing(("refresh", out_dir, json_fingerprint(config)), runner):
@@ -233,7 +238,7 @@ def assemble_refresh(ctx: StudyContext, cfg: RefreshConfig, rows: list[RefreshCe
     cost["refresh_pulses_vs_chip"] = cost["refresh_total_pulses"] / cost["chip_pulses"]
     tsb = get_tsb(ctx.models.tsb_model())
     return RefreshResult(
-        config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(),
+        config=cfg.to_dict(), seed=cfg.seed, provenance=provenance() | {"fast_eval": ctx.chip_eval()},
         preset=ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
         model=cfg.model.name, dataset=DatasetRecord(name=cfg.data.name, split_note=ctx.data.test_info.split_note,
                                                     eval_size=len(ctx.data.test.dataset)),

@@ -58,6 +58,15 @@ class StudyContext:
             self._presets[k] = deploy.load()
         return self._presets[k]
 
+    def chip_eval(self, preset: DevicePreset | None = None) -> dict[str, str]:
+        """How chips on ``preset`` (None: the config's) are evaluated here: the fast-eval mode and the matrix
+        product it resolves to on this machine (``auto`` never appears): what results record and keys carry."""
+        from tsb_aihw.analog.fast_eval import fast_eval_mode, preset_product
+
+        mode = fast_eval_mode(self.cfg.fast_eval)
+        return {"mode": mode, "product": preset_product(self.cfg.fast_eval_product, preset or self.preset, mode,
+                                                        self.cfg.device)}
+
     def cell_key(self, spec: MethodSpec, chip: int, preset: DevicePreset, block: BlockConfig | None = None) -> str:
         """A cell's full fingerprint: everything it depends on (config minus what only selects cells, the
         preset's content, the per-chip block's budget, the method and the chip)."""
@@ -65,6 +74,11 @@ class StudyContext:
         c = keyed_tree(cfg)  # a new field at its neutral default keeps every key
         for k in ("chips", "methods", "selective"):
             c.pop(k, None)
+        if "fast_eval_product" in c:  # keyed by what it resolves to here (auto: bf16 or fp32, the default's key)
+            product = self.chip_eval(preset)["product"]
+            c.pop("fast_eval_product")
+            if product != "fp32":
+                c["fast_eval_product"] = product
         # a cell depends on its own backbone's budget only, so budgets of the other backbone reuse it (frontier)
         backbone = c.pop("backbone", {})
         backbone.pop("early_epochs" if spec.backbone == "full" else "full_epochs", None)
