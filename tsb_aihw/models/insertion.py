@@ -10,12 +10,14 @@ from torch import nn
 
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.models.counting import TSB_NAME, backbone_weight_count
-from tsb_aihw.models.sites import Site, find_sites, repeated_layers
-from tsb_aihw.models.tsb import TinySharedBlock, TSBSite
+from tsb_aihw.models.sites import Site, find_sites, parse_where, repeated_layers
+from tsb_aihw.models.tsb import TinySharedBlock, TSBSite, block_weight_count
 
 log = logging.getLogger(__name__)
 
 SITES_NAME = "tsb_sites"
+#: how ``insert_tsb`` may choose k from the budget (docs/design.md, "Choosing k automatically")
+K_RULES = ("auto", "budget")
 # plain-data attributes go through setattr: torch types Module.__setattr__ values as Tensor | Module
 SKIPPED_NAME = "tsb_skipped_sites"
 CONFIG_NAME = "tsb_config"
@@ -63,23 +65,30 @@ def bind_sites(model: nn.Module) -> nn.Module:
     return model
 
 
-def _budget_k(widths: Sequence[int], budget: float, backbone: int) -> tuple[int, str]:
-    """Largest power of two dividing every width with k*k <= budget * backbone weights."""
+def _budget_k(widths: Sequence[int], budget: float, backbone: int, rule: str = "auto",
+              bias: bool = False) -> tuple[int, str]:
+    """The largest power of two k whose block (k*k weights, +k with a bias) fits ``budget`` x backbone weights and
+    that divides every site width (``rule="auto"``) or at least one (``"budget"``: the sites it does not divide
+    are skipped, so the budget, not the narrowest site, sets k)."""
     limit = budget * backbone
+    pow2s = [w & -w for w in widths]
     common = math.gcd(*widths)
-    pow2 = common & -common
-    k = pow2
-    while k > 1 and k * k > limit:
+    top = common & -common if rule == "auto" else max(pow2s)
+    k = top
+    while k > 1 and block_weight_count(k, bias) > limit:
         k //= 2
-    if k * k > limit:
+    size = block_weight_count(k, bias)
+    if size > limit:
         raise ConfigError(
             f"even k=1 exceeds the verify budget ({budget:.4%} of {backbone} weights = {limit:.1f}); "
             "raise budget or pass an explicit k"
         )
+    limited = (f"largest power of two dividing every site width (gcd {common} -> {top})" if rule == "auto"
+               else f"largest power of two dividing a site width ({top}) within the budget")
     why = (
-        f"k={k}: largest power of two dividing every site width (gcd {common} -> {pow2})"
-        + (f", halved to fit {k * k} <= {budget:.2%} x {backbone} = {limit:.0f} weights" if k < pow2 else "")
-        + f"; block = {k * k} weights = {k * k / backbone:.4%} of the backbone"
+        f"k={k}" + ("" if rule == "auto" else f" ({rule})") + f": {limited}"
+        + (f", halved to fit {size} <= {budget:.2%} x {backbone} = {limit:.0f} weights" if k < top else "")
+        + f"; block = {size} weights = {size / backbone:.4%} of the backbone"
     )
     return k, why
 
@@ -96,11 +105,14 @@ def insert_tsb(
     budget: float = 0.004,
     strict: bool = False,
     input_shape: Sequence[int] | None = None,
+    bias: bool = False,
 ) -> nn.Module:
     """Insert one shared block (``model.tsb``) applied at every site of ``where``; in place, returns the model.
 
-    ``k="auto"``: largest power of two dividing every site width with ``k*k <= budget * backbone weights``.
-    A site whose width k does not divide is skipped with a warning and listed in
+    ``k="auto"``: largest power of two dividing every site width with block weights ``<= budget * backbone
+    weights``; ``k="budget"``: largest power of two within that budget dividing at least one site width (the
+    others are skipped). ``bias=True``: the block gets a bias column on its tile (k*k + k weights).
+    A site whose width k does not divide is skipped (with a warning when k was given) and listed in
     ``model.tsb_skipped_sites`` (``strict=True`` raises instead). ``input_shape`` (C, H, W) drives the
     one dry forward pass that finds the sites; default: first conv's channels x ``model.input_size``
     (224 if the model has none). The block is the identity at init, so outputs are unchanged.
@@ -114,10 +126,10 @@ def insert_tsb(
         raise ConfigError("the model already has a TSB (model.tsb); insert_tsb once per fresh backbone")
     if not 0 < budget <= 1:
         raise ConfigError(f"budget is a fraction of backbone weights in (0, 1], got {budget!r} (0.004 = 0.4%)")
-    if isinstance(where, str) and where not in ("conv", "stage", "all"):
-        raise ConfigError(f"where={where!r} is unknown; use 'conv', 'stage', 'all' or a list of module names")
-    if k != "auto" and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
-        raise ConfigError(f"k must be 'auto' or a positive int, got {k!r}")
+    if isinstance(where, str):
+        parse_where(where)
+    if k not in K_RULES and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        raise ConfigError(f"k must be 'auto', 'budget' or a positive int, got {k!r}")
 
     sites, trace_ = find_sites(model, where, input_shape)
     if not sites:
@@ -127,13 +139,15 @@ def insert_tsb(
         {"name": n, "width": None, "reason": f"runs {trace_.counts[n]} times per forward (shared module)"}
         for n in repeated_layers(trace_)
     ]
-    if k == "auto":
-        k, why = _budget_k([s.width for s in sites], budget, backbone)
+    given = k not in K_RULES
+    if isinstance(k, str):
+        k, why = _budget_k([s.width for s in sites], budget, backbone, rule=k, bias=bias)
     else:
         assert isinstance(k, int)  # checked above
-        why = f"k={k} given; block = {k * k} weights = {k * k / max(backbone, 1):.4%} of the backbone"
-        if k * k > budget * backbone:
-            warnings.warn(f"k={k} gives {k * k} verified weights, over the {budget:.2%} budget", stacklevel=2)
+        size = block_weight_count(k, bias)
+        why = f"k={k} given; block = {size} weights = {size / max(backbone, 1):.4%} of the backbone"
+        if size > budget * backbone:
+            warnings.warn(f"k={k} gives {size} verified weights, over the {budget:.2%} budget", stacklevel=2)
 
     kept: list[Site] = []
     for s in sites:
@@ -144,12 +158,13 @@ def insert_tsb(
                f"(valid power-of-two k: {_valid_k(s.width)})")
         if strict:
             raise ConfigError(msg + "; pick such a k, or strict=False to skip the site")
-        warnings.warn(msg + "; skipped (model.tsb_skipped_sites)", stacklevel=2)
+        if given:  # k: budget skips by design (logged below with the choice)
+            warnings.warn(msg + "; skipped (model.tsb_skipped_sites)", stacklevel=2)
         skipped.append({"name": s.target, "width": s.width, "reason": f"width not a multiple of k={k}"})
     if not kept:
         raise ConfigError(f"k={k} divides no site width ({sorted({s.width for s in sites})}); choose a smaller k")
 
-    model.tsb = TinySharedBlock(k, residual=residual)
+    model.tsb = TinySharedBlock(k, residual=residual, bias=bias)
     container = nn.ModuleDict()
     for s in kept:
         key = s.target.replace(".", "_") or "root"
@@ -160,11 +175,13 @@ def insert_tsb(
     setattr(model, SKIPPED_NAME, skipped)
     setattr(model, CONFIG_NAME, {
         "k": k, "where": where if isinstance(where, str) else list(where), "residual": residual,
-        "budget": budget, "backbone_weights": backbone, "tsb_weights": k * k, "n_sites": len(kept),
-        "k_choice": why,
+        "budget": budget, "backbone_weights": backbone, "tsb_weights": block_weight_count(k, bias),
+        "n_sites": len(kept), "k_choice": why, "bias": bias,
     })
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     if param is not None:  # same device and dtype as the backbone
         model.tsb.to(device=param.device, dtype=param.dtype)
-    log.info("insert_tsb: %d sites (%s), %s", len(kept), where, why)
+    unfit = len(sites) - len(kept)
+    log.info("insert_tsb: %d sites (%s), %s%s", len(kept), where, why,
+             "" if given or not unfit else f"; {unfit} site(s) k does not divide skipped")
     return bind_sites(model)

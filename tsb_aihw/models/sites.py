@@ -12,6 +12,10 @@ A site is "apply the block to the output of module M". Rules (docs/design.md, "I
   trailing adaptive pool that keeps the shape (torchvision heads at 224 px) does not end a stage.
 - ``all``: ``conv`` plus every hidden ``nn.Linear`` (all but the classifier), after the ``BatchNorm1d``
   that consumes it if any.
+- ``classifier``: one site on the classifier's input: after the module producing the tensor that the head's
+  first layer consumes (the first ``nn.Linear`` run, e.g. VGG-8's ``fc1``; without any Linear, the classifier
+  itself), found by tensor identity, else by storage (a functional ``torch.flatten`` view of a pool's output).
+- rules joined by ``+`` (``conv+classifier``): the union of their sites.
 - a list of module names: after each named module.
 """
 from __future__ import annotations
@@ -201,6 +205,42 @@ def named_sites(trace_: Trace, model: nn.Module, names: Sequence[str]) -> list[S
     return sites
 
 
+def classifier_input_sites(trace_: Trace) -> list[Site]:
+    """The site on the classifier's input (the head's first layer: the first Linear run, else the classifier)."""
+    once = trace_.once()
+    head = next((c for c in once if isinstance(c.module, nn.Linear)), None)
+    if head is None:
+        name = classifier_name(trace_)
+        head = next((c for c in once if c.name == name), None)
+    if head is None or not head.inputs or not isinstance(head.inputs[0], Tensor):
+        raise ConfigError("where='classifier': the model has no classifier layer run once (nn.Linear or a last "
+                          "conv) whose input could get a site; pass the module names of the sites instead")
+    x = head.inputs[0]
+    made = [c for c in once if c.output is x] or [
+        c for c in once if c is not head and isinstance(c.output, Tensor) and c.output.numel() == x.numel()
+        and c.output.data_ptr() == x.data_ptr()]  # a functional flatten: a view of the module output
+    made = [c for c in made if _width(c.output) is not None]
+    if not made:
+        raise ConfigError(f"where='classifier': no module produces the input of the classifier's first layer "
+                          f"{head.name!r} (a functional op in between?); make it a module, e.g. nn.Flatten, or "
+                          "name the sites explicitly")
+    site = made[-1]  # the outermost module returning it
+    return [Site(site.name, int(site.output.shape[1]), "classifier")]
+
+
+#: what ``where`` may name (joined by "+"); a list of module names is the other form
+SITE_RULES = ("conv", "stage", "all", "classifier")
+
+
+def parse_where(where: str) -> list[str]:
+    """The rules of a ``where`` string (``"conv+classifier"`` -> ["conv", "classifier"]); one line if unknown."""
+    rules = where.split("+")
+    if not all(r in SITE_RULES for r in rules) or len(set(rules)) != len(rules):
+        raise ConfigError(f"where={where!r} is unknown; use one of {', '.join(SITE_RULES)}, several joined by '+' "
+                          "(e.g. 'conv+classifier'), or a list of module names")
+    return rules
+
+
 def repeated_layers(trace_: Trace) -> list[str]:
     """Conv/linear modules called more than once (weight sharing in the backbone): never sites."""
     seen = []
@@ -214,16 +254,12 @@ def find_sites(
     model: nn.Module, where: str | Sequence[str], input_shape: Sequence[int] | None = None
 ) -> tuple[list[Site], Trace]:
     """Sites for ``where`` in forward order, de-duplicated (first kind wins), and the dry-run trace."""
+    rules = parse_where(where) if isinstance(where, str) else []
     trace_ = trace(model, input_shape or default_input_shape(model))
     if isinstance(where, str):
-        if where == "conv":
-            sites = conv_sites(trace_)
-        elif where == "stage":
-            sites = stage_sites(trace_)
-        elif where == "all":
-            sites = conv_sites(trace_) + fc_sites(trace_)
-        else:
-            raise ConfigError(f"where={where!r} is unknown; use 'conv', 'stage', 'all' or a list of module names")
+        by_rule = {"conv": conv_sites, "stage": stage_sites, "all": lambda t: conv_sites(t) + fc_sites(t),
+                   "classifier": classifier_input_sites}
+        sites = [s for rule in rules for s in by_rule[rule](trace_)]
     else:
         sites = named_sites(trace_, model, list(where))
     order = {c.name: i for i, c in enumerate(trace_.calls)}
