@@ -20,7 +20,9 @@ from tsb_aihw.utils.schema import build, check, non_default_tree, section, spec,
 from tsb_aihw.utils.yamlfile import load_yaml_file
 
 EARLY_FROM = ("separate", "stop")  # backbone.early_from choices
-BLOCK_SITES = ("conv", "stage", "all")  # insert_tsb(where=...) choices a config can name
+# insert_tsb(where=...) choices a config can name; "+classifier" adds a site on the classifier's input (models/sites.py)
+BLOCK_SITES = ("conv", "stage", "all", "classifier", "conv+classifier", "stage+classifier", "all+classifier")
+BLOCK_K_RULES = ("auto", "budget")  # block.k as a rule (models.insertion.K_RULES), else an int
 SEED_MAX = 2**32 - 1  # numpy and the data splits take seeds in [0, 2**32)
 MAX_CHIPS = 100_000
 MAX_EPOCHS = 10_000
@@ -71,9 +73,19 @@ class BackboneConfig:
 
 @dataclass
 class BlockConfig:
+    # auto: the largest power of two dividing every site width within the budget; budget: the largest within it
+    # dividing any site width (the others skipped); an int: that k (docs/design.md, "Choosing k automatically")
     k: Union[int, str] = spec("auto", lo=1, hi=4096)
     where: str = spec("conv", choices=BLOCK_SITES, what="insertion rule")
     residual: bool = True
+    # the fraction of the backbone's weights the block may put on its verified tile (k: auto and k: budget);
+    # 0.004 = the paper's "< 0.4%"
+    budget: float = spec(0.004, lo=0.0, lo_open=True, hi=1.0)
+    # a bias column on the block's tile, programmed and write-verified like its kernel (k*k + k weights)
+    bias: bool = False
+    # train every block with weight noise at the write-verify residual of the preset's verified weights
+    # (training.block_training.verified_residual_std): the error it will be programmed with
+    train_verify_residual: bool = False
     epochs: int = spec(8, lo=1, hi=MAX_EPOCHS)
     lr: float = spec(5e-3, lo=0.0, lo_open=True, hi=10.0)
     read_time: float = spec(0.0, lo=0.0, hi=1e10)  # seconds after programming at which the chip is read back
@@ -92,6 +104,9 @@ class BlockConfig:
 
     def validate(self) -> "BlockConfig":
         """The checks between block fields (a study's, or a sweep point's with its overrides)."""
+        if isinstance(self.k, str) and self.k not in BLOCK_K_RULES:
+            raise ConfigError(f"block.k = {self.k!r}: must be 'auto', 'budget' or an integer >= 1 (channels of the "
+                              "shared block)")
         recipe = recipe_of(self.recipe, "block.recipe")
         if self.calibration_images is not None and recipe is not None and recipe.augment != "none":
             raise ConfigError(f"block.calibration_images caches un-augmented activations, but block.recipe.augment = "
@@ -101,6 +116,23 @@ class BlockConfig:
                               f"block.calibration_images is null (the whole split trains in data.batch_size batches); "
                               f"set block.calibration_images or drop batch_size")
         return self
+
+    def insert(self, model: Any) -> Any:
+        """``model`` with this config's shared block inserted (zero-initialised): the one place the fields map
+        onto :func:`~tsb_aihw.models.insert_tsb`."""
+        from tsb_aihw.models import insert_tsb
+
+        return insert_tsb(model, k=self.k, where=self.where, residual=self.residual, budget=self.budget,
+                          bias=self.bias)
+
+    def noise_std(self, preset: Any) -> float:
+        """Weight noise on the block while it trains (relative to its abs-max): the preset's verified residual
+        with ``train_verify_residual``, else 0."""
+        if not self.train_verify_residual:
+            return 0.0
+        from tsb_aihw.training.block_training import verified_residual_std
+
+        return verified_residual_std(preset)
 
 
 #: config fields whose effect a cell's key carries through its method spec (``MethodSpec.bn_recalibration``), so
@@ -182,9 +214,6 @@ class StudyConfig:
         if self.backbone.early_epochs > self.backbone.full_epochs:
             raise ConfigError(f"backbone.early_epochs ({self.backbone.early_epochs}) > full_epochs "
                               f"({self.backbone.full_epochs}): early convergence must not train longer")
-        if isinstance(self.block.k, str) and self.block.k != "auto":
-            raise ConfigError(f"block.k = {self.block.k!r}: must be 'auto' or an integer >= 1 (channels of the "
-                              "shared block)")
         recipe = recipe_of(self.backbone.recipe, "backbone.recipe")
         if self.backbone.early_from == "stop" and (recipe is None or recipe.schedule != "wsd"):
             raise ConfigError("backbone.early_from: stop takes the early backbone from (b)'s run, which needs "

@@ -91,7 +91,8 @@ def _export_one(source: Path, study: Path, out: Path, n_studies: int) -> list[Pa
             state = {k: v for k, v in state.items() if k.startswith("tsb.")}
         torch.save(state, out / name)
         written.append(out / name)
-        block = ({"k": results.tsb.k, "where": cfg["block"]["where"], "residual": cfg["block"]["residual"]}
+        block = ({"k": results.tsb.k, "where": cfg["block"]["where"], "residual": cfg["block"]["residual"],
+                  **({"bias": True} if cfg["block"].get("bias") else {})}
                  if has_block else None)  # the resolved k, not "auto"
         models.append(ExportedModel(file=name, checkpoint=ckpt.name, model=dict(results.model_args),
                                     tsb_block=block, base=early if has_block else None, meta=held.meta,

@@ -30,7 +30,7 @@ from tsb_aihw.baselines import selection_masks
 from tsb_aihw.data import get_dataset, make_loader
 from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError, TSBError
-from tsb_aihw.models import get_model, get_tsb, insert_tsb
+from tsb_aihw.models import get_model, get_tsb
 from tsb_aihw.models.pretrained import load_state_checked
 from tsb_aihw.pipeline.adopt import find_trained
 from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
@@ -203,7 +203,8 @@ class TrainedModels:
         seed_everything(seed)
         train = functools.partial(train_block, model, block_params=list(get_tsb(model).parameters()),
                                   epochs=b.epochs, lr=None if recipe else b.lr, device=dev, seed=seed,
-                                  progress=progress, backbone_noise_std=backbone_noise_std, recipe=recipe)
+                                  progress=progress, backbone_noise_std=backbone_noise_std, recipe=recipe,
+                                  noise_std=b.noise_std(self.preset))
         if b.calibration_images is None:
             return train(self.train_loader(*loader_keys))
         batch = self.block_batch(b)
@@ -258,8 +259,7 @@ class TrainedModels:
         try:
             with warnings.catch_warnings():  # the sites a k skips are reported when the real model is built
                 warnings.simplefilter("ignore")
-                k = get_tsb(insert_tsb(build_backbone(self.cfg, self.data.info), k=b.k, where=b.where,
-                                       residual=b.residual)).k
+                k = get_tsb(b.insert(build_backbone(self.cfg, self.data.info))).k
         except (ConfigError, ValueError) as exc:
             raise ConfigError(f"block: {exc}") from None
         if b.calibration_images is not None:
@@ -373,8 +373,7 @@ class TrainedModels:
         same = b.k == self.cfg.block.k or b.k == self.block_value("k")  # a k equal to what `auto` resolves to
         name = f"{backbone}_tsb" if same else f"{backbone}_tsb_k{b.k}"
         if name not in self.models:
-            self.models[name] = insert_tsb(copy.deepcopy(self.backbone(backbone)), k=b.k, where=b.where,
-                                           residual=b.residual).eval()
+            self.models[name] = b.insert(copy.deepcopy(self.backbone(backbone))).eval()
         return self.models[name]
 
     def fixed_block(self, kind: str) -> nn.Module:

@@ -34,6 +34,7 @@ from tsb_aihw.utils.device import resolve_device
 from tsb_aihw.utils.seeding import derive_seed, reseed_loader, seed_everything
 
 if TYPE_CHECKING:
+    from tsb_aihw.devices.presets import DevicePreset
     from tsb_aihw.training.block_cache import BlockCache
 
 BlockSpec = nn.Module | str | Iterable[nn.Parameter]
@@ -41,6 +42,27 @@ BlockSpec = nn.Module | str | Iterable[nn.Parameter]
 
 #: ``train_block``'s keyword defaults when no recipe is given (Adam always; a recipe may choose SGD).
 BLOCK_DEFAULTS = OptimArgs(optimizer="adam", lr=1e-3, schedule="constant", weight_decay=0.0)
+
+_RESIDUAL_STD: dict[str, float] = {}  # per preset identity: measured once per process
+
+
+def verified_residual_std(preset: DevicePreset) -> float:
+    """The sd of a write-verified weight's programming error, relative to the layer's abs-max, as measured.
+
+    Why measured and not ``tolerance / sqrt(3)``: only the Gaussian model accepts errors uniform in the tolerance
+    of max|W|; the conductance presets verify per device (two per weight, in units of g_max, columnwise scales)
+    through noisy verify reads. This is ``devices.characterize``'s verified "programmed" sd (docs/devices.md's
+    tables: a 64x256 Gaussian matrix, 3 seeded chips), the number :class:`WeightNoise` then draws at
+    (Gaussian of that sd, where nvcim-gaussian's true residual is uniform: same second moment). The global
+    random state is left as it was."""
+    from tsb_aihw.devices.characterize import characterize
+
+    key = preset.identity
+    if key not in _RESIDUAL_STD:
+        with torch.random.fork_rng(devices=[]):
+            measured = characterize(preset, n_chips=3, times={"programmed": None})
+        _RESIDUAL_STD[key] = float(measured["verified"]["sd_over_absmax"]["programmed"])
+    return _RESIDUAL_STD[key]
 
 
 def resolve_block(model: nn.Module, block: BlockSpec) -> tuple[list[nn.Parameter], list[nn.Module]]:
