@@ -107,6 +107,35 @@ def evaluate_arm(chip: Any, arm: str, loader: Any, t: float, factor: float) -> f
         return evaluate_accuracy(chip.model, loader, fast=MODE[base])
 
 
+def committed_model_and_images(models_dir: Path, model_file: str, images: int, image_seed: int,
+                               batch: int) -> tuple[Any, Any, dict[str, Any]]:
+    """(digital model of ``models_dir/model_file`` in eval mode, a loader of ``images`` seeded random images of
+    the held-out test part of the dataset it was trained on, the config that names both): the set-up every
+    chip-accuracy benchmark on a committed backbone shares (here and ``bf16_product.py``)."""
+    import torch
+    from torch.utils.data import Subset
+
+    from tsb_aihw.data.loader import make_loader
+    from tsb_aihw.data.registry import get_dataset
+    from tsb_aihw.models.registry import get_model
+    from tsb_aihw.utils.io import read_json
+
+    models = read_json(models_dir / "models.json", dict)
+    entry = next(m for m in models["models"] if m["file"] == model_file)
+    digital = get_model(**entry["model"])
+    digital.load_state_dict(torch.load(models_dir / entry["file"], map_location="cpu"))
+    digital.eval()
+    dataset_name = models["dataset"]["name"]
+    if dataset_name.startswith("imagefolder:") and not Path(dataset_name.split(":", 1)[1]).is_absolute():
+        dataset_name = "imagefolder:" + str((ROOT / dataset_name.split(":", 1)[1]).resolve())
+    test = get_dataset(dataset_name, "test", seed=0)
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(image_seed))[:images]
+    config = {"model": entry["model"], "model_file": f"{models_dir.name}/{entry['file']}",
+              "dataset": models["dataset"]["name"], "split": "test", "split_note": test.info.split_note,
+              "images": len(pick), "image_seed": image_seed, "batch": batch}
+    return digital, make_loader(Subset(test, pick.tolist()), batch), config
+
+
 def summary(chips: dict[str, dict[str, float]]) -> dict[str, Any]:
     from tsb_aihw.evaluation.stats import summarize
 
@@ -157,15 +186,11 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     import torch
-    from torch.utils.data import Subset
 
     from tsb_aihw.analog import to_analog
     from tsb_aihw.analog.chip import Chip
-    from tsb_aihw.data.loader import make_loader
-    from tsb_aihw.data.registry import get_dataset
     from tsb_aihw.devices import load_preset
     from tsb_aihw.evaluation.times import parse_times
-    from tsb_aihw.models.registry import get_model
     from tsb_aihw.utils.io import atomic_write_json, read_json
     from tsb_aihw.utils.memory import keep_freed_memory
     from tsb_aihw.utils.provenance import provenance
@@ -173,23 +198,10 @@ def main() -> None:
     keep_freed_memory()
     torch.set_num_threads(args.threads)
     (t,) = parse_times([args.time])
-    models = read_json(Path(args.models) / "models.json", dict)
-    entry = next(m for m in models["models"] if m["file"] == args.model_file)
-    digital = get_model(**entry["model"])
-    digital.load_state_dict(torch.load(Path(args.models) / entry["file"], map_location="cpu"))
-    digital.eval()
-
-    dataset_name = models["dataset"]["name"]
-    if dataset_name.startswith("imagefolder:") and not Path(dataset_name.split(":", 1)[1]).is_absolute():
-        dataset_name = "imagefolder:" + str((ROOT / dataset_name.split(":", 1)[1]).resolve())
-    test = get_dataset(dataset_name, "test", seed=0)
-    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(args.image_seed))[:args.images]
-    loader = make_loader(Subset(test, pick.tolist()), args.batch)
-
-    config = {"model": entry["model"], "model_file": f"{Path(args.models).name}/{entry['file']}",
-              "dataset": models["dataset"]["name"], "split": "test", "split_note": test.info.split_note,
-              "images": len(pick), "image_seed": args.image_seed, "batch": args.batch, "time": args.time,
-              "time_s": t, "study_seed": args.seed, "louder": args.louder, "threads": args.threads}
+    digital, loader, config = committed_model_and_images(Path(args.models), args.model_file, args.images,
+                                                         args.image_seed, args.batch)
+    config |= {"time": args.time, "time_s": t, "study_seed": args.seed, "louder": args.louder,
+               "threads": args.threads}
     out_path = Path(args.json)
     data: dict[str, Any] = read_json(out_path, dict) if out_path.exists() else {}
     runs = data.setdefault("runs", {})
