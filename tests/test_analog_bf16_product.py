@@ -16,15 +16,14 @@ import warnings
 
 import pytest
 import torch
+from helpers import tiny_study
+from test_analog_fast_eval_bias import activations, moments
 from torch import nn
 
 from tsb_aihw.analog import fast_eval, to_analog
 from tsb_aihw.analog.fast_eval import FastLayer, chip_forward, preset_product, resolve_product, set_fast_eval
 from tsb_aihw.devices import load_preset
 from tsb_aihw.errors import ConfigError
-
-from helpers import tiny_study
-from test_analog_fast_eval_bias import activations, moments
 
 pytestmark = pytest.mark.usefixtures("fast_cpu")
 warnings.filterwarnings("ignore", module="aihwkit")
@@ -189,7 +188,8 @@ def test_cell_keys_differ_by_product_and_the_default_keeps_its_keys(tmp_path, mo
 
     spec = BASE_METHODS["full_noise_injection"]
     default, bf16, auto = ctx(), ctx(fast_eval_product="bf16"), ctx(fast_eval_product="auto")
-    assert "fast_eval_product" not in keyed_tree(default.cfg) and "fast_eval_product" not in str(study_identity(default.cfg))
+    assert "fast_eval_product" not in keyed_tree(default.cfg)
+    assert "fast_eval_product" not in str(study_identity(default.cfg))
     key = default.cell_key(spec, 0, default.preset)
     assert default.chip_eval() == {"mode": "statistical", "product": "fp32"}
     assert bf16.cell_key(spec, 0, bf16.preset) != key and bf16.chip_eval()["product"] == "bf16"
