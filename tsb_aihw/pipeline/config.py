@@ -142,7 +142,6 @@ SPEC_CARRIED_KEYS = (("block", "recalibrate_bn"),)
 UNKEYED_KEYS = (("backbone", "stops"),)
 
 
-
 def keyed_tree(cfg: Any) -> dict[str, Any]:
     """What results are keyed by: :func:`non_default_tree` minus :data:`SPEC_CARRIED_KEYS` and
     :data:`UNKEYED_KEYS`."""
