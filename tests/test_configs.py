@@ -31,5 +31,6 @@ def test_shipped_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -
         cfg, sweeps = load_sweep_config(path)
         if path.stem.startswith("cifar10-") and path.parent.name == "configs":  # the CIFAR-10 studies
             assert cfg.chips >= 20 and cfg.data.eval_limit >= 5000 and sweeps["sigma"].values == [0.1, 0.2, 0.3]
-            assert cfg.backbone.recipe["optimizer"] == "sgd" and cfg.model.fc_init == "fan_in"
+            assert cfg.backbone.recipe is not None and cfg.backbone.recipe.optimizer == "sgd"
+            assert cfg.model.fc_init == "fan_in"
             assert cfg.model.width == (1.0 if path.stem.endswith("-gpu") else 0.25)

@@ -251,7 +251,7 @@ def test_study_trains_with_a_recipe_and_refuses_a_bad_one(tmp_path) -> None:
     assert history and (res.methods["full_noise_injection"].clean_accuracy or 0) > 0.15  # 10 classes: chance 0.1
     with pytest.raises(ConfigError, match="backbone.recipe: .*lr"):
         study_config_from_dict(tiny_study(backbone={"recipe": {"lr": -1}}))
-    with pytest.raises(ConfigError, match="backbone.recipe: unknown recipe key"):
+    with pytest.raises(ConfigError, match="unknown key 'backbone.recipe.lrr'"):
         study_config_from_dict(tiny_study(backbone={"recipe": {"lrr": 0.1}}))
 
 

@@ -16,7 +16,8 @@ from tsb_aihw.baselines.selective_verify import METHODS as SELECTION_METHODS
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.evaluation.times import DRIFT_TIMES, check_times
 from tsb_aihw.pipeline.methods import ALL_METHODS, METHODS
-from tsb_aihw.utils.schema import build, check, non_default_tree, section, spec, with_overrides
+from tsb_aihw.training.recipe import TrainRecipe
+from tsb_aihw.utils.schema import build, check, non_default_tree, section, spec, to_tree, with_overrides
 from tsb_aihw.utils.yamlfile import load_yaml_file
 
 EARLY_FROM = ("separate", "stop")  # backbone.early_from choices
@@ -58,9 +59,10 @@ class BackboneConfig:
     early_epochs: int = spec(6, lo=1, hi=MAX_EPOCHS)  # TSB backbone: "early convergence" budget
     lr: float = spec(1e-3, lo=0.0, lo_open=True, hi=10.0)
     noise_std: Union[float, None] = spec(None, lo=0.0, hi=10.0)  # None: the preset's training_noise_std
-    # a TrainRecipe (tsb_aihw.training.recipe: SGD-nesterov, one-cycle, label smoothing, batch crop+flip, noise
-    # warm-up); None: the trainer's defaults (Adam at lr, per-epoch cosine)
-    recipe: Union[dict[str, Any], None] = None
+    # how (b) and the early backbone train (tsb_aihw.training.recipe: SGD-nesterov, one-cycle, label smoothing, batch
+    # crop+flip, noise warm-up); None: the trainer's defaults (Adam at lr, per-epoch cosine). Keyed as written (a key
+    # spelled at its default stays in every checkpoint key and identity, as when the recipe was a plain mapping)
+    recipe: Union[TrainRecipe, None] = spec(None, as_given=True)
     # where the early backbone comes from: "separate" (its own run of early_epochs, the paper's flow) or "stop"
     # ((b)'s own run stopped at early_epochs / full_epochs of its steps and annealed, the anneal counting in its
     # budget: training.stops; needs recipe.schedule wsd). "Early convergence" then means the same training stopped
@@ -94,7 +96,7 @@ class BlockConfig:
     # training split, un-augmented, whose activations before the first site are cached per model
     # (tsb_aihw.training.block_cache); None: the whole (shuffled) training split, uncached
     calibration_images: Union[int, None] = spec(None, lo=1, hi=10_000_000)
-    recipe: Union[dict[str, Any], None] = None  # a TrainRecipe for the block; None: Adam at lr
+    recipe: Union[TrainRecipe, None] = spec(None, as_given=True)  # how blocks train; None: Adam at lr
     # images per block step on the calibration set (None: data.batch_size): the optimizer steps an epoch gives, which
     # is what a short block budget runs out of (docs/performance.md, section 2)
     batch_size: Union[int, None] = spec(None, lo=1, hi=65_536)
@@ -107,10 +109,9 @@ class BlockConfig:
         if isinstance(self.k, str) and self.k not in BLOCK_K_RULES:
             raise ConfigError(f"block.k = {self.k!r}: must be 'auto', 'budget' or an integer >= 1 (channels of the "
                               "shared block)")
-        recipe = recipe_of(self.recipe, "block.recipe")
-        if self.calibration_images is not None and recipe is not None and recipe.augment != "none":
+        if self.calibration_images is not None and self.recipe is not None and self.recipe.augment != "none":
             raise ConfigError(f"block.calibration_images caches un-augmented activations, but block.recipe.augment = "
-                              f"{recipe.augment!r}; set block.recipe.augment: none or calibration_images: null")
+                              f"{self.recipe.augment!r}; set block.recipe.augment: none or calibration_images: null")
         if self.batch_size is not None and self.calibration_images is None:
             raise ConfigError(f"block.batch_size = {self.batch_size} sets the batches of the calibration set, but "
                               f"block.calibration_images is null (the whole split trains in data.batch_size batches); "
@@ -201,7 +202,9 @@ class StudyConfig:
     selective: SelectiveConfig = section(SelectiveConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The mapping this config is built from (results record it; recipes as their configs gave them)."""
+        tree: dict[str, Any] = to_tree(self)
+        return tree
 
     def validate(self) -> "StudyConfig":
         """Re-check every field (code may have changed some) and the names the study will look up."""
@@ -213,7 +216,7 @@ class StudyConfig:
         if self.backbone.early_epochs > self.backbone.full_epochs:
             raise ConfigError(f"backbone.early_epochs ({self.backbone.early_epochs}) > full_epochs "
                               f"({self.backbone.full_epochs}): early convergence must not train longer")
-        recipe = recipe_of(self.backbone.recipe, "backbone.recipe")
+        recipe = self.backbone.recipe
         if self.backbone.early_from == "stop" and (recipe is None or recipe.schedule != "wsd"):
             raise ConfigError("backbone.early_from: stop takes the early backbone from (b)'s run, which needs "
                               "backbone.recipe.schedule: wsd (warmup-stable-decay); set it, or early_from: separate")
@@ -263,19 +266,6 @@ def at_sigmas(cfg: StudyConfig, sigmas: list[float], flag: str = "--sigma") -> l
         except ConfigError as exc:
             raise ConfigError(f"{flag} {s}: {exc}") from None
     return out
-
-
-def recipe_of(values: Mapping[str, Any] | None, where: str = "recipe") -> Any:
-    """The :class:`~tsb_aihw.training.recipe.TrainRecipe` of a config's ``recipe`` mapping (None: none); a bad
-    mapping fails naming ``where``."""
-    if values is None:
-        return None
-    from tsb_aihw.training.recipe import TrainRecipe
-
-    try:
-        return TrainRecipe.from_dict(dict(values))
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_pool_split(dataset: str, fractions: list[float]) -> None:

@@ -34,7 +34,7 @@ from tsb_aihw.models import get_model, get_tsb
 from tsb_aihw.models.pretrained import load_state_checked
 from tsb_aihw.pipeline.adopt import find_trained
 from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
-from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, recipe_of
+from tsb_aihw.pipeline.config import BlockConfig, StudyConfig
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.training import TrainResult, train_block, train_noise_injection
 from tsb_aihw.training.block_cache import build_block_cache
@@ -67,7 +67,7 @@ def load_study_data(cfg: StudyConfig) -> StudyData:
     """A recipe that augments whole batches needs an un-augmented training split (it crops and flips itself)."""
     d = cfg.data
     batch_aug = any(r is not None and r.augment != "none"
-                    for r in (recipe_of(cfg.backbone.recipe), recipe_of(cfg.block.recipe)))
+                    for r in (cfg.backbone.recipe, cfg.block.recipe))
     train = study_split(cfg, "train", augment=False if batch_aug else None)
     val, full_test = (study_split(cfg, split) for split in ("val", "test"))
     test: Any = full_test
@@ -199,7 +199,7 @@ class TrainedModels:
         cache's build."""
         b = block if block is not None else self.cfg.block
         dev = resolve_device(self.cfg.device)
-        recipe = recipe_of(b.recipe)
+        recipe = b.recipe
         seed_everything(seed)
         train = functools.partial(train_block, model, block_params=list(get_tsb(model).parameters()),
                                   epochs=b.epochs, lr=None if recipe else b.lr, device=dev, seed=seed,
@@ -306,7 +306,7 @@ class TrainedModels:
             seed = derive_seed(self.cfg.seed, "backbone", which)
             seed_everything(seed)  # before building: the initial weights come from torch's global generator
             model = build_backbone(self.cfg, self.data.info)
-            recipe = recipe_of(self.cfg.backbone.recipe)
+            recipe = self.cfg.backbone.recipe
             snapshots = Checkpointing(self.train_state_dir(file), stops=self.stop_budgets() if which == "full" else ())
             res = train_noise_injection(model, self.train_loader("backbone", which), self.data.val,
                                         noise_std=self.noise_std, epochs=epochs,
@@ -337,7 +337,7 @@ class TrainedModels:
         if budgets:
             steps = self.cfg.backbone.full_epochs * len(self.data.train)
             try:
-                plan_stops(recipe_of(self.cfg.backbone.recipe), steps, budgets)
+                plan_stops(self.cfg.backbone.recipe, steps, budgets)
             except ConfigError as exc:
                 raise ConfigError(f"backbone.early_from: stop, early budgets {[round(f, 4) for f in budgets]} "
                                   f"(early_epochs / full_epochs and backbone.stops): {exc}") from None

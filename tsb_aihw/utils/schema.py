@@ -33,13 +33,14 @@ def show(value: Any) -> str:
 def spec(default: Any = MISSING, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
          hi_open: bool = False, choices: tuple | None = None, required: bool = False, doc: str = "",
          why: str | None = None, what: str | None = None, max_len: int | None = None,
-         factory: Callable[[], Any] | None = None, omit_none: bool = False) -> Any:
+         factory: Callable[[], Any] | None = None, omit_none: bool = False, as_given: bool = False) -> Any:
     """A config field: its default plus the range (``lo``/``hi``, open or closed) or ``choices`` validation
     reads; for lists the range applies to every item. ``why`` is added to out-of-range messages; ``what``
     names a choice ("method") in unknown-choice messages; ``max_len`` bounds a string; ``omit_none``: the key
-    is left out by :func:`to_tree` while the value is None (a result key that older files lack)."""
+    is left out by :func:`to_tree` while the value is None (a result key that older files lack); ``as_given``:
+    a dataclass value (a training recipe) whose tree form is the keys its config gave (:func:`given_tree`)."""
     meta = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices, required=required, doc=doc,
-                why=why, what=what, max_len=max_len, omit_none=omit_none)
+                why=why, what=what, max_len=max_len, omit_none=omit_none, as_given=as_given)
     if required:
         return field(default=None, metadata=meta)
     if factory is not None:
@@ -142,7 +143,7 @@ def coerce(value: Any, hint: Any, key: str, src: str = "") -> Any:
     if isinstance(hint, type) and hasattr(hint, "from_tree"):  # a type that owns its JSON form (Summary)
         return hint.from_tree(value, where)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return build(hint, value, src, key + ".")
+        return value if isinstance(value, hint) else build(hint, value, src, key + ".")
     if origin in (Union, types.UnionType):
         args = typing.get_args(hint)
         if value is None:
@@ -243,8 +244,35 @@ def build(cls: type, data: Any, src: str = "", prefix: str = "") -> Any:
         elif meta.get("section"):
             kwargs[name] = build(hints[name], value, src, key + ".")
         else:
-            kwargs[name] = check_value(coerce(value, hints[name], key, src), meta, key, src)
-    return cls(**kwargs)
+            kwargs[name] = _field_value(value, hints[name], meta, key, src)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a check between a value's fields (a recipe's __post_init__): say where it sits
+        if not prefix:
+            raise
+        raise ConfigError(f"{_prefix(src)}{prefix[:-1]}: {exc}") from None
+
+
+#: where :func:`build` notes the keys an ``as_given`` value was given (not a field: no config can set it)
+_GIVEN = "_schema_given_keys"
+
+
+def _field_value(value: Any, hint: Any, meta: Mapping[str, Any], key: str, src: str) -> Any:
+    """One leaf field's value, coerced and checked; an ``as_given`` value built from a mapping remembers its keys."""
+    out = check_value(coerce(value, hint, key, src), meta, key, src)
+    if meta.get("as_given") and isinstance(value, dict) and dataclasses.is_dataclass(out):
+        object.__setattr__(out, _GIVEN, tuple(str(k) for k in value))  # frozen values too
+    return out
+
+
+def given_tree(obj: Any) -> dict[str, Any]:
+    """An ``as_given`` value as the mapping its config gave: exactly the keys written, defaults spelled out
+    included (one made in code: its non-default fields). Why: a recipe was a plain mapping before it was typed,
+    and checkpoint keys, store identities and results' configs hold it as written; this keeps every one of them."""
+    keys = getattr(obj, _GIVEN, None)
+    if keys is None:
+        return non_default_tree(obj)
+    return {k: to_tree(getattr(obj, k)) for k in keys}
 
 
 def _build_variant(meta: Mapping[str, Any], data: Any, src: str, key: str) -> Any:
@@ -277,8 +305,8 @@ def check(obj: Any, src: str = "", prefix: str = "") -> None:
         key = prefix + f.name
         if dataclasses.is_dataclass(value):
             check(value, src, key + ".")
-        else:
-            setattr(obj, f.name, check_value(coerce(value, hints[f.name], key, src), dict(f.metadata), key, src))
+        else:  # object.__setattr__: a frozen value (a recipe) is re-checked too; checking changes no value
+            object.__setattr__(obj, f.name, _field_value(value, hints[f.name], f.metadata, key, src))
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -302,13 +330,17 @@ def to_tree(obj: Any) -> Any:
     if isinstance(obj, OwnsTree):  # Summary: None for an undefined std or CI
         return obj.to_dict()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_tree(getattr(obj, f.name)) for f in fields(obj)
+        return {f.name: _field_tree(f, getattr(obj, f.name)) for f in fields(obj)
                 if not (f.metadata.get("omit_none") and getattr(obj, f.name) is None)}
     if isinstance(obj, dict):
         return {k: to_tree(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_tree(v) for v in obj]
     return obj
+
+
+def _field_tree(f: Any, value: Any) -> Any:
+    return given_tree(value) if f.metadata.get("as_given") and value is not None else to_tree(value)
 
 
 def _is_default(f: Any, value: Any) -> bool:
@@ -324,7 +356,10 @@ def non_default_tree(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
+        if f.metadata.get("as_given"):  # a value (None or given), not a section: as its config gave it
+            if not _is_default(f, value):
+                out[f.name] = given_tree(value)
+        elif dataclasses.is_dataclass(value):
             sub = non_default_tree(value)
             if f.metadata.get("variants"):
                 sub[f.metadata["tag"]] = getattr(value, f.metadata["tag"])
