@@ -75,3 +75,13 @@ def test_cells_are_checked_on_load() -> None:
     with pytest.raises(TSBError, match="tsb_refresh"):
         load_record(RefreshCell, {"chip_cost": {}, "block_write0": {}, "block_train0_s": 1.0, "chip": "x",
                                   "tsb": [0.5], "refresh_events": []}, "store.json")
+
+
+def test_an_exported_block_records_insert_tsbs_arguments_and_its_bias_only_when_set() -> None:
+    from tsb_aihw.records import BlockArgs, load_record
+
+    plain = {"k": 16, "residual": True, "where": "conv"}  # what every committed models.json holds
+    assert load_record(BlockArgs, plain, "models.json").to_dict() == plain
+    assert BlockArgs(k=4, where="conv+classifier", residual=False, bias=True).to_dict()["bias"] is True
+    with pytest.raises(TSBError, match=r"models\.json: k = 0 is out of range"):
+        load_record(BlockArgs, {**plain, "k": 0}, "models.json")

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.records import ExportedModel, ModelIndex, StudyResult, read_record
+from tsb_aihw.records import BlockArgs, ExportedModel, ModelIndex, StudyResult, read_record
 from tsb_aihw.utils.io import atomic_write_json, ensure_writable_dir, read_json
 from tsb_aihw.utils.store import check_out_path, holding, read_checkpoint, rename_aside
 
@@ -91,9 +91,9 @@ def _export_one(source: Path, study: Path, out: Path, n_studies: int) -> list[Pa
             state = {k: v for k, v in state.items() if k.startswith("tsb.")}
         torch.save(state, out / name)
         written.append(out / name)
-        block = ({"k": results.tsb.k, "where": cfg["block"]["where"], "residual": cfg["block"]["residual"],
-                  **({"bias": True} if cfg["block"].get("bias") else {})}
-                 if has_block else None)  # the resolved k, not "auto"
+        block = (BlockArgs(k=results.tsb.k, where=cfg["block"]["where"], residual=cfg["block"]["residual"],
+                           bias=True if cfg["block"].get("bias") else None)
+                 if has_block else None)
         models.append(ExportedModel(file=name, checkpoint=ckpt.name, model=dict(results.model_args),
                                     tsb_block=block, base=early if has_block else None, meta=held.meta,
                                     key=held.key))

@@ -9,13 +9,23 @@ from tsb_aihw.utils.schema import spec
 
 
 @dataclass(frozen=True, kw_only=True)
+class BlockArgs(Record):
+    """``insert_tsb``'s arguments for an exported block: rebuild its model with ``insert_tsb(model, **tsb_block)``."""
+
+    k: int = spec(lo=1)  # the resolved k, not "auto"
+    where: str
+    residual: bool
+    bias: bool | None = spec(None, omit_none=True)  # written only for a block with a bias column
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExportedModel(Record):
     """One exported state dict: how to rebuild its model and what it is."""
 
     file: str
     checkpoint: str
     model: dict[str, Any]  # get_model's keyword arguments (results.json's model_args)
-    tsb_block: dict[str, Any] | None  # insert_tsb's k / where / residual when the file holds a block
+    tsb_block: BlockArgs | None  # when the file holds a block
     base: str | None  # a block's backbone file (the block file holds only the block's tensors)
     meta: dict[str, Any]
     # what it was trained for (``models_from`` takes it only for the same key); exports older than keys lack it
