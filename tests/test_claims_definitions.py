@@ -10,8 +10,13 @@ import pytest
 
 from tsb_aihw.evaluation.stats import summaries_by_time
 from tsb_aihw.pipeline.claims import compute_claims
-from tsb_aihw.pipeline.definitions import (bootstrap_ratio, claims_by_definition, for_study, speedup_units,
-                                           train_images_from_note)
+from tsb_aihw.pipeline.definitions import (
+    bootstrap_ratio,
+    claims_by_definition,
+    for_study,
+    speedup_units,
+    train_images_from_note,
+)
 from tsb_aihw.records import ClaimsByDefinition, MethodResult, load_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,12 +81,21 @@ def test_unavailable_definitions_say_why() -> None:
     own, vanilla = c["own_reference"], c["vanilla_baseline"]
     assert not own.available and own.gap_improvement is None and "backbone_early" in (own.reason or "")
     assert not vanilla.available and vanilla.gap_improvement is None and "σ = 0" in (vanilla.reason or "")
-    assert "not trained yet" in (vanilla.reason or "")
+    assert "did not deploy method vanilla" in (vanilla.reason or "")
     # an early clean accuracy taken from elsewhere (an adopted study) fills it and says where from
     got = claims_by_definition(example(with_early=False), REF, ["0s"], early_clean=EARLY,
                                early_clean_source="results/x/results.json").definitions["own_reference"]
     assert got.available and got.gap_improvement == pytest.approx(0.095 / 0.015)
     assert got.reference_source == "results/x/results.json"
+
+
+def test_vanilla_baseline_by_hand() -> None:
+    """Both gaps against the σ = 0 network's clean accuracy (0.90): (0.90 - mean 0.40) / (0.90 - mean 0.685)."""
+    ms = example() | {"vanilla": method([0.3, 0.5, 0.4, 0.35, 0.45], REF, backbone="vanilla", clean=0.90)}
+    v = claims_by_definition(ms, REF, ["0s"]).definitions["vanilla_baseline"]
+    assert v.available and v.baseline_reference == v.tsb_reference == 0.90
+    assert v.baseline_gap == pytest.approx(0.5) and v.tsb_gap == pytest.approx(0.215)
+    assert v.gap_improvement == pytest.approx(0.5 / 0.215) and v.ci95[0] <= v.gap_improvement <= v.ci95[1]
 
 
 def test_paired_bootstrap_resamples_both_gaps_together() -> None:

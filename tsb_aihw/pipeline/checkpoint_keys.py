@@ -34,6 +34,8 @@ def checkpoint_keys(cfg: StudyConfig, noise_std: float) -> dict[str, dict[str, A
     # an early backbone stopped from (b)'s run is another model than one trained on its own: its key says which
     origin = {"from_stop": {"full_epochs": full}} if cfg.backbone.early_from == "stop" else {}
     return {"backbone_full": checkpoint_key(cfg, noise_std, "backbone_full", epochs=full),
+            # (b)'s training without noise: one model for every sigma of a preset (noise_std 0 in its key)
+            "backbone_vanilla": checkpoint_key(cfg, 0.0, "backbone_vanilla", epochs=full),
             f"backbone_early-{early}ep": checkpoint_key(cfg, noise_std, "backbone_early", epochs=early, **origin),
             **{f"block_{kind}-{early}ep": checkpoint_key(cfg, noise_std, f"block_{kind}", block=block, noise=noise,
                                                          epochs=early, **origin)

@@ -10,8 +10,9 @@ so a reader sees how much of a headline number is the definition:
   its early backbone's, which is lower, so TSB's gap shrinks by the early backbone's deficit);
 - ``worst_chip``: the worst chip's accuracy instead of the mean (gap = reference - min over chips);
 - ``p5``: the 5th-percentile chip (numpy's linear interpolation) instead of the mean;
-- ``vanilla_baseline``: improvement over a network trained without noise and programmed one-shot (needs a σ = 0
-  backbone per study; not trained yet, so reported unavailable).
+- ``vanilla_baseline``: improvement over a network trained without noise and programmed one-shot (method ``vanilla``:
+  (b)'s training at σ = 0), both gaps against that network's clean accuracy, the software accuracy a user would
+  otherwise deploy; unavailable where the study did not deploy ``vanilla``.
 
 Every ratio has a 95% CI from a PAIRED bootstrap over chips: chip i of (b) and chip i of TSB come from the same
 chip seed (same index), so each resample draws chip indices once and recomputes both gaps on them; the ratio's
@@ -36,6 +37,7 @@ from tsb_aihw.records import FrontierResult, MethodResult, StudyResult, read_rec
 from tsb_aihw.records.claims import ClaimsByDefinition, DefinitionClaim, SpeedupUnits
 
 BASELINE = "full_noise_injection"
+VANILLA = "vanilla"
 RESAMPLES = 10_000
 SEED = 0
 PAPER_GAP = 20.0
@@ -44,8 +46,8 @@ CI_METHOD = ("paired percentile bootstrap over chips (chip i of (b) and of the T
              "{resamples} resamples, numpy default_rng({seed}); a resample whose TSB gap is <= 0 has an infinite "
              "ratio")
 HOLDS_RULE = "holds_20x: the ratio's 95% CI lower end > 20 (kind unbounded counts as holding)"
-VANILLA_REASON = ("needs a σ = 0 backbone per study (trained without noise, programmed one-shot), not trained yet; "
-                  "issue 31 item 2, left for the session that trains the new backbones")
+VANILLA_REASON = ("this study did not deploy method vanilla ((b)'s training at σ = 0, programmed one-shot); add "
+                  "vanilla to its methods and re-run it (one more backbone; its other cells are reused)")
 
 DESCRIPTIONS = {
     "one_reference": "mean gap of (b) / mean gap of TSB, both against (b)'s clean digital accuracy (the project's "
@@ -54,7 +56,8 @@ DESCRIPTIONS = {
                      "clean accuracy",
     "worst_chip": "gap of (b)'s worst chip / gap of TSB's worst chip, both against (b)'s clean accuracy",
     "p5": "gap of (b)'s 5th-percentile chip / gap of TSB's 5th-percentile chip, both against (b)'s clean accuracy",
-    "vanilla_baseline": "mean gap of a σ = 0 trained backbone programmed one-shot / mean gap of TSB",
+    "vanilla_baseline": "mean gap of the σ = 0 trained network programmed one-shot / mean gap of TSB, both against "
+                        "the σ = 0 network's clean digital accuracy",
 }
 NOTES = {
     "own_reference": "flatters a weak backbone: TSB's reference is its early backbone's clean accuracy, lower than "
@@ -70,6 +73,7 @@ STATS: dict[str, Stat] = {
     "own_reference": lambda a: a.mean(axis=-1),
     "worst_chip": lambda a: a.min(axis=-1),
     "p5": lambda a: np.percentile(a, 5, axis=-1),
+    "vanilla_baseline": lambda a: a.mean(axis=-1),
 }
 
 
@@ -94,7 +98,8 @@ def bootstrap_ratio(name: str, acc_b: np.ndarray, acc_t: np.ndarray, ref_b: floa
                                baseline_reference=ref_b, tsb_reference=ref_t, baseline_gap=gb0, tsb_gap=gt0,
                                baseline_gap_ci95=gb_ci, tsb_gap_ci95=gt_ci, note=NOTES.get(name), **extra)
     if gb0 <= 0 or gb_ci[0] <= 0:
-        out["note"] = _join(out["note"], "(b)'s gap is within Monte-Carlo error of zero: nothing to improve on")
+        out["note"] = _join(out["note"], "the baseline's gap is within Monte-Carlo error of zero: nothing to "
+                                         "improve on")
         return DefinitionClaim(**out, kind="undefined")
     if gt_ci[1] <= 0:
         return DefinitionClaim(**out, kind="unbounded", point_above_20x=True, holds_20x=True)
@@ -144,13 +149,25 @@ def claims_by_definition(methods: Mapping[str, MethodResult], reference: float, 
     defs["own_reference"] = (_unavailable("own_reference", reason) if own_t is None else
                              bootstrap_ratio("own_reference", acc_b, acc_t, own_b, own_t, idx,
                                              reference_source=source))
-    defs["vanilla_baseline"] = _unavailable("vanilla_baseline", VANILLA_REASON)
+    defs["vanilla_baseline"] = _vanilla_baseline(methods.get(VANILLA), acc_t, idx)
     return ClaimsByDefinition(
         method=method, baseline=BASELINE, time=labels[0], chips=n, resamples=resamples, bootstrap_seed=seed,
         ci_method=CI_METHOD.format(resamples=resamples, seed=seed), holds_20x_rule=HOLDS_RULE,
         definitions={k: defs[k] for k in ("one_reference", "own_reference", "worst_chip", "p5", "vanilla_baseline")},
         training_speedup=speedup if speedup is not None else speedup_units(base, tsb),
     )
+
+
+def _vanilla_baseline(vanilla: MethodResult | None, acc_t: np.ndarray, idx: np.ndarray) -> DefinitionClaim:
+    """TSB against the network a user would deploy without hardware awareness, both gaps against its clean
+    accuracy (paired by chip index like every other definition)."""
+    if vanilla is None or vanilla.clean_accuracy is None:
+        return _unavailable("vanilla_baseline", VANILLA_REASON)
+    acc_v = _accuracies(vanilla, 0)
+    if len(acc_v) != len(acc_t):
+        raise ConfigError(f"{VANILLA} has {len(acc_v)} chips and the TSB method {len(acc_t)}: the paired bootstrap "
+                          "needs the same chips")
+    return bootstrap_ratio("vanilla_baseline", acc_v, acc_t, vanilla.clean_accuracy, vanilla.clean_accuracy, idx)
 
 
 def _own_reference(methods: Mapping[str, MethodResult], method: str, own_b: float, early_clean: float | None,
@@ -173,18 +190,20 @@ def _own_reference(methods: Mapping[str, MethodResult], method: str, own_b: floa
 
 # --- training speed-up in image-passes -----------------------------------------------------------------------
 
-_POOL = re.compile(r"70/10/20 split of the ([\d,]+) images")
+_POOL = re.compile(r"(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?) split of the ([\d,]+) images")
 
 
 def train_images_from_note(split_note: str) -> int | None:
-    """Size of the training split from a dataset's split note (a seeded 70/10/20 split of N images), else None."""
+    """Size of the training split from a dataset's split note (a seeded train/val/test split, in percent, of N
+    images: ``data.pool_fractions``), else None."""
     m = _POOL.search(split_note)
     if not m:
         return None
     from tsb_aihw.data.splits import pool_split
 
-    n = int(m.group(1).replace(",", ""))
-    return len(pool_split(np.zeros(n, dtype=np.int64), seed=0).parts["train"])  # sizes depend on n only
+    fractions = (float(m.group(1)) / 100, float(m.group(2)) / 100, float(m.group(3)) / 100)
+    n = int(m.group(4).replace(",", ""))
+    return len(pool_split(np.zeros(n, dtype=np.int64), seed=0, fractions=fractions).parts["train"])  # sizes: n only
 
 
 def speedup_units(base: MethodResult, tsb: MethodResult, *, config: Mapping[str, Any] | None = None,

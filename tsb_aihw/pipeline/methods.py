@@ -16,7 +16,7 @@ from tsb_aihw.errors import ConfigError
 if TYPE_CHECKING:
     from tsb_aihw.pipeline.config import BlockConfig
 
-Backbone = Literal["early", "full"]
+Backbone = Literal["early", "full", "vanilla"]
 Block = Literal["clean", "generic", "chip"]
 Verify = Literal["none", "all", "tsb", "masks"]
 
@@ -28,7 +28,8 @@ class MethodSpec:
     Attributes:
         key: stable id used in results files (``selective_verify/magnitude@0.0031``).
         label: legend label.
-        backbone: ``"early"`` (TSB's early-convergence backbone) or ``"full"`` (baseline (b)).
+        backbone: ``"early"`` (TSB's early-convergence backbone), ``"full"`` (baseline (b)) or ``"vanilla"`` ((b)'s
+            training without noise, σ = 0).
         block: ``None`` (no block), ``"clean"`` / ``"generic"`` (one block for all chips) or ``"chip"`` (a block
             trained per chip against that chip's read-back weights).
         verify: ``"none"``, ``"all"``, ``"tsb"`` or ``"masks"`` (selective write-verify).
@@ -63,18 +64,23 @@ BASE_METHODS: dict[str, MethodSpec] = {
                            verify="tsb"),
     "tsb_bn": MethodSpec("tsb_bn", "TSB variant: BN re-estimated through the chip, then the block", "early",
                          block="chip", verify="tsb", bn_recalibration=True),
+    # a network trained as (b) but without noise, programmed one-shot: what a user deploys without any hardware
+    # awareness, and the baseline of the "vanilla" reading of the paper's > 20x (pipeline.definitions)
+    "vanilla": MethodSpec("vanilla", "(v) trained without noise (σ = 0), one-shot", "vanilla"),
 }
 
 #: the method that stands for a grid of specs (one per selection rule and verified fraction): :func:`selective_specs`
 GRID_METHOD = "selective_verify"
 #: the TSB variants of the frontier (not in a default study)
 VARIANTS = ("tsb_full", "tsb_bn")
-_STUDY = [k for k in BASE_METHODS if k not in VARIANTS]
+#: baselines a study runs only where its config names them (each trains one more backbone)
+OPTIONAL = ("vanilla",)
+_STUDY = [k for k in BASE_METHODS if k not in (*VARIANTS, *OPTIONAL)]
 _AFTER_C = _STUDY.index("full_verify") + 1  # (d) follows (c), as in the paper's list
 #: a study's methods by default, in report order: the paper's (a)-(f), TSB and its ablation
 METHODS = (*_STUDY[:_AFTER_C], GRID_METHOD, *_STUDY[_AFTER_C:])
 #: every name a config's ``methods`` can hold
-ALL_METHODS = METHODS + VARIANTS
+ALL_METHODS = METHODS + VARIANTS + OPTIONAL
 #: the methods whose per-chip block follows ``block.recalibrate_bn`` (tsb_bn re-estimates BN first whatever it says)
 BN_FOLLOWING = ("tsb", "tsb_full")
 

@@ -81,7 +81,7 @@ class StudyContext:
                 c["fast_eval_product"] = product
         # a cell depends on its own backbone's budget only, so budgets of the other backbone reuse it (frontier)
         backbone = c.pop("backbone", {})
-        backbone.pop("early_epochs" if spec.backbone == "full" else "full_epochs", None)
+        backbone.pop("full_epochs" if spec.backbone == "early" else "early_epochs", None)
         if backbone:
             c["backbone"] = backbone
         deps = {"config": c, "preset": preset.identity, "version": CELL_VERSION,

@@ -283,15 +283,16 @@ class TrainedModels:
 
     # -- models -------------------------------------------------------------------------------------------
     def backbone(self, which: str) -> nn.Module:
-        """(b) (``"full"``) or the early backbone (``"early"``): loaded, adopted, or trained here.
+        """(b) (``"full"``), the early backbone (``"early"``) or (b) trained without noise (``"vanilla"``): loaded,
+        adopted, or trained here.
 
         Every backbone run snapshots its state under ``OUT/train_state/<file>/`` and resumes from it after an
         interruption; (b)'s run keeps the stops its early backbones need (``backbone.early_from: stop``)."""
         if which in self.models:
             return self.models[which]
         name = f"backbone_{which}"
-        epochs = self.cfg.backbone.full_epochs if which == "full" else self.cfg.backbone.early_epochs
-        file = name if which == "full" else f"{name}-{epochs}ep"  # one early backbone per budget (frontier)
+        epochs = self.cfg.backbone.early_epochs if which == "early" else self.cfg.backbone.full_epochs
+        file = f"{name}-{epochs}ep" if which == "early" else name  # one early backbone per budget (frontier)
         key = self.keys[file]
         model = build_backbone(self.cfg, self.data.info)
         loaded = self._load(file, key, model)
@@ -308,11 +309,12 @@ class TrainedModels:
             model = build_backbone(self.cfg, self.data.info)
             recipe = self.cfg.backbone.recipe
             snapshots = Checkpointing(self.train_state_dir(file), stops=self.stop_budgets() if which == "full" else ())
+            noise_std = 0.0 if which == "vanilla" else self.noise_std
             res = train_noise_injection(model, self.train_loader("backbone", which), self.data.val,
-                                        noise_std=self.noise_std, epochs=epochs,
+                                        noise_std=noise_std, epochs=epochs,
                                         lr=None if recipe else self.cfg.backbone.lr, device=self.cfg.device,
                                         seed=seed, progress=self.progress, recipe=recipe, checkpointing=snapshots)
-            meta = {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": self.noise_std,
+            meta = {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": noise_std,
                     "precision": res.precision, "history": res.to_dict().get("history")}
             self.ckpt.save(file, key, model.state_dict(), meta)
             snapshots.resume_path.unlink(missing_ok=True)  # the checkpoint now holds the run; stops stay
