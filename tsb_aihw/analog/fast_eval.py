@@ -709,18 +709,25 @@ def _conv_forward_stat(x: Tensor, geom: _ConvGeom, in_sizes: list[int], groups: 
                 nm = nm.masked_fill(nm <= 0.0, 1.0)
             scale, factor = _scales(g.io, nm)
             dac_step, dac_levels = _levels(g.io.inp_res, g.io.inp_bound) if g.io.inp_res > 0 else (1.0, None)
-            plans.append((zero, scale, factor, dac_step, dac_levels))
+            if dac_levels is not None:  # the DAC step folded into the input scale: one pass less
+                scale = scale / dac_step
+            # the ADC step is not folded into the weights (DAC levels are): one output factor per patch
+            if isinstance(factor, Tensor):
+                factor = (factor * g.adc_unit).unsqueeze(1)
+            else:
+                factor = g.adc_unit if factor is None else factor * g.adc_unit
+            plans.append((zero, scale, factor, dac_levels))
         step = max(1, CHUNK_ELEMENTS // max(1, (c_hi - c_lo) * k * L))
-        fused = len(row) == 1 and plans[0][4] is not None  # one DAC: scale while unfolding
+        fused = len(row) == 1 and plans[0][3] is not None  # one DAC: scale while unfolding
         for s in range(0, n, step):
             e = min(n, s + step)
             if fused:
-                zero, scale, _, dac_step, _ = plans[0]
-                sc = scale[s:e] / dac_step if isinstance(scale, Tensor) else scale / dac_step
+                zero, scale = plans[0][:2]
+                sc = scale[s:e] if isinstance(scale, Tensor) else scale
                 unf = None if zero else geom.unfold_scaled(x[s:e, c_lo:c_hi], sc, ho, wo)[:, off:off + size]
             else:
                 unf = geom.unfold(x[s:e, c_lo:c_hi])[:, off:off + size]
-            for gi, (g, (zero, scale, factor, dac_step, dac_levels)) in enumerate(zip(row, plans)):
+            for gi, (g, (zero, scale, factor, dac_levels)) in enumerate(zip(row, plans)):
                 dst = out[s:e, g.rows]
                 if zero:  # AIHWKit returns 0 for a tile whose inputs are all 0 (no noise drawn)
                     if i == 0:
@@ -728,15 +735,13 @@ def _conv_forward_stat(x: Tensor, geom: _ConvGeom, in_sizes: list[int], groups: 
                     continue
                 q = cast(Tensor, unf)  # None only for a zero tile, skipped above
                 q = q if gi == len(row) - 1 else q.clone()
-                sc = scale[s:e].unsqueeze(1) if isinstance(scale, Tensor) else scale
-                if dac_levels is not None:  # the DAC step folded into the scale: one pass less
-                    if not fused:
-                        q.mul_(sc / dac_step)
+                if not fused:  # the input scale (fused: applied while unfolding)
+                    sc = scale[s:e].unsqueeze(1) if isinstance(scale, Tensor) else scale
+                    q = q.mul_(sc) if dac_levels is not None else _prepare(q, sc, g.io)
+                if dac_levels is not None:
                     q.round_()
                     if not _abs_max_within(g.io):
                         q.clamp_(-dac_levels, dac_levels)
-                else:
-                    q = _prepare(q, sc, g.io)
                 y = torch.empty(e - s, g.weight.shape[0], L, dtype=x.dtype, device=x.device)
                 if bf16:  # codes are integers <= 256 here (bf16_blocker): exact in bf16
                     _bf16_matmul(cast(Tensor, g.weight_bf16), q.to(torch.bfloat16),
@@ -746,9 +751,7 @@ def _conv_forward_stat(x: Tensor, geom: _ConvGeom, in_sizes: list[int], groups: 
                 else:
                     torch.matmul(g.weight, q, out=y)
                 y = _adc_stat(y, g)
-                unit = g.adc_unit  # DAC levels are folded into the weights, the ADC step is not
-                f = factor[s:e].unsqueeze(1) * unit if isinstance(factor, Tensor) else (
-                    unit if factor is None else factor * unit)
+                f = factor[s:e] if isinstance(factor, Tensor) else factor
                 y.mul_(g.post)
                 if i == 0:
                     torch.mul(y, f, out=dst)
