@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import tiny_study
 
+from tsb_aihw.errors import ConfigError
 from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
 from tsb_aihw.pipeline.config import study_config_from_dict
 from tsb_aihw.pipeline.definitions import train_images_from_note
@@ -42,3 +43,15 @@ def test_train_images_follow_the_pool_fractions_in_the_note() -> None:
     assert train_images_from_note("seeded stratified 70/10/20 split of the 50,000 images (seed 0)") == 35_000
     assert train_images_from_note("seeded stratified 80/10/10 split of the 50,000 images (seed 0)") == 40_000
     assert train_images_from_note("the official test split") is None
+
+
+def test_a_frontier_adds_vanilla_as_a_baseline_without_changing_its_store() -> None:
+    from tsb_aihw.pipeline.config import config_from
+    from tsb_aihw.pipeline.frontier import FrontierConfig, budget_config, frontier_identity
+
+    plain = config_from(FrontierConfig, tiny_study() | {"budgets": [0.5, 1.0]}, "t")
+    more = config_from(FrontierConfig, tiny_study() | {"budgets": [0.5, 1.0], "extra_baselines": ["vanilla"]}, "t")
+    assert "vanilla" in budget_config(more, 0.5).methods and "vanilla" not in budget_config(plain, 0.5).methods
+    assert frontier_identity(more) == frontier_identity(plain)  # a baseline only adds cells
+    with pytest.raises(ConfigError, match="optional baseline"):
+        config_from(FrontierConfig, tiny_study() | {"extra_baselines": ["tsb"]}, "t")

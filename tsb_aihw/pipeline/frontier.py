@@ -37,6 +37,8 @@ from tsb_aihw.utils.store import ResultStore
 
 VARIANT_CHOICES = ("tsb", "tsb_full", "tsb_bn")
 BASELINES = ("full_noise_injection", "full_verify", "bn_recalibration", "selective_verify")
+#: baselines a frontier may add to :data:`BASELINES`: vanilla trains one more backbone ((b) at σ = 0)
+OPTIONAL_BASELINES = ("vanilla",)
 PAPER_REGION = {"speedup": 5.0, "gap_improvement": 20.0}
 
 
@@ -50,6 +52,8 @@ class FrontierConfig(StudyConfig):
     budgets: list[float] = spec(lo=0.0, lo_open=True, hi=1.0, factory=lambda: [0.05, 0.1, 0.2, 0.5, 1.0])
     # tsb_bn: the paper's flow (tsb with block.recalibrate_bn: false) against BN re-estimated first
     variants: list[str] = spec(choices=VARIANT_CHOICES, what="TSB variant", factory=lambda: ["tsb", "tsb_full"])
+    # baselines deployed beside :data:`BASELINES` (points at budget 1; they only add cells)
+    extra_baselines: list[str] = spec(choices=OPTIONAL_BASELINES, what="optional baseline", factory=list)
 
     def validate(self) -> "FrontierConfig":
         self.backbone.early_epochs = self.backbone.full_epochs  # each budget sets its own (budget_config)
@@ -74,22 +78,23 @@ def budget_config(cfg: FrontierConfig, budget: float) -> StudyConfig:
     from tsb_aihw.pipeline.config import study_config_from_dict
 
     raw = cfg.to_dict()
-    for k in ("budgets", "variants"):
+    for k in ("budgets", "variants", "extra_baselines"):
         raw.pop(k)
     raw["backbone"]["early_epochs"] = early_epochs(cfg, budget)
     if cfg.backbone.early_from == "stop":  # (b), trained once for every budget, keeps each budget's stop
         full = cfg.backbone.full_epochs
         epochs = [early_epochs(cfg, b) for b in cfg.budgets]
         raw["backbone"]["stops"] = sorted({*cfg.backbone.stops, *(e / full for e in epochs if e < full)})
-    raw["methods"] = [*BASELINES, *cfg.variants]
+    raw["methods"] = [*BASELINES, *cfg.extra_baselines, *cfg.variants]
     raw["selective"] = dict(raw["selective"], fraction_multipliers=[1.0, 10.0], extra_fractions=[])
     return study_config_from_dict(raw, f"frontier budget {budget:g}")
 
 
 def frontier_identity(cfg: FrontierConfig) -> dict[str, Any]:
-    """The frontier's store identity: its config minus chips, budgets and variants (those only add cells)."""
+    """The frontier's store identity: its config minus chips, budgets, variants and baselines (those only add
+    cells)."""
     ident = study_identity(cfg, "frontier")
-    for k in ("budgets", "variants", "methods"):
+    for k in ("budgets", "variants", "extra_baselines", "methods"):
         ident["config"].pop(k, None)
     return ident
 
