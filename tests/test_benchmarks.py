@@ -38,6 +38,17 @@ def test_ratio_summary_pairs_rounds():
     assert s == {"median": 3.0, "min": 2.0, "max": 3.0, "rounds": 3}
 
 
+@pytest.mark.parametrize("native, requested, rounds", [(True, None, 5), (False, None, 1), (False, 3, 3)])
+def test_bf16_forward_rounds_follow_the_cpu(monkeypatch, native, requested, rounds):
+    """Emulated bf16 (10-70x slower) gets one round unless asked for more; native bf16 the bench's rounds."""
+    from tsb_aihw.analog import fast_eval
+
+    run = load("run")
+    monkeypatch.setitem(fast_eval._native, "cpu", native)
+    args = run.parse_args(["--repeats", "5"] + ([] if requested is None else ["--bf16-repeats", str(requested)]))
+    assert run.bf16_rounds(args) == (native, rounds)
+
+
 @pytest.mark.slow
 def test_quick_benchmark_writes_results(tmp_path):
     run = load("run")
@@ -45,6 +56,9 @@ def test_quick_benchmark_writes_results(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     figures = saved["figures"]
     assert figures["analog_forward_over_digital"] > 0
+    assert figures["analog_forward_bf16_over_digital"] > 0  # recorded on every CPU, emulated or not
+    assert saved["forward"]["bf16"]["native"] == saved["cpu"]["native_bf16"]
+    assert set(saved["cpu"]["flags"]) >= {"amx_bf16", "avx512_bf16", "avx2"}
     # AIHWKit's own forward is the slow reference the fast path is measured against
     assert figures["aihwkit_forward_over_digital"] > figures["analog_forward_over_digital"]
     assert saved["mc"]["fast"]["evaluations"] == 2 * 2
