@@ -55,3 +55,21 @@ def test_a_frontier_adds_vanilla_as_a_baseline_without_changing_its_store() -> N
     assert frontier_identity(more) == frontier_identity(plain)  # a baseline only adds cells
     with pytest.raises(ConfigError, match="optional baseline"):
         config_from(FrontierConfig, tiny_study() | {"extra_baselines": ["tsb"]}, "t")
+
+
+def test_block_with_bn_on_b_is_a_frontier_variant_of_the_papers_flow() -> None:
+    """``tsb_full_bn`` (issue 31): BN re-estimated on (b) through the chip, then the block; under the default flow it
+    is tsb_full itself, so it is refused there rather than computed twice."""
+    from tsb_aihw.pipeline.config import config_from
+    from tsb_aihw.pipeline.frontier import FrontierConfig, budget_config
+    from tsb_aihw.pipeline.methods import method_spec
+
+    paper = tiny_study(block={"epochs": 1, "recalibrate_bn": False}) | {"budgets": [0.5],
+                                                                         "variants": ["tsb", "tsb_full_bn"]}
+    cfg = config_from(FrontierConfig, paper, "t")
+    spec = method_spec("tsb_full_bn", budget_config(cfg, 0.5).block)
+    assert (spec.backbone, spec.block, spec.verify, spec.bn_recalibration) == ("full", "chip", "tsb", True)
+    default_flow = method_spec("tsb_full", study_config_from_dict(tiny_study()).block)
+    assert (default_flow.backbone, default_flow.block, default_flow.bn_recalibration) == ("full", "chip", True)
+    with pytest.raises(ConfigError, match="tsb_full_bn, which is tsb_full itself"):
+        config_from(FrontierConfig, tiny_study() | {"variants": ["tsb", "tsb_full_bn"]}, "t")

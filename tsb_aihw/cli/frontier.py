@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "see configs/frontier/); the options below override it")
     p.add_argument("--budgets", default=None, help="early-backbone budgets, fractions of backbone.full_epochs, "
                    "comma-separated (default 0.05,0.1,0.2,0.5,1)")
-    p.add_argument("--variants", default=None, help="TSB variants: tsb, tsb_full, tsb_bn (tsb_bn only with "
-                   "block.recalibrate_bn: false; default tsb,tsb_full)")
+    p.add_argument("--variants", default=None, help="TSB variants: tsb, tsb_full, tsb_bn, tsb_full_bn (tsb_bn and "
+                   "tsb_full_bn only with block.recalibrate_bn: false; default tsb,tsb_full)")
     p.add_argument("--chips", type=int, default=None, help="Monte-Carlo chips (default 20)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto")

@@ -15,7 +15,7 @@ from typing import Any, Mapping, TypeVar, Union
 from tsb_aihw.baselines.selective_verify import METHODS as SELECTION_METHODS
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.evaluation.times import DRIFT_TIMES, check_times
-from tsb_aihw.pipeline.methods import ALL_METHODS, METHODS
+from tsb_aihw.pipeline.methods import ALL_METHODS, BN_TWINS, METHODS
 from tsb_aihw.training.recipe import TrainRecipe
 from tsb_aihw.utils.schema import build, check, non_default_tree, section, spec, to_tree, with_overrides
 from tsb_aihw.utils.yamlfile import load_yaml_file
@@ -157,11 +157,13 @@ def keyed_tree(cfg: Any) -> dict[str, Any]:
 
 
 def check_bn_variant(names: list[str], block: BlockConfig, field_name: str) -> None:
-    """``tsb_bn`` is ``tsb`` itself while ``block.recalibrate_bn`` is on: refuse to compute it twice."""
-    if block.recalibrate_bn and "tsb_bn" in names:
-        raise ConfigError(f"{field_name} has tsb_bn, which is tsb itself while block.recalibrate_bn is true (the "
-                          f"default); drop tsb_bn, or set block.recalibrate_bn: false to compare the paper's flow "
-                          f"(tsb) with it")
+    """``tsb_bn`` is ``tsb`` itself (``tsb_full_bn`` is ``tsb_full``) while ``block.recalibrate_bn`` is on: refuse
+    to compute it twice."""
+    for twin, same in BN_TWINS.items():
+        if block.recalibrate_bn and twin in names:
+            raise ConfigError(f"{field_name} has {twin}, which is {same} itself while block.recalibrate_bn is true "
+                              f"(the default); drop {twin}, or set block.recalibrate_bn: false to compare the paper's "
+                              f"flow ({same}) with it")
 
 
 #: the per-chip block's budget, which a sweep may set per point

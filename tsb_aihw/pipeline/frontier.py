@@ -26,7 +26,7 @@ from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.adopt import check_sources
 from tsb_aihw.pipeline.claims import gap_ratio
 from tsb_aihw.pipeline.config import StudyConfig, check_bn_variant
-from tsb_aihw.pipeline.methods import BASE_METHODS
+from tsb_aihw.pipeline.methods import BASE_METHODS, VARIANTS
 from tsb_aihw.pipeline.study import deploy_study, study_identity
 from tsb_aihw.records import FrontierPoint, FrontierResult, StudyResult
 from tsb_aihw.records.frontier import BestAt5x, FrontierVerdict
@@ -35,7 +35,7 @@ from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.schema import spec
 from tsb_aihw.utils.store import ResultStore
 
-VARIANT_CHOICES = ("tsb", "tsb_full", "tsb_bn")
+VARIANT_CHOICES = ("tsb", *VARIANTS)
 BASELINES = ("full_noise_injection", "full_verify", "bn_recalibration", "selective_verify")
 #: baselines a frontier may add to :data:`BASELINES`: vanilla trains one more backbone ((b) at σ = 0)
 OPTIONAL_BASELINES = ("vanilla",)
@@ -50,7 +50,8 @@ class FrontierConfig(StudyConfig):
     baselines of :data:`BASELINES`."""
 
     budgets: list[float] = spec(lo=0.0, lo_open=True, hi=1.0, factory=lambda: [0.05, 0.1, 0.2, 0.5, 1.0])
-    # tsb_bn: the paper's flow (tsb with block.recalibrate_bn: false) against BN re-estimated first
+    # tsb_bn / tsb_full_bn: the paper's flow (tsb / tsb_full with block.recalibrate_bn: false) against BN re-estimated
+    # first
     variants: list[str] = spec(choices=VARIANT_CHOICES, what="TSB variant", factory=lambda: ["tsb", "tsb_full"])
     # baselines deployed beside :data:`BASELINES` (points at budget 1; they only add cells)
     extra_baselines: list[str] = spec(choices=OPTIONAL_BASELINES, what="optional baseline", factory=list)
