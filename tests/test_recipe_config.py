@@ -71,17 +71,18 @@ def test_committed_results_keep_their_recipe_as_written(path: str) -> None:
 
 @needs_archive
 def test_the_field_frontier_keeps_its_keys_and_identity(monkeypatch) -> None:
-    """The fingerprints the code at 286a03b gives this config (its store and its trained models): a run started
-    then resumes with this code. The recipe enters them exactly as the YAML spells it."""
+    """The fingerprints the code before the typed recipe (1a3ff84) gives this config (its store and its trained
+    models; its extra_baselines and tsb_full_bn, which that code lacks, are in neither): a run started then resumes
+    with this code. The recipe enters them exactly as the YAML spells it."""
     monkeypatch.chdir(ROOT)
     raw = read_config_file(FIELD)
     cfg = config_from(FrontierConfig, raw, FIELD)
-    assert json_fingerprint(frontier_identity(cfg)) == "f88b0a1e87145230"
+    assert json_fingerprint(frontier_identity(cfg)) == "4b4f14a00f792028"
     study = budget_config(cfg, 0.1)
     keys = checkpoint_keys(study, 0.1555256740673952)
-    assert key_fingerprint(keys["backbone_full"]) == "466fd565930783d2"
-    assert key_fingerprint(keys["backbone_early-3ep"]) == "b881c492f1f51f29"
-    assert key_fingerprint(keys["block_clean-3ep"]) == "cad69a1d427ee08b"
+    assert key_fingerprint(keys["backbone_full"]) == "a3ed75d3c32a2509"
+    assert key_fingerprint(keys["backbone_early-3ep"]) == "f905421943f644a5"
+    assert key_fingerprint(keys["block_clean-3ep"]) == "16afc4f3b7d28111"
     assert keys["backbone_full"]["backbone"]["recipe"] == raw["backbone"]["recipe"]
     assert study_identity(study)["config"]["backbone"]["recipe"] == raw["backbone"]["recipe"]
 
