@@ -476,7 +476,7 @@ def _tile_rows(x: Tensor, nm: Tensor | float, t: _Tile, bf16: bool = False) -> T
 # ------------------------------------------------------------------------------------------------- conv2d
 def _channel_max(v: Tensor, absolute: bool) -> Tensor:
     """Max over dim 1 of ``v`` or of |v|. ``abs`` then ``amax``: torch's ``aminmax`` over a non-inner dim runs
-    3-10x slower than the two passes (measured at VGG-8/ResNet-18 shapes, docs/performance.md)."""
+    3-10x slower than the two passes on maps of 8x8 and larger (equal at 4x4; docs/performance.md)."""
     return (v.abs() if absolute else v).amax(1)
 
 
