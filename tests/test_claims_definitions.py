@@ -17,7 +17,7 @@ from tsb_aihw.pipeline.definitions import (
     speedup_units,
     train_images_from_note,
 )
-from tsb_aihw.records import ClaimsByDefinition, MethodResult, load_record
+from tsb_aihw.records import ClaimsByDefinition, MethodResult, TrainingMeta, load_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,8 +158,8 @@ def test_speedup_in_image_passes_by_hand() -> None:
     su = speedup_units(ms["full_noise_injection"], ms["tsb"],
                        config={"backbone": {"full_epochs": 25, "early_epochs": 5},
                                "block": {"epochs": 5, "calibration_images": 5000}},
-                       training={"backbone_full": {"epochs": 25, "history": history},
-                                 "backbone_early": {"epochs": 5}}, train_images=35000)
+                       training={"backbone_full": TrainingMeta(train_time_s=5.0, epochs=25, history=history),
+                                 "backbone_early": TrainingMeta(train_time_s=1.0, epochs=5)}, train_images=35000)
     assert su.wall_clock == pytest.approx(5.0) and su.holds_5x_wall_clock is False
     assert su.baseline_image_passes == 25 * 35000 and su.tsb_image_passes == 5 * 35000 + 5 * 5000
     assert su.image_passes == pytest.approx(875000 / 200000) and su.holds_5x_image_passes is False

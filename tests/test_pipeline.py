@@ -247,7 +247,7 @@ def test_study_trains_with_a_recipe_and_refuses_a_bad_one(tmp_path) -> None:
                                                                                        "early_epochs": 1,
                                                                                        "recipe": recipe}))
     res = run_study(cfg, tmp_path / "r", progress=False)
-    history = res.training["backbone_full"]["history"]
+    history = res.training["backbone_full"].history
     assert history and (res.methods["full_noise_injection"].clean_accuracy or 0) > 0.15  # 10 classes: chance 0.1
     with pytest.raises(ConfigError, match="backbone.recipe: .*lr"):
         study_config_from_dict(tiny_study(backbone={"recipe": {"lr": -1}}))

@@ -65,8 +65,9 @@ def test_early_backbone_is_b_stopped_and_annealed(tmp_path: Path) -> None:
     assert (states / "stop-0.2.pt").is_file() and not (states / "resume.pt").exists()
     meta_b, meta_e = ctx.models.meta["backbone_full"], ctx.models.meta["backbone_early"]
     steps = len(ctx.data.train)
-    assert meta_e["stop"]["steps"] == steps and meta_e["stop"]["total_steps"] == 5 * steps  # 1 of 5 epochs
-    assert 0 < meta_e["train_time_s"] < meta_b["train_time_s"]
+    assert meta_e.stop is not None
+    assert meta_e.stop["steps"] == steps and meta_e.stop["total_steps"] == 5 * steps  # 1 of 5 epochs
+    assert 0 < meta_e.train_time_s < meta_b.train_time_s
     early = ctx.models.backbone("early").state_dict()
     assert any(not torch.equal(v, ctx.models.backbone("full").state_dict()[k]) for k, v in early.items())
     # a re-run loads both, and the early backbone it would anneal again is the same

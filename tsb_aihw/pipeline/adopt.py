@@ -3,7 +3,9 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -11,18 +13,21 @@ from tsb_aihw.devices import load_preset
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
 from tsb_aihw.pipeline.config import study_config_from_dict
-from tsb_aihw.records import ExportedModel, ModelIndex, StudyResult, read_record
+from tsb_aihw.records import ExportedModel, ModelIndex, StudyResult, TrainingMeta, read_record, training_meta
 from tsb_aihw.records.base import DAMAGED
 from tsb_aihw.utils.schema import differing_keys
-from tsb_aihw.utils.store import (
-    TrainedState,
-    check_meta,
-    check_state_dict,
-    key_differences,
-    key_fingerprint,
-    read_checkpoint,
-)
+from tsb_aihw.utils.store import check_state_dict, key_differences, key_fingerprint, read_checkpoint
 from tsb_aihw.utils.torchfile import read_state_dict
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """A model another run trained for this key: its weights, its training meta (``adopted_from``: the file to
+    blame if the weights do not fit) and the key's fingerprint."""
+
+    state_dict: dict[str, Any]
+    meta: TrainingMeta
+    fingerprint: str
 
 
 def check_sources(models_from: Sequence[str | os.PathLike]) -> list[Path]:
@@ -36,7 +41,7 @@ def check_sources(models_from: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def find_trained(source: str | os.PathLike, file: str, key: Mapping[str, Any]) -> TrainedState | str:
+def find_trained(source: str | os.PathLike, file: str, key: Mapping[str, Any]) -> Adopted | str:
     """The model ``file`` (a checkpoint name, e.g. ``backbone_full``) held by ``source`` if it was trained for
     ``key``: ``source`` is a run's output directory (its checkpoints) or an exported folder (``models.json``).
 
@@ -69,7 +74,7 @@ def _member(source: Path, name: str, where: str) -> Path:
     return source / name
 
 
-def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> TrainedState | str:
+def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> Adopted | str:
     if (source / "models.json").is_file():
         index = read_record(ModelIndex, source / "models.json")
         entries = [(i, m) for i, m in enumerate(index.models) if m.checkpoint == f"{file}.pt"]
@@ -87,15 +92,14 @@ def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> TrainedState | 
         if entry.base:
             base = _member(source, entry.base, f"models[{i}].base")
             state = {**check_state_dict(read_state_dict(base), base), **state}
-        meta = check_meta(entry.meta, f"{source}/models.json: models[{i}]")
-        return TrainedState(state, {**meta, "adopted_from": str(path)}, held, key_fingerprint(held))
+        return Adopted(state, dataclasses.replace(entry.meta, adopted_from=str(path)), key_fingerprint(held))
     path = source / "checkpoints" / f"{file}.pt"
     found = read_checkpoint(path)
     differs = key_differences(found, key)
     if differs is not None:
         return f"{path} was trained for another configuration (differs in: {differs}); training it here"
-    return TrainedState(dict(found.state_dict), {**found.meta, "adopted_from": str(path)}, found.key,
-                        found.fingerprint)
+    meta = training_meta(found.meta, str(path))
+    return Adopted(dict(found.state_dict), dataclasses.replace(meta, adopted_from=str(path)), key_fingerprint(key))
 
 
 def _derived_key(source: Path, file: str, entry: ExportedModel) -> dict[str, Any] | str:
@@ -108,7 +112,7 @@ def _derived_key(source: Path, file: str, entry: ExportedModel) -> dict[str, Any
     except (TSBError, OSError) as exc:
         return f"{source}: cannot tell what {file} was trained for ({exc}); training it here"
     noise_std = cfg.backbone.noise_std if cfg.backbone.noise_std is not None else preset.training_noise_std
-    recorded = entry.meta.get("noise_std")
+    recorded = entry.meta.noise_std
     if recorded is not None and file.startswith("backbone") and abs(float(recorded) - noise_std) > 1e-9 * noise_std:
         return (f"{source}: {file} was trained at noise std {recorded:.6g}, but its config now gives "
                 f"{noise_std:.6g} (the preset changed); training it here")

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tsb_aihw.errors import ConfigError, TSBError
-from tsb_aihw.records import FrontierResult, MethodResult, StudyResult, read_record
+from tsb_aihw.records import FrontierResult, MethodResult, StudyResult, TrainingMeta, read_record
 from tsb_aihw.records.claims import ClaimsByDefinition, DefinitionClaim, SpeedupUnits
 
 BASELINE = "full_noise_injection"
@@ -207,7 +207,8 @@ def train_images_from_note(split_note: str) -> int | None:
 
 
 def speedup_units(base: MethodResult, tsb: MethodResult, *, config: Mapping[str, Any] | None = None,
-                  training: Mapping[str, Any] | None = None, train_images: int | None = None) -> SpeedupUnits:
+                  training: Mapping[str, TrainingMeta] | None = None,
+                  train_images: int | None = None) -> SpeedupUnits:
     """Wall-clock speed-up (as ``training_speedup``) and, where the config, training meta and training-set size
     are known, the speed-up in training image-passes and against (b)'s epochs to within 0.5 pp of its final
     validation accuracy."""
@@ -216,10 +217,11 @@ def speedup_units(base: MethodResult, tsb: MethodResult, *, config: Mapping[str,
                                 holds_5x_wall_clock=None if wall is None else wall > PAPER_SPEEDUP)
     if config is None or training is None or train_images is None:
         return SpeedupUnits(**head, reason="the config, training meta or training-set size was not given")
-    full_meta, early_meta = training.get("backbone_full", {}), training.get("backbone_early", {})
-    full_ep = int(full_meta.get("epochs", config["backbone"]["full_epochs"]))
-    early_ep = (int(early_meta.get("epochs", config["backbone"]["early_epochs"])) if tsb.backbone == "early"
-                else full_ep)
+    full_meta, early_meta = training.get("backbone_full"), training.get("backbone_early")
+    full_ep = int(full_meta.epochs if full_meta and full_meta.epochs is not None
+                  else config["backbone"]["full_epochs"])
+    early_ep = (int(early_meta.epochs if early_meta and early_meta.epochs is not None
+                    else config["backbone"]["early_epochs"]) if tsb.backbone == "early" else full_ep)
     blk = config.get("block", {})
     block_ep = int(blk.get("epochs", 0)) if tsb.block == "chip" else 0
     block_imgs = blk.get("calibration_images") or train_images
@@ -228,8 +230,8 @@ def speedup_units(base: MethodResult, tsb: MethodResult, *, config: Mapping[str,
     tsb_passes = backbone_passes + block_passes
     ratio = base_passes / tsb_passes
     to_final, ratio_final = None, None
-    history = full_meta.get("history") or []
-    accs = [h.get("val_acc") for h in history if isinstance(h, Mapping)]
+    history = (full_meta.history if full_meta else None) or []
+    accs = [h.get("val_acc") for h in history]
     if accs and all(isinstance(a, (int, float)) for a in accs):
         to_final = next(i + 1 for i, a in enumerate(accs) if a >= accs[-1] - 0.005)
         ratio_final = to_final * train_images / tsb_passes
@@ -247,10 +249,12 @@ def speedup_units(base: MethodResult, tsb: MethodResult, *, config: Mapping[str,
 
 # --- re-assembly from committed results ----------------------------------------------------------------------
 
-def _adopted_early_clean(training: Mapping[str, Any], tsb: MethodResult, root: Path) -> tuple[float | None, str | None]:
+def _adopted_early_clean(training: Mapping[str, TrainingMeta], tsb: MethodResult,
+                         root: Path) -> tuple[float | None, str | None]:
     """The early backbone's clean accuracy from the study it was adopted from, when that study programmed the
     very same chips (its backbone_early chip fingerprints equal this TSB's): (value, source) or (None, None)."""
-    src = (training.get("backbone_early") or {}).get("adopted_from")
+    early_meta = training.get("backbone_early")
+    src = early_meta.adopted_from if early_meta else None
     if not src:
         return None, None
     parts = Path(src).parts
@@ -304,16 +308,18 @@ def for_frontier(path: Path, root: Path) -> dict[str, Any]:
             "reference_accuracy": f.reference_accuracy, "budgets": budgets}
 
 
-def _budget_config(cfg: Mapping[str, Any], training: Mapping[str, Any]) -> dict[str, Any]:
+def _budget_config(cfg: Mapping[str, Any], training: Mapping[str, TrainingMeta]) -> dict[str, Any]:
     """The frontier's config with this budget's early epochs (from its training meta)."""
     out = dict(cfg)
-    out["backbone"] = dict(cfg["backbone"], early_epochs=(training.get("backbone_early") or {}).get("epochs"))
+    early_meta = training.get("backbone_early")
+    out["backbone"] = dict(cfg["backbone"], early_epochs=early_meta.epochs if early_meta else None)
     return out
 
 
-def _train_images_of_adopted(training: Mapping[str, Any], root: Path) -> int | None:
+def _train_images_of_adopted(training: Mapping[str, TrainingMeta], root: Path) -> int | None:
     """A frontier file records no dataset split note: take the one of the study its (b) was adopted from."""
-    src = (training.get("backbone_full") or {}).get("adopted_from")
+    full_meta = training.get("backbone_full")
+    src = full_meta.adopted_from if full_meta else None
     if not src:
         return None
     parts = Path(src).parts

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.records import BlockArgs, ExportedModel, ModelIndex, StudyResult, read_record
+from tsb_aihw.records import BlockArgs, ExportedModel, ModelIndex, StudyResult, read_record, training_meta
 from tsb_aihw.utils.io import atomic_write_json, ensure_writable_dir, read_json
 from tsb_aihw.utils.store import check_out_path, holding, read_checkpoint, rename_aside
 
@@ -95,8 +95,8 @@ def _export_one(source: Path, study: Path, out: Path, n_studies: int) -> list[Pa
                            bias=True if cfg["block"].get("bias") else None)
                  if has_block else None)
         models.append(ExportedModel(file=name, checkpoint=ckpt.name, model=dict(results.model_args),
-                                    tsb_block=block, base=early if has_block else None, meta=held.meta,
-                                    key=held.key))
+                                    tsb_block=block, base=early if has_block else None,
+                                    meta=training_meta(held.meta, str(ckpt)), key=held.key))
     index = ModelIndex(how_to_load=HOW_TO_LOAD, dataset=results.dataset, models=models)
     atomic_write_json(out / "models.json", index.to_dict())
     written.append(out / "models.json")

@@ -139,7 +139,7 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
             gap=summaries_by_time([[reference - a for a in c] for c in per_chip], labels),
             per_chip=per_chip, chips=[r.chip for r in rows],
             inference_cost=method_inference_cost(ctx, spec),
-            backbone_time_s=models.meta["backbone_early"]["train_time_s"] if per_chip_block else None,
+            backbone_time_s=models.meta["backbone_early"].train_time_s if per_chip_block else None,
             block_time_s=block_time if per_chip_block else None,
         )
     base, tsb_method = methods.get("full_noise_injection"), methods.get("tsb")

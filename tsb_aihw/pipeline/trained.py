@@ -36,6 +36,7 @@ from tsb_aihw.pipeline.adopt import find_trained
 from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
 from tsb_aihw.pipeline.config import BlockConfig, StudyConfig
 from tsb_aihw.pipeline.methods import MethodSpec
+from tsb_aihw.records import TrainingMeta, training_meta
 from tsb_aihw.training import TrainResult, train_block, train_noise_injection
 from tsb_aihw.training.block_cache import build_block_cache
 from tsb_aihw.training.checkpointing import Checkpointing, plan_stops, stop_path
@@ -152,7 +153,7 @@ class TrainedModels:
         self.progress, self.can_train = progress, can_train
         self.models_from = [Path(p) for p in models_from]
         self.models: dict[str, nn.Module] = {}
-        self.meta: dict[str, dict[str, Any]] = {}
+        self.meta: dict[str, TrainingMeta] = {}  # by checkpoint name (results' ``training``)
         self.masks: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
         self._calibration: dict[int | None, Dataset] = {}
         self._config_k: int | None = None  # the k the config's block resolves to (block_value)
@@ -221,7 +222,7 @@ class TrainedModels:
         """Every checkpoint's key (once per process: an image folder's content identity walks the folder)."""
         return checkpoint_keys(self.cfg, self.noise_std)
 
-    def _load(self, file: str, key: dict[str, Any], model: nn.Module) -> dict[str, Any] | None:
+    def _load(self, file: str, key: dict[str, Any], model: nn.Module) -> TrainingMeta | None:
         """Load ``model`` from this directory's checkpoint, else from the same model (same key) in a
         ``models_from`` folder, then copied into this directory's checkpoints with where it came from in its
         meta; returns the training meta, or None: it must be trained.
@@ -231,7 +232,7 @@ class TrainedModels:
         hit = self.ckpt.load(file, key)
         if hit is not None:
             load_state_checked(model, hit.state_dict, str(self.ckpt.path(file)))
-            return hit.meta
+            return training_meta(hit.meta, str(self.ckpt.path(file)))
         if not (self.models_from and self.can_train):
             return None
         for source in self.models_from:
@@ -239,9 +240,10 @@ class TrainedModels:
             if isinstance(found, str):
                 print(f"tsb-aihw: {found}", flush=True)
                 continue
-            load_state_checked(model, found.state_dict, found.meta["adopted_from"])
-            self.ckpt.save(file, key, found.state_dict, found.meta)
-            print(f"tsb-aihw: {file} taken from {found.meta['adopted_from']} (not re-trained)", flush=True)
+            source_file = str(found.meta.adopted_from)
+            load_state_checked(model, found.state_dict, source_file)
+            self.ckpt.save(file, key, found.state_dict, found.meta.to_dict())
+            print(f"tsb-aihw: {file} taken from {source_file} (not re-trained)", flush=True)
             return found.meta
         return None
 
@@ -301,7 +303,7 @@ class TrainedModels:
         elif which == "early" and self.cfg.backbone.early_from == "stop":
             self._need_training(file)
             model, meta = self._early_from_stop(model)
-            self.ckpt.save(file, key, model.state_dict(), meta)
+            self.ckpt.save(file, key, model.state_dict(), meta.to_dict())
         else:
             self._need_training(file)
             seed = derive_seed(self.cfg.seed, "backbone", which)
@@ -314,9 +316,9 @@ class TrainedModels:
                                         noise_std=noise_std, epochs=epochs,
                                         lr=None if recipe else self.cfg.backbone.lr, device=self.cfg.device,
                                         seed=seed, progress=self.progress, recipe=recipe, checkpointing=snapshots)
-            meta = {"train_time_s": res.wall_time_s, "epochs": epochs, "noise_std": noise_std,
-                    "precision": res.precision, "history": res.to_dict().get("history")}
-            self.ckpt.save(file, key, model.state_dict(), meta)
+            meta = TrainingMeta(train_time_s=res.wall_time_s, epochs=epochs, noise_std=noise_std,
+                                precision=res.precision, history=[dict(h) for h in res.history])
+            self.ckpt.save(file, key, model.state_dict(), meta.to_dict())
             snapshots.resume_path.unlink(missing_ok=True)  # the checkpoint now holds the run; stops stay
         self.models[which], self.meta[name] = model.eval(), meta
         return model
@@ -344,14 +346,14 @@ class TrainedModels:
                 raise ConfigError(f"backbone.early_from: stop, early budgets {[round(f, 4) for f in budgets]} "
                                   f"(early_epochs / full_epochs and backbone.stops): {exc}") from None
 
-    def _early_from_stop(self, model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    def _early_from_stop(self, model: nn.Module) -> tuple[nn.Module, TrainingMeta]:
         """The early backbone as (b)'s run stopped at early_epochs / full_epochs and annealed (training.stops);
         at the full budget, (b) itself."""
         b = self.cfg.backbone
         full = self.backbone("full")
         if b.early_epochs == b.full_epochs:
             model.load_state_dict(full.state_dict())
-            return model, {**self.meta["backbone_full"], "stop": {"budget": 1.0}}
+            return model, dataclasses.replace(self.meta["backbone_full"], stop={"budget": 1.0})
         budget = b.early_epochs / b.full_epochs
         places = [self.train_state_dir("backbone_full"),
                   *(Path(src) / "train_state" / "backbone_full" for src in self.models_from)]
@@ -363,9 +365,9 @@ class TrainedModels:
                               "backbone.early_from: separate")
         res = anneal_from_stop(model, self.train_loader("backbone", "full"), self.data.val, found[0],
                                device=self.cfg.device, progress=self.progress)
-        meta = {"train_time_s": res.wall_time_s, "epochs": b.early_epochs, "noise_std": self.noise_std,
-                "precision": res.precision, "history": res.to_dict().get("history"), "stop": res.config["stop"],
-                "stop_file": str(found[0])}
+        meta = TrainingMeta(train_time_s=res.wall_time_s, epochs=b.early_epochs, noise_std=self.noise_std,
+                            precision=res.precision, history=[dict(h) for h in res.history],
+                            stop=res.config["stop"], stop_file=str(found[0]))
         return model, meta
 
     def tsb_model(self, backbone: str = "early", block: BlockConfig | None = None) -> nn.Module:
@@ -394,8 +396,8 @@ class TrainedModels:
             self._need_training(file)
             res = self.fit_block(model, derive_seed(self.cfg.seed, name), (name,), backbone_noise_std=noise,
                                  progress=self.progress)
-            meta = {"train_time_s": res.wall_time_s, "noise_std": noise, "precision": res.precision}
-            self.ckpt.save(file, key, model.state_dict(), meta)
+            meta = TrainingMeta(train_time_s=res.wall_time_s, noise_std=noise, precision=res.precision)
+            self.ckpt.save(file, key, model.state_dict(), meta.to_dict())
         self.models[name], self.meta[name] = model.eval(), meta
         return self.models[name]
 
@@ -424,9 +426,9 @@ class TrainedModels:
 
     def train_time(self, spec: MethodSpec, block_time_per_chip: float) -> float:
         """Training wall time of a method: its backbone's, plus its block's (fixed, or the mean per chip)."""
-        t = float(self.meta[f"backbone_{spec.backbone}"]["train_time_s"])
+        t = float(self.meta[f"backbone_{spec.backbone}"].train_time_s)
         if spec.block in ("clean", "generic"):
-            t += self.meta[f"block_{spec.block}"]["train_time_s"]
+            t += self.meta[f"block_{spec.block}"].train_time_s
         elif spec.block == "chip":
             t += block_time_per_chip
         return t

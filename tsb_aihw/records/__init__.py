@@ -13,10 +13,12 @@ from tsb_aihw.records.models import BlockArgs, ExportedModel, ModelIndex
 from tsb_aihw.records.refresh import RefreshArm, RefreshCell, RefreshResult
 from tsb_aihw.records.study import FrontierStudy, MethodResult, StudiesResult, StudyResult, TsbRecord
 from tsb_aihw.records.sweep import SweepPoint, SweepRecord
+from tsb_aihw.records.training import TrainingMeta, training_meta
 
 __all__ = [
     "BlockArgs", "ClaimsByDefinition", "DatasetRecord", "DefinitionClaim", "DriftCell", "DriftPresetResult",
     "DriftResult", "ExportedModel", "FrontierPoint", "FrontierResult", "FrontierStudy", "MethodResult",
     "ModelIndex", "Record", "RefreshArm", "RefreshCell", "RefreshResult", "RunHeader", "SpeedupUnits",
-    "StudiesResult", "StudyResult", "SweepPoint", "SweepRecord", "TsbRecord", "load_record", "read_record",
+    "StudiesResult", "StudyResult", "SweepPoint", "SweepRecord", "TrainingMeta", "TsbRecord", "load_record",
+    "read_record", "training_meta",
 ]

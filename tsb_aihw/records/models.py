@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tsb_aihw.records.base import DatasetRecord, Record
+from tsb_aihw.records.training import TrainingMeta
 from tsb_aihw.utils.schema import spec
 
 
@@ -27,7 +28,7 @@ class ExportedModel(Record):
     model: dict[str, Any]  # get_model's keyword arguments (results.json's model_args)
     tsb_block: BlockArgs | None  # when the file holds a block
     base: str | None  # a block's backbone file (the block file holds only the block's tensors)
-    meta: dict[str, Any]
+    meta: TrainingMeta
     # what it was trained for (``models_from`` takes it only for the same key); exports older than keys lack it
     key: dict[str, Any] | None = spec(None, omit_none=True)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from tsb_aihw.evaluation.stats import Summary
 from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, accuracy_field
+from tsb_aihw.records.training import TrainingMeta
 from tsb_aihw.utils.schema import spec
 
 
@@ -62,7 +63,7 @@ class FrontierStudy(Record):
 
     methods: dict[str, MethodResult]
     claims: dict[str, Any]
-    training: dict[str, dict[str, Any]]
+    training: dict[str, TrainingMeta]  # by checkpoint name
     tsb: TsbRecord
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from tsb_aihw.evaluation.stats import Summary
 from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, accuracy_field
 from tsb_aihw.records.study import TsbRecord
+from tsb_aihw.records.training import TrainingMeta
 from tsb_aihw.utils.schema import spec
 
 
@@ -63,7 +64,7 @@ class SweepRecord(RunHeader):
     dataset: DatasetRecord
     tsb: TsbRecord
     points: list[SweepPoint]
-    training: dict[str, dict[str, Any]]
+    training: dict[str, TrainingMeta]  # each checkpoint's train_time_s only
     block_budget: BlockBudget | None = spec(None, omit_none=True)
     plots: list[str] = field(default_factory=list)
     wall_time_s: float | None = spec(None, omit_none=True)

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from tsb_aihw.analog import weight_report
 from tsb_aihw.devices import DevicePreset
+from tsb_aihw.errors import TSBError
 from tsb_aihw.evaluation import evaluate_accuracy
 from tsb_aihw.evaluation.stats import paired_differences, summaries_by_time
 from tsb_aihw.models import get_tsb
 from tsb_aihw.pipeline.deploy import CellResult
 from tsb_aihw.pipeline.study import mean_cost
 from tsb_aihw.pipeline.tasks import StudyContext
-from tsb_aihw.records import DatasetRecord, SweepPoint, SweepRecord, TsbRecord, read_record
+from tsb_aihw.records import DatasetRecord, SweepPoint, SweepRecord, TrainingMeta, TsbRecord, read_record
 from tsb_aihw.records.sweep import BlockBudget
 from tsb_aihw.sweeps.axes import SweepAxis
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, read_json
@@ -65,7 +66,7 @@ def assemble_sweep(ctx: StudyContext, axis: SweepAxis, points: list[Point], cell
         tsb=TsbRecord(k=tsb.k, weights=tsb.conv.weight.numel(),
                       verified_fraction=weight_report(models.tsb_model()).verified_fraction),
         points=rows_out,
-        training={k: {"train_time_s": v.get("train_time_s")} for k, v in models.meta.items()},
+        training={k: v.time_only() for k, v in models.meta.items()},
         block_budget=budget,
     )
     return SweepResult(record, ctx.out, run_info={"executor": executor, "cells_reused": resumed})
@@ -77,7 +78,7 @@ CHEAPER_WHEN_SMALLER = ("epochs", "calibration_images", "n_reads", "k")
 
 
 def block_budget_summary(axis: SweepAxis, own: Any, points: list[SweepPoint], labels: list[str],
-                         full_meta: Mapping[str, Any]) -> tuple[BlockBudget, list[SweepPoint]]:
+                         full_meta: TrainingMeta) -> tuple[BlockBudget, list[SweepPoint]]:
     """A block sweep's answer: per chip-block point, the block's time in backbone epochs and the per-chip
     paired accuracy difference against the config's own value ``own`` (the reference); per method, the
     cheapest value whose paired 95% CI reaches 0 (not measurably worse than the config's) at the first time.
@@ -85,7 +86,9 @@ def block_budget_summary(axis: SweepAxis, own: Any, points: list[SweepPoint], la
     Returns the summary and the points, the curve points with ``block_time_over_backbone_epoch`` and
     ``paired_vs_config`` filled in."""
     name = axis.block_field
-    epoch_s = float(full_meta["train_time_s"]) / int(full_meta["epochs"])
+    if not full_meta.epochs:
+        raise TSBError("a block sweep needs (b)'s epochs in its training meta; its checkpoint lacks them")
+    epoch_s = full_meta.train_time_s / full_meta.epochs
     ref = {p.method: p for p in points if p.role == "curve" and p.axis_value == own}
     cheapest: dict[str, int | float] = {}
     out = []

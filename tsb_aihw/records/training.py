@@ -1,0 +1,39 @@
+"""What training one checkpointed model took: saved in its checkpoint's meta, ``models.json`` and every results
+file's ``training`` (by checkpoint name)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tsb_aihw.records.base import Record, load_record
+from tsb_aihw.utils.schema import spec
+
+#: one epoch of a training run (epoch, train_loss, train_acc, lr, val_acc, seconds); ints stay ints on write
+HistoryRow = dict[str, int | float | None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingMeta(Record):
+    """One trained model: its wall time and, as far as its kind records them, budget, training noise, precision
+    and per-epoch history; for an early backbone annealed from (b)'s stop, the stop's plan and file; for a model
+    taken from another run (``--models-from``), the file it came from. Fields in the order the checkpoints
+    always wrote them; a field a kind never had is left out (older files lack ``precision``; sweeps keep only the
+    time)."""
+
+    train_time_s: float = spec(lo=0.0)
+    epochs: int | None = spec(None, lo=0, omit_none=True)  # backbones only
+    noise_std: float | None = spec(None, lo=0.0, omit_none=True)
+    precision: str | None = spec(None, omit_none=True)
+    history: list[HistoryRow] | None = spec(None, omit_none=True)  # backbones only
+    stop: dict[str, int | float] | None = spec(None, omit_none=True)  # budget, stop_step, anneal_steps, ...
+    stop_file: str | None = spec(None, omit_none=True)
+    adopted_from: str | None = spec(None, omit_none=True)
+
+    def time_only(self) -> TrainingMeta:
+        """What a sweep records of it (its results compare points, not trainings)."""
+        return TrainingMeta(train_time_s=self.train_time_s)
+
+
+def training_meta(data: Any, where: str) -> TrainingMeta:
+    """A checkpoint's or export's meta as a record (a damaged one is one line naming ``where``)."""
+    return load_record(TrainingMeta, data, where)
