@@ -7,11 +7,13 @@ moment it finishes, so a killed run keeps everything that finished and a re-run 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Hashable, Iterator, Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Iterator, Mapping, Protocol, Sequence
 
 from tqdm.auto import tqdm
 
 from tsb_aihw.parallel.executor import Executor, SerialExecutor, current_executor
+from tsb_aihw.utils.io import json_fingerprint
 from tsb_aihw.utils.store import ResultStore
 
 _LIVE: dict[Hashable, Any] = {}
@@ -58,6 +60,45 @@ def cell_process(threads: int | None) -> Iterator[None]:
 class Task(Protocol):
     @property
     def key(self) -> str: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChipTask:
+    """One chip of a command (a study's (method, chip) cell, a drift study's (preset, chip), a refresh study's
+    chip), as it travels to a worker: its key in the store, the config and the place (``where``: an output
+    directory or a model file) its process context is built from, the chip and the torch threads it runs with.
+    A subclass says how that context is built (once per process) and what one chip computes on it;
+    :func:`run_chip_task` is the one flow all of them run through."""
+
+    key: str
+    config: dict[str, Any] = field(hash=False)
+    chip: int
+    threads: int | None = None  # torch threads while the cell runs (None: leave as is)
+
+    @property
+    def where(self) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def context_key(cls, where: str, config: Mapping[str, Any]) -> Hashable:
+        """The key its process context is shared (:func:`sharing`) and cached (:func:`live_context`) under."""
+        return (cls.__name__, where, json_fingerprint(config))
+
+    def build_context(self) -> Any:
+        """This task's process context, built from its config and ``where`` (never trained there)."""
+        raise NotImplementedError
+
+    def compute(self, ctx: Any) -> Any:
+        """This chip's cell on the process context ``ctx``: depends only on the task."""
+        raise NotImplementedError
+
+
+def run_chip_task(task: ChipTask) -> Any:
+    """Compute one chip's cell wherever this is called (any executor): the cell process set-up, the process
+    context (the parent's live one, else built once per process), then the task's computation."""
+    with cell_process(task.threads):
+        ctx = live_context(task.context_key(task.where, task.config), task.build_context)
+        return task.compute(ctx)
 
 
 def _plain(result: Any) -> Any:

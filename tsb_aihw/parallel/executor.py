@@ -5,7 +5,7 @@ can save each result at once (a killed run keeps everything that finished). ``fn
 top-level function and tasks small picklable values: what travels to a worker is the task, never a model.
 
 Results do not depend on the executor as long as the task function seeds everything from the task itself
-(see ``tsb_aihw.pipeline.study.run_cell_task``) and uses the same number of torch threads.
+(see ``tsb_aihw.parallel.cells.run_chip_task``) and uses the same number of torch threads.
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import format_time, parse_times
+from tsb_aihw.parallel.cells import ChipTask
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import DriftConfig
 from tsb_aihw.pipeline.inputs import content_identities, data_inputs, with_inputs
@@ -89,16 +90,31 @@ def prepare_model(cfg: DriftConfig, store: ResultStore, progress: bool = True) -
     return model.eval(), meta
 
 
-@dataclass(frozen=True)
-class DriftChipTask:
-    """One (preset, chip) cell of a drift study: the config, where the model is, the preset and the chip."""
+@dataclass(frozen=True, kw_only=True)
+class DriftChipTask(ChipTask):
+    """One (preset, chip) cell of a drift study: where the model is and the preset."""
 
-    key: str
-    config: dict[str, Any]
     model_path: str
     preset: str
-    chip: int
-    threads: int | None = None
+
+    @property
+    def where(self) -> str:
+        return self.model_path
+
+    def build_context(self) -> _DriftContext:
+        cfg = DriftConfig(**self.config)
+        return _DriftContext(cfg, load_model_checkpoint(build_model(cfg), self.model_path))
+
+    def compute(self, ctx: _DriftContext) -> DriftCell:
+        """Program chip ``chip`` on the task's preset and evaluate it at every time."""
+        from tsb_aihw.analog.chip import Chip
+        from tsb_aihw.evaluation.monte_carlo import evaluate_chip
+
+        preset, analog = ctx.chip_model(self.preset)
+        chip = Chip(analog, preset, ctx.cfg.seed, self.chip)
+        digest = chip.program()  # from the stored target: a re-used analog model starts every chip afresh
+        accs = evaluate_chip(chip, ctx.loader, parse_times(ctx.cfg.times), device=ctx.cfg.device)
+        return DriftCell(accuracies=accs, seed=chip.chip_seed, digest=digest)
 
 
 class _DriftContext:
@@ -126,25 +142,6 @@ class _DriftContext:
         return self.analog[preset_name]
 
 
-def run_drift_chip(task: DriftChipTask) -> DriftCell:
-    """Program chip ``task.chip`` on the task's preset and evaluate it at every time (any executor)."""
-    from tsb_aihw.analog.chip import Chip
-    from tsb_aihw.evaluation.monte_carlo import evaluate_chip
-    from tsb_aihw.parallel.cells import cell_process, live_context
-
-    def build() -> _DriftContext:
-        cfg = DriftConfig(**task.config)
-        return _DriftContext(cfg, load_model_checkpoint(build_model(cfg), task.model_path))
-
-    with cell_process(task.threads):
-        ctx = live_context(("drift", task.model_path, json_fingerprint(task.config)), build)
-        preset, analog = ctx.chip_model(task.preset)
-        chip = Chip(analog, preset, ctx.cfg.seed, task.chip)
-        digest = chip.program()  # from the stored target: a re-used analog model starts every chip afresh
-        accs = evaluate_chip(chip, ctx.loader, parse_times(ctx.cfg.times), device=ctx.cfg.device)
-        return DriftCell(accuracies=accs, seed=chip.chip_seed, digest=digest)
-
-
 def drift_identity(cfg: DriftConfig) -> dict[str, Any]:
     """The config minus what only adds cells, and the content of a ``--checkpoint`` and of a user's image folder
     (a file rewritten in place meets its finished chips as one line, :mod:`tsb_aihw.pipeline.inputs`)."""
@@ -162,7 +159,7 @@ def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, ex
     from tsb_aihw.devices import load_preset
     from tsb_aihw.evaluation import evaluate_accuracy
     from tsb_aihw.evaluation.stats import summaries_by_time, time_series
-    from tsb_aihw.parallel.cells import run_cells, sharing
+    from tsb_aihw.parallel.cells import run_cells, run_chip_task, sharing
     from tsb_aihw.plots import plot_accuracy_vs_time
     from tsb_aihw.utils.provenance import provenance
 
@@ -180,8 +177,8 @@ def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, ex
                            config=config, model_path=model_path, preset=name, chip=c, threads=threads)
              for name, p in presets.items() for c in range(cfg.chips)]
     resumed = {name: sum(t.key in store for t in tasks if t.preset == name) for name in presets}
-    with sharing(("drift", model_path, json_fingerprint(config)), ctx):
-        run_cells(run_drift_chip, tasks, store, executor, desc="drift: presets x chips", progress=progress)
+    with sharing(DriftChipTask.context_key(model_path, config), ctx):
+        run_cells(run_chip_task, tasks, store, executor, desc="drift: presets x chips", progress=progress)
     seconds = parse_times(cfg.times)
     labels = [format_time(t) for t in seconds]
     reference = evaluate_accuracy(model, ctx.loader, device=cfg.device)

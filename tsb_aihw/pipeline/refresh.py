@@ -40,7 +40,7 @@ from tsb_aihw.evaluation.stats import paired_differences, summaries_by_time, tim
 from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.models import get_tsb
 from tsb_aihw.models.counting import is_tsb_name
-from tsb_aihw.parallel.cells import cell_process, live_context, run_cells, sharing
+from tsb_aihw.parallel.cells import ChipTask, run_cells, run_chip_task, sharing
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import RefreshConfig, config_from
 from tsb_aihw.pipeline.deploy import recalibrate_chip_bn
@@ -146,27 +146,23 @@ class RefreshRunner:
                            rewrite_events=rewrite_events, reference=reference)
 
 
-@dataclass(frozen=True)
-class RefreshChipTask:
-    """One chip of the refresh study: what a worker needs to compute it, and its key in the result store."""
+@dataclass(frozen=True, kw_only=True)
+class RefreshChipTask(ChipTask):
+    """One chip of the refresh study: the output directory whose checkpoints workers load."""
 
-    key: str
-    config: dict[str, Any]
     out: str
-    chip: int
-    threads: int | None = None  # torch threads while the cell runs (None: leave as is)
 
+    @property
+    def where(self) -> str:
+        return self.out
 
-def run_refresh_chip(task: RefreshChipTask) -> RefreshCell:
-    """One chip of the refresh study, wherever it runs (workers load the parent's checkpoints)."""
-    def build() -> RefreshRunner:
-        cfg = config_from(RefreshConfig, task.config, "refresh task")
-        return RefreshRunner(StudyContext(cfg, Path(task.out), progress=False, can_train=False), cfg)
+    def build_context(self) -> RefreshRunner:
+        cfg = config_from(RefreshConfig, self.config, "refresh task")
+        return RefreshRunner(StudyContext(cfg, Path(self.out), progress=False, can_train=False), cfg)
 
-    with cell_process(task.threads):
-        runner: RefreshRunner = live_context(("refresh", task.out, json_fingerprint(task.config)), build)
+    def compute(self, ctx: RefreshRunner) -> RefreshCell:
         start = time.perf_counter()
-        row = runner.run_chip(task.chip)
+        row = ctx.run_chip(self.chip)
         return dataclasses.replace(row, seconds=time.perf_counter() - start)
 
 
@@ -191,8 +187,8 @@ def run_refresh_study(cfg: RefreshConfig, out: str | Path, progress: bool = True
                             *([product] if product != "fp32" else [])])
     tasks = [RefreshChipTask(key=f"refresh#{c}@{key}",
                              config=config, out=out_dir, chip=c) for c in range(cfg.chips)]
-    with sharing(("refresh", out_dir, json_fingerprint(config)), runner):
-        run_cells(run_refresh_chip, tasks, store, executor, desc=f"refresh study ({ctx.preset.name})",
+    with sharing(RefreshChipTask.context_key(out_dir, config), runner):
+        run_cells(run_chip_task, tasks, store, executor, desc=f"refresh study ({ctx.preset.name})",
                   progress=progress)
     rows = [load_record(RefreshCell, store.get(t.key), str(store.path)) for t in tasks]
     results = assemble_refresh(ctx, cfg, rows, runner.times, runner.refresh)

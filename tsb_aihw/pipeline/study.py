@@ -15,7 +15,7 @@ from tsb_aihw.analog import weight_report
 from tsb_aihw.evaluation import evaluate_accuracy
 from tsb_aihw.evaluation.stats import summaries_by_time
 from tsb_aihw.models import get_tsb
-from tsb_aihw.parallel.cells import run_cells, sharing
+from tsb_aihw.parallel.cells import run_cells, run_chip_task, sharing
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.adopt import check_sources
 from tsb_aihw.pipeline.claims import compute_claims
@@ -24,7 +24,7 @@ from tsb_aihw.pipeline.definitions import speedup_units
 from tsb_aihw.pipeline.deploy import CellResult
 from tsb_aihw.pipeline.inputs import data_inputs, with_inputs
 from tsb_aihw.pipeline.methods import GRID_METHOD, MethodSpec, method_spec, selective_specs
-from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
+from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.pipeline.trained import backbone_args
 from tsb_aihw.records import DatasetRecord, MethodResult, StudyResult, TsbRecord
 from tsb_aihw.records.study import InferenceCostSummary
@@ -91,7 +91,7 @@ def deploy_study(cfg: StudyConfig, store: ResultStore, progress: bool = True, ex
     ctx.models.prepare(specs)
     tasks = [ctx.task(spec, chip, threads) for spec in specs for chip in range(cfg.chips)]
     with sharing(ctx.key, ctx):
-        run_cells(run_cell_task, tasks, store, executor, desc=desc or f"{ctx.preset.name}: methods x chips",
+        run_cells(run_chip_task, tasks, store, executor, desc=desc or f"{ctx.preset.name}: methods x chips",
                   progress=progress)
     cells = {spec.key: [CellResult.from_dict(store.get(t.key), str(store.path)) for t in tasks if t.spec == spec]
              for spec in specs}

@@ -1,20 +1,21 @@
 """What travels to a worker: a (method, chip) cell as a small picklable task, and where it is computed.
 
-A task names its config, the output directory (checkpoints), the device it deploys on, the method and the
-chip; ``run_cell_task`` computes it anywhere. In the process that trained the models, the live
-:class:`StudyContext` is reused (registered by the orchestrator); elsewhere it is rebuilt once per process
+A task (a :class:`~tsb_aihw.parallel.cells.ChipTask`, like the drift and refresh studies' chips) names its config,
+the output directory (checkpoints), the device it deploys on, the method and the chip;
+:func:`~tsb_aihw.parallel.cells.run_chip_task` computes it anywhere. In the process that trained the models, the
+live :class:`StudyContext` is reused (registered by the orchestrator); elsewhere it is rebuilt once per process
 from the config and the checkpoints (never trained there).
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Hashable, Sequence
 
 from tsb_aihw.devices import DevicePreset, load_preset
 from tsb_aihw.evaluation.times import format_time, parse_times
-from tsb_aihw.parallel.cells import cell_process, live_context
+from tsb_aihw.parallel.cells import ChipTask
 from tsb_aihw.pipeline.config import BlockConfig, StudyConfig, keyed_tree, study_config_from_dict
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec, deploy_cell
 from tsb_aihw.pipeline.methods import MethodSpec
@@ -46,8 +47,9 @@ class StudyContext:
         self._presets: dict[str, DevicePreset] = {}
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (str(self.out.resolve()), json_fingerprint(self.cfg.to_dict()))
+    def key(self) -> Hashable:
+        """What its cells find it under in this process (:meth:`ChipTask.context_key`)."""
+        return CellTask.context_key(str(self.out.resolve()), self.cfg.to_dict())
 
     def deploy_preset(self, deploy: DeploySpec | None) -> DevicePreset:
         """The device a cell is programmed on (the config's preset unless the task names another)."""
@@ -97,28 +99,23 @@ class StudyContext:
                         out=str(self.out.resolve()), spec=spec, chip=chip, deploy=deploy, threads=threads)
 
 
-@dataclass(frozen=True)
-class CellTask:
-    """One (method, chip) cell: what a worker needs to compute it, and its key in the result store."""
+@dataclass(frozen=True, kw_only=True)
+class CellTask(ChipTask):
+    """One (method, chip) cell of a study or sweep: the study's output directory (checkpoints), the method and
+    the device it deploys on."""
 
-    key: str
-    config: dict[str, Any] = field(hash=False)
     out: str
     spec: MethodSpec
-    chip: int
     deploy: DeploySpec | None = None  # None: the config's preset
-    threads: int | None = None  # torch threads while the cell runs (None: leave as is)
 
+    @property
+    def where(self) -> str:
+        return self.out
 
-def _context(task: CellTask) -> StudyContext:
-    return live_context((task.out, json_fingerprint(task.config)),
-                        lambda: StudyContext(study_config_from_dict(task.config, "cell task"), Path(task.out),
-                                             progress=False, can_train=False))
+    def build_context(self) -> StudyContext:
+        return StudyContext(study_config_from_dict(self.config, "cell task"), Path(self.out), progress=False,
+                            can_train=False)
 
-
-def run_cell_task(task: CellTask) -> CellResult:
-    """Compute one cell wherever this is called (any executor): the result depends only on the task."""
-    with cell_process(task.threads):
-        ctx = _context(task)
-        block = task.deploy.block_config(ctx.cfg.block) if task.deploy is not None else None
-        return deploy_cell(task.spec, task.chip, ctx.models, ctx.deploy_preset(task.deploy), block=block)
+    def compute(self, ctx: StudyContext) -> CellResult:
+        block = self.deploy.block_config(ctx.cfg.block) if self.deploy is not None else None
+        return deploy_cell(self.spec, self.chip, ctx.models, ctx.deploy_preset(self.deploy), block=block)

@@ -17,13 +17,13 @@ from typing import Any, Sequence
 from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import parse_times
-from tsb_aihw.parallel.cells import run_cells, sharing
+from tsb_aihw.parallel.cells import run_cells, run_chip_task, sharing
 from tsb_aihw.pipeline.adopt import check_sources
 from tsb_aihw.pipeline.config import StudyConfig
 from tsb_aihw.pipeline.deploy import CellResult, DeploySpec
 from tsb_aihw.pipeline.methods import ALL_METHODS, BASE_METHODS, MethodSpec, method_spec, selective_specs
 from tsb_aihw.pipeline.study import method_specs, study_identity
-from tsb_aihw.pipeline.tasks import StudyContext, run_cell_task
+from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.sweeps.axes import POINT_METHODS, SweepAxis, value_label
 from tsb_aihw.sweeps.result import SweepResult, assemble_sweep
 from tsb_aihw.utils.store import ResultStore
@@ -217,7 +217,7 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
              for p in points for chip in range(cfg.chips)}
     try:
         with sharing(ctx.key, ctx):
-            resumed = run_cells(run_cell_task, list(dict.fromkeys(tasks.values())), store, ex,
+            resumed = run_cells(run_chip_task, list(dict.fromkeys(tasks.values())), store, ex,
                                 desc=f"sweep {axis.kind}: cells", progress=progress)
         where = ex.describe()
     finally:
