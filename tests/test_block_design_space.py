@@ -221,7 +221,7 @@ def test_residual_noise_perturbs_the_block_at_the_expected_std():
 
 
 def test_the_pipeline_trains_every_block_at_the_residual(monkeypatch):
-    """``TrainedModels.fit_block`` (the one way a study trains a block) passes the block config's noise std."""
+    """``BlockFitter.fit_block`` (the one way a study trains a block) passes the block config's noise std."""
     import tsb_aihw.pipeline.trained as trained
     from tsb_aihw.devices import load_preset
     from tsb_aihw.training.block_training import verified_residual_std
@@ -232,7 +232,7 @@ def test_the_pipeline_trains_every_block_at_the_residual(monkeypatch):
     fake = types.SimpleNamespace(cfg=StudyConfig(), preset=preset, train_loader=lambda *keys: "loader")
     model = insert_tsb(get_model("lenet3", in_channels=1, input_size=8, width=0.5), k=8, budget=1.0)
     for flag, expected in ((False, 0.0), (True, verified_residual_std(preset))):
-        trained.TrainedModels.fit_block(fake, model, 0, ("x",), block=BlockConfig(train_verify_residual=flag))
+        trained.BlockFitter.fit_block(fake, model, 0, ("x",), block=BlockConfig(train_verify_residual=flag))
         assert calls[-1]["noise_std"] == expected
 
 

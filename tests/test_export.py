@@ -98,7 +98,7 @@ def test_models_from_takes_the_same_models_and_gives_the_same_cells(study, tmp_p
                 assert m.pop("key") is not None
             (src / "models.json").write_text(json.dumps(index))
     _no_training(monkeypatch)  # the fixed clean block's training goes through fit_block, not this: patch it too
-    monkeypatch.setattr("tsb_aihw.pipeline.trained.TrainedModels.fit_block",
+    monkeypatch.setattr("tsb_aihw.pipeline.trained.BlockFitter.fit_block",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("fixed block re-trained")))
     raw2 = {**raw, "methods": ["full_noise_injection", "tsb_clean"]}
     again = tmp_path / "again"

@@ -265,15 +265,15 @@ def test_calibration_images_train_every_block_on_one_fixed_cached_subset(tmp_pat
     raw = tiny_study(block={"epochs": 2, "calibration_images": 96})
     ctx = StudyContext(study_config_from_dict(raw), tmp_path / "a", progress=False)
     models = ctx.models
-    calib = models.calibration_set()
+    calib = models.blocks.calibration_set()
     assert len(calib) == 96 and not calib.dataset.info.augment
-    again = StudyContext(study_config_from_dict(raw), tmp_path / "b", progress=False).models.calibration_set()
+    again = StudyContext(study_config_from_dict(raw), tmp_path / "b", progress=False).models.blocks.calibration_set()
     assert calib.indices == again.indices  # seeded by the study, not by the process
     other = StudyContext(study_config_from_dict(raw | {"seed": 4}), tmp_path / "c", progress=False)
-    assert calib.indices != other.models.calibration_set().indices
+    assert calib.indices != other.models.blocks.calibration_set().indices
 
     twin = copy.deepcopy(models.tsb_model())
-    res = models.fit_block(twin, seed=5, loader_keys=("t",))
+    res = models.blocks.fit_block(twin, seed=5, loader_keys=("t",))
     assert res.wall_time_s > 0
     reference = copy.deepcopy(models.tsb_model())
     order = build_block_cache(copy.deepcopy(reference), calib).indices.tolist()  # the cache's image order
@@ -304,9 +304,9 @@ def test_block_batch_size_sets_the_calibration_batches_and_needs_a_calibration_s
     for batch in (None, 8):
         raw = tiny_study(block={"epochs": 1, "calibration_images": 48, "batch_size": batch})
         models = StudyContext(study_config_from_dict(raw), tmp_path / str(batch), progress=False).models
-        models.fit_block(copy.deepcopy(models.tsb_model()), seed=5, loader_keys=("t",))
+        models.blocks.fit_block(copy.deepcopy(models.tsb_model()), seed=5, loader_keys=("t",))
     assert steps == [-(-48 // tiny_study()["data"]["batch_size"]), 6]
-    assert models.block_value("batch_size") == 8
+    assert models.blocks.block_value("batch_size") == 8
 
 
 def test_calibration_images_beyond_the_split_fail_before_training(tmp_path) -> None:

@@ -267,7 +267,7 @@ def test_a_block_k_equal_to_the_resolved_auto_k_reuses_the_configs_tsb_model(tmp
     from tsb_aihw.pipeline.tasks import StudyContext
 
     models = StudyContext(_cfg(), tmp_path, progress=False).models
-    auto = models.block_value("k")
+    auto = models.blocks.block_value("k")
     tsb = models.tsb_model("early")
     assert models.tsb_model("early", replace(models.cfg.block, k=auto)) is tsb
     other = models.tsb_model("early", replace(models.cfg.block, k=auto // 2))

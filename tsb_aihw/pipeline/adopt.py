@@ -1,5 +1,6 @@
-"""Adopting another run's trained models (``--models-from``): a finished run's checkpoints or an exported
-``results/<study>`` folder (``models.json``), taken only for the same key (:mod:`tsb_aihw.pipeline.checkpoint_keys`).
+"""Where a study's trained models come from before any is trained (:class:`ModelSources`): this run's checkpoints,
+else another run's (``--models-from``: a finished run's checkpoints or an exported ``results/<study>`` folder,
+``models.json``), taken only for the same key (:mod:`tsb_aihw.pipeline.checkpoint_keys`).
 """
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from torch import nn
+
 from tsb_aihw.devices import load_preset
 from tsb_aihw.errors import ConfigError, TSBError
+from tsb_aihw.models.pretrained import load_state_checked
 from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
 from tsb_aihw.pipeline.config import study_config_from_dict
 from tsb_aihw.records import ExportedModel, ModelIndex, StudyResult, TrainingMeta, read_record, training_meta
 from tsb_aihw.records.base import DAMAGED
 from tsb_aihw.utils.schema import differing_keys
-from tsb_aihw.utils.store import check_state_dict, key_differences, key_fingerprint, read_checkpoint
+from tsb_aihw.utils.store import Checkpoints, check_state_dict, key_differences, key_fingerprint, read_checkpoint
 from tsb_aihw.utils.torchfile import read_state_dict
 
 
@@ -28,6 +32,62 @@ class Adopted:
     state_dict: dict[str, Any]
     meta: TrainingMeta
     fingerprint: str
+
+
+class ModelSources:
+    """Where a study's trained models are found before any is trained: this run's checkpoints, else the same
+    model (same key) in a ``models_from`` folder, copied into this run's checkpoints with where it came from; and
+    where a run keeps its training-state snapshots (resume, (b)'s stops), here and in those folders. Workers
+    (``can_train=False``) only load this run's checkpoints."""
+
+    def __init__(self, checkpoints: Checkpoints, models_from: Sequence[str | os.PathLike] = (),
+                 can_train: bool = True):
+        self.ckpt, self.can_train = checkpoints, can_train
+        self.models_from = [Path(p) for p in models_from]
+
+    def load(self, file: str, key: Mapping[str, Any], model: nn.Module) -> TrainingMeta | None:
+        """Load ``model`` from this directory's checkpoint, else from the same model (same key) in a
+        ``models_from`` folder, then copied into this directory's checkpoints with where it came from in its
+        meta; returns the training meta, or None: it must be trained.
+
+        Adopted weights are checked against the model before they are copied, and a mismatch names the source
+        file (not this directory's copy, which is never written)."""
+        hit = self.ckpt.load(file, key)
+        if hit is not None:
+            load_state_checked(model, hit.state_dict, str(self.ckpt.path(file)))
+            return training_meta(hit.meta, str(self.ckpt.path(file)))
+        if not (self.models_from and self.can_train):
+            return None
+        for source in self.models_from:
+            found = find_trained(source, file, key)
+            if isinstance(found, str):
+                print(f"tsb-aihw: {found}", flush=True)
+                continue
+            source_file = str(found.meta.adopted_from)
+            load_state_checked(model, found.state_dict, source_file)
+            self.ckpt.save(file, key, found.state_dict, found.meta.to_dict())
+            print(f"tsb-aihw: {file} taken from {source_file} (not re-trained)", flush=True)
+            return found.meta
+        return None
+
+    def save(self, file: str, key: Mapping[str, Any], model: nn.Module, meta: TrainingMeta) -> None:
+        """Checkpoint a model trained here with its training meta."""
+        self.ckpt.save(file, key, model.state_dict(), meta.to_dict())
+
+    def need_training(self, file: str) -> None:
+        """Training ``file`` here is allowed (the parent), else one line saying why a worker cannot."""
+        if not self.can_train:
+            raise TSBError(f"worker: no checkpoint {self.ckpt.path(file)}; training runs in the parent before cells "
+                           "are dispatched, so the worker must see the parent's output directory (a shared "
+                           "filesystem) and the same config")
+
+    def train_state_dir(self, file: str) -> Path:
+        """Where the run of checkpoint ``file`` keeps its training-state snapshots (resume and stops)."""
+        return self.ckpt.root.parent / "train_state" / file
+
+    def train_state_dirs(self, file: str) -> list[Path]:
+        """Those snapshots here, then in each ``models_from`` folder (an adopted (b)'s stops)."""
+        return [self.train_state_dir(file), *(src / "train_state" / file for src in self.models_from)]
 
 
 def check_sources(models_from: Sequence[str | os.PathLike]) -> list[Path]:

@@ -176,7 +176,7 @@ def run_refresh_study(cfg: RefreshConfig, out: str | Path, progress: bool = True
     cfg.validate()
     store = ResultStore(out, "refresh", study_identity(cfg, "refresh"), move_aside=move_aside)
     ctx = StudyContext(cfg, store.out, progress=progress)
-    ctx.models.check_block()
+    ctx.models.blocks.check_block()
     runner = RefreshRunner(ctx, cfg)  # trains (or loads) the early, TSB and (b) models here, in the parent
     config = cfg.to_dict()
     out_dir = str(store.out.resolve())

@@ -86,7 +86,7 @@ def deploy_study(cfg: StudyConfig, store: ResultStore, progress: bool = True, ex
     """Train (or load, or take from ``models_from``) the study's models, run its (method, chip) cells into
     ``store``, assemble the results."""
     ctx = StudyContext(cfg, store.out, progress=progress, models_from=models_from)
-    ctx.models.check_block()
+    ctx.models.blocks.check_block()
     specs = method_specs(ctx)
     ctx.models.prepare(specs)
     tasks = [ctx.task(spec, chip, threads) for spec in specs for chip in range(cfg.chips)]

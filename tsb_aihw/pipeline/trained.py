@@ -7,9 +7,12 @@
 - ``fixed_block("clean"|"generic")``: a block trained once for all chips (controls);
 - ``selection(rule, fraction)``: selective write-verify masks on (b).
 
-Training happens in the process that owns the output directory; workers (``can_train=False``) only load
-checkpoints, so a missing one is an error there. ``models_from`` names finished runs or exported folders
-(``results/<study>``) whose models are taken instead of re-trained when their key is this study's.
+Split by job: :class:`TrainedModels` (the above, with their training meta), :class:`BlockFitter` (every block's
+training: calibration sets, the cache, the block's k and batch) and :class:`~tsb_aihw.pipeline.adopt.ModelSources`
+(this run's checkpoints, then adoption). Training happens in the process that owns the output directory; workers
+(``can_train=False``) only load checkpoints, so a missing one is an error there. ``models_from`` names finished
+runs or exported folders (``results/<study>``) whose models are taken instead of re-trained when their key is this
+study's.
 """
 from __future__ import annotations
 
@@ -29,14 +32,13 @@ from tsb_aihw.analog import load_read_back
 from tsb_aihw.baselines import selection_masks
 from tsb_aihw.data import get_dataset, make_loader
 from tsb_aihw.devices import DevicePreset
-from tsb_aihw.errors import ConfigError, TSBError
+from tsb_aihw.errors import ConfigError
 from tsb_aihw.models import get_model, get_tsb
-from tsb_aihw.models.pretrained import load_state_checked
-from tsb_aihw.pipeline.adopt import find_trained
+from tsb_aihw.pipeline.adopt import ModelSources
 from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
 from tsb_aihw.pipeline.config import BlockConfig, StudyConfig
 from tsb_aihw.pipeline.methods import MethodSpec
-from tsb_aihw.records import TrainingMeta, training_meta
+from tsb_aihw.records import TrainingMeta
 from tsb_aihw.training import TrainResult, train_block, train_noise_injection
 from tsb_aihw.training.block_cache import build_block_cache
 from tsb_aihw.training.checkpointing import Checkpointing, plan_stops, stop_path
@@ -107,7 +109,7 @@ def train_chip_block(models: "TrainedModels", model_tsb: nn.Module, weights: dic
         load_bn_state(twin, bn_state)
     tsb = get_tsb(twin)
     tsb.reset_parameters()
-    res = models.fit_block(twin, seed, loader_keys, progress=progress, block=block)
+    res = models.blocks.fit_block(twin, seed, loader_keys, progress=progress, block=block)
     return tsb.conv.weight.detach().clone(), res.wall_time_s
 
 
@@ -144,33 +146,27 @@ def train_block_for_chip(models: "TrainedModels", chip: Any, at: float, write: i
                             block=b)
 
 
-class TrainedModels:
-    """Every digital model of one study (see the module docstring), cached in memory and on disk."""
+def seeded_train_loader(cfg: StudyConfig, data: StudyData, *keys: Any) -> Any:
+    """The study's training loader with its shuffle generator reset from (seed, keys): the batches a step sees
+    do not depend on what ran before it in this process."""
+    gen = getattr(data.train, "generator", None)
+    if gen is not None:
+        gen.manual_seed(derive_seed(cfg.seed, "loader", *[str(k) for k in keys]))
+    return data.train
 
-    def __init__(self, cfg: StudyConfig, data: StudyData, preset: DevicePreset, checkpoints: Checkpoints,
-                 progress: bool = True, can_train: bool = True, models_from: Sequence[str | Path] = ()):
-        self.cfg, self.data, self.preset, self.ckpt = cfg, data, preset, checkpoints
-        self.progress, self.can_train = progress, can_train
-        self.models_from = [Path(p) for p in models_from]
-        self.models: dict[str, nn.Module] = {}
-        self.meta: dict[str, TrainingMeta] = {}  # by checkpoint name (results' ``training``)
-        self.masks: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
+
+class BlockFitter:
+    """Where every block of one study trains (:meth:`fit_block`): on the shuffled training split or on the
+    study's fixed calibration sets (built once per size); and the block's k, batch and calibration size checked
+    and resolved before anything trains."""
+
+    def __init__(self, cfg: StudyConfig, data: StudyData, preset: DevicePreset):
+        self.cfg, self.data, self.preset = cfg, data, preset
         self._calibration: dict[int | None, Dataset] = {}
         self._config_k: int | None = None  # the k the config's block resolves to (block_value)
 
-    @property
-    def noise_std(self) -> float:
-        """Noise-injection std (relative to each layer's abs-max): the config's, else the preset's."""
-        b = self.cfg.backbone
-        return b.noise_std if b.noise_std is not None else self.preset.training_noise_std
-
     def train_loader(self, *keys: Any) -> Any:
-        """The training loader with its shuffle generator reset from (seed, keys): the batches a step sees
-        do not depend on what ran before it in this process."""
-        gen = getattr(self.data.train, "generator", None)
-        if gen is not None:
-            gen.manual_seed(derive_seed(self.cfg.seed, "loader", *[str(k) for k in keys]))
-        return self.data.train
+        return seeded_train_loader(self.cfg, self.data, *keys)
 
     def calibration_set(self, n: int | None = None) -> Dataset:
         """The blocks' calibration images: the first ``n`` (default ``block.calibration_images``) of one fixed
@@ -217,42 +213,6 @@ class TrainedModels:
         res = train(cache.loader(batch), cache=cache)
         return dataclasses.replace(res, wall_time_s=res.wall_time_s + cache.build_seconds)
 
-    @functools.cached_property
-    def keys(self) -> dict[str, dict[str, Any]]:
-        """Every checkpoint's key (once per process: an image folder's content identity walks the folder)."""
-        return checkpoint_keys(self.cfg, self.noise_std)
-
-    def _load(self, file: str, key: dict[str, Any], model: nn.Module) -> TrainingMeta | None:
-        """Load ``model`` from this directory's checkpoint, else from the same model (same key) in a
-        ``models_from`` folder, then copied into this directory's checkpoints with where it came from in its
-        meta; returns the training meta, or None: it must be trained.
-
-        Adopted weights are checked against the model before they are copied, and a mismatch names the source
-        file (not this directory's copy, which is never written)."""
-        hit = self.ckpt.load(file, key)
-        if hit is not None:
-            load_state_checked(model, hit.state_dict, str(self.ckpt.path(file)))
-            return training_meta(hit.meta, str(self.ckpt.path(file)))
-        if not (self.models_from and self.can_train):
-            return None
-        for source in self.models_from:
-            found = find_trained(source, file, key)
-            if isinstance(found, str):
-                print(f"tsb-aihw: {found}", flush=True)
-                continue
-            source_file = str(found.meta.adopted_from)
-            load_state_checked(model, found.state_dict, source_file)
-            self.ckpt.save(file, key, found.state_dict, found.meta.to_dict())
-            print(f"tsb-aihw: {file} taken from {source_file} (not re-trained)", flush=True)
-            return found.meta
-        return None
-
-    def _need_training(self, name: str) -> None:
-        if not self.can_train:
-            raise TSBError(f"worker: no checkpoint {self.ckpt.path(name)}; training runs in the parent before cells "
-                           "are dispatched, so the worker must see the parent's output directory (a shared "
-                           "filesystem) and the same config")
-
     def check_block(self, block: BlockConfig | None = None) -> int:
         """Insert the configured block (or ``block``) into an untrained backbone: a k that fits no site, or too
         many calibration images, fail now, not after the backbones were trained. Returns the block's k (the
@@ -283,6 +243,34 @@ class TrainedModels:
             self._config_k = self.check_block()
         return self._config_k
 
+
+class TrainedModels:
+    """Every digital model of one study (see the module docstring), cached in memory and on disk."""
+
+    def __init__(self, cfg: StudyConfig, data: StudyData, preset: DevicePreset, checkpoints: Checkpoints,
+                 progress: bool = True, can_train: bool = True, models_from: Sequence[str | Path] = ()):
+        self.cfg, self.data, self.preset, self.progress = cfg, data, preset, progress
+        self.sources = ModelSources(checkpoints, models_from, can_train)  # this run's checkpoints, then adoption
+        self.blocks = BlockFitter(cfg, data, preset)
+        self.models: dict[str, nn.Module] = {}
+        self.meta: dict[str, TrainingMeta] = {}  # by checkpoint name (results' ``training``)
+        self.masks: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
+
+    @property
+    def noise_std(self) -> float:
+        """Noise-injection std (relative to each layer's abs-max): the config's, else the preset's."""
+        b = self.cfg.backbone
+        return b.noise_std if b.noise_std is not None else self.preset.training_noise_std
+
+    def train_loader(self, *keys: Any) -> Any:
+        """The training loader, its shuffle reset from (seed, keys) (:func:`seeded_train_loader`)."""
+        return seeded_train_loader(self.cfg, self.data, *keys)
+
+    @functools.cached_property
+    def keys(self) -> dict[str, dict[str, Any]]:
+        """Every checkpoint's key (once per process: an image folder's content identity walks the folder)."""
+        return checkpoint_keys(self.cfg, self.noise_std)
+
     # -- models -------------------------------------------------------------------------------------------
     def backbone(self, which: str) -> nn.Module:
         """(b) (``"full"``), the early backbone (``"early"``) or (b) trained without noise (``"vanilla"``): loaded,
@@ -297,20 +285,21 @@ class TrainedModels:
         file = f"{name}-{epochs}ep" if which == "early" else name  # one early backbone per budget (frontier)
         key = self.keys[file]
         model = build_backbone(self.cfg, self.data.info)
-        loaded = self._load(file, key, model)
+        loaded = self.sources.load(file, key, model)
         if loaded is not None:
             meta = loaded
         elif which == "early" and self.cfg.backbone.early_from == "stop":
-            self._need_training(file)
+            self.sources.need_training(file)
             model, meta = self._early_from_stop(model)
-            self.ckpt.save(file, key, model.state_dict(), meta.to_dict())
+            self.sources.save(file, key, model, meta)
         else:
-            self._need_training(file)
+            self.sources.need_training(file)
             seed = derive_seed(self.cfg.seed, "backbone", which)
             seed_everything(seed)  # before building: the initial weights come from torch's global generator
             model = build_backbone(self.cfg, self.data.info)
             recipe = self.cfg.backbone.recipe
-            snapshots = Checkpointing(self.train_state_dir(file), stops=self.stop_budgets() if which == "full" else ())
+            snapshots = Checkpointing(self.sources.train_state_dir(file),
+                                      stops=self.stop_budgets() if which == "full" else ())
             noise_std = 0.0 if which == "vanilla" else self.noise_std
             res = train_noise_injection(model, self.train_loader("backbone", which), self.data.val,
                                         noise_std=noise_std, epochs=epochs,
@@ -318,14 +307,10 @@ class TrainedModels:
                                         seed=seed, progress=self.progress, recipe=recipe, checkpointing=snapshots)
             meta = TrainingMeta(train_time_s=res.wall_time_s, epochs=epochs, noise_std=noise_std,
                                 precision=res.precision, history=[dict(h) for h in res.history])
-            self.ckpt.save(file, key, model.state_dict(), meta.to_dict())
+            self.sources.save(file, key, model, meta)
             snapshots.resume_path.unlink(missing_ok=True)  # the checkpoint now holds the run; stops stay
         self.models[which], self.meta[name] = model.eval(), meta
         return model
-
-    def train_state_dir(self, file: str) -> Path:
-        """Where the run of checkpoint ``file`` keeps its training-state snapshots (resume and stops)."""
-        return self.ckpt.root.parent / "train_state" / file
 
     def stop_budgets(self) -> tuple[float, ...]:
         """The early budgets (fractions of (b)'s run) whose stops (b) keeps: the study's and ``backbone.stops``."""
@@ -355,8 +340,7 @@ class TrainedModels:
             model.load_state_dict(full.state_dict())
             return model, dataclasses.replace(self.meta["backbone_full"], stop={"budget": 1.0})
         budget = b.early_epochs / b.full_epochs
-        places = [self.train_state_dir("backbone_full"),
-                  *(Path(src) / "train_state" / "backbone_full" for src in self.models_from)]
+        places = self.sources.train_state_dirs("backbone_full")
         found = [stop_path(d, budget) for d in places if stop_path(d, budget).is_file()]
         if not found:
             raise ConfigError(f"backbone.early_from: stop needs (b)'s stop at budget {budget:g} "
@@ -374,7 +358,7 @@ class TrainedModels:
         """The early (default) or fully trained backbone with the (zero-initialised) shared block inserted: the
         config's block, or ``block``'s k (a block sweep over k)."""
         b = block if block is not None else self.cfg.block
-        same = b.k == self.cfg.block.k or b.k == self.block_value("k")  # a k equal to what `auto` resolves to
+        same = b.k == self.cfg.block.k or b.k == self.blocks.block_value("k")  # a k equal to what `auto` resolves to
         name = f"{backbone}_tsb" if same else f"{backbone}_tsb_k{b.k}"
         if name not in self.models:
             self.models[name] = b.insert(copy.deepcopy(self.backbone(backbone))).eval()
@@ -389,15 +373,15 @@ class TrainedModels:
         noise = 0.0 if kind == "clean" else self.noise_std
         file = f"{name}-{self.cfg.backbone.early_epochs}ep"
         key = self.keys[file]
-        loaded = self._load(file, key, model)
+        loaded = self.sources.load(file, key, model)
         if loaded is not None:
             meta = loaded
         else:
-            self._need_training(file)
-            res = self.fit_block(model, derive_seed(self.cfg.seed, name), (name,), backbone_noise_std=noise,
-                                 progress=self.progress)
+            self.sources.need_training(file)
+            res = self.blocks.fit_block(model, derive_seed(self.cfg.seed, name), (name,),
+                                        backbone_noise_std=noise, progress=self.progress)
             meta = TrainingMeta(train_time_s=res.wall_time_s, noise_std=noise, precision=res.precision)
-            self.ckpt.save(file, key, model.state_dict(), meta.to_dict())
+            self.sources.save(file, key, model, meta)
         self.models[name], self.meta[name] = model.eval(), meta
         return self.models[name]
 

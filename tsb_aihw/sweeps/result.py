@@ -50,8 +50,8 @@ def assemble_sweep(ctx: StudyContext, axis: SweepAxis, points: list[Point], cell
         ))
     budget = None
     if axis.kind == "block":
-        budget, rows_out = block_budget_summary(axis, models.block_value(str(axis.block_field)), rows_out, labels,
-                                                models.meta["backbone_full"])
+        own = models.blocks.block_value(str(axis.block_field))
+        budget, rows_out = block_budget_summary(axis, own, rows_out, labels, models.meta["backbone_full"])
     tsb = get_tsb(models.tsb_model())
     record = SweepRecord(
         schema=SCHEMA, kind=axis.kind, axis=axis.to_dict(), config=cfg.to_dict(), seed=cfg.seed, chips=cfg.chips,

@@ -108,11 +108,11 @@ def block_points(ctx: StudyContext, axis: SweepAxis) -> list[Point]:
     if not chip_specs:
         raise ConfigError(f"a block sweep varies the per-chip block, but methods {cfg.methods} train none; add tsb "
                           "(or tsb_full / tsb_bn) to methods")
-    own = ctx.models.block_value(name)
+    own = ctx.models.blocks.block_value(name)
     values = sorted(set(axis.values) | {own})
     for v in values:  # a k that fits no site, more images than the training split: fail now, before training
         try:
-            ctx.models.check_block(deploy_for(cfg, axis, v).block_config(cfg.block))
+            ctx.models.blocks.check_block(deploy_for(cfg, axis, v).block_config(cfg.block))
         except ConfigError as exc:
             raise ConfigError(f"sweep block value {v!r}: {exc}") from None
     pts = [Point(v, s, deploy_for(cfg, axis, v)) for v in values for s in chip_specs]
@@ -205,7 +205,7 @@ def run_sweep(cfg: StudyConfig, axis: SweepAxis | str, values: Sequence[Any] | N
         identity = study_identity(cfg, "sweep") | {"axis": {"kind": axis.kind, "key": axis.key, "io": axis.io}}
         store = ResultStore(out, "sweep", identity, move_aside=move_aside)
         ctx = StudyContext(cfg, store.out, progress=progress, models_from=models_from)
-        ctx.models.check_block()
+        ctx.models.blocks.check_block()
         points = build_points(ctx, axis, cfg.methods)
         ctx.models.prepare([p.spec for p in points])
     except BaseException:
