@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import torch
 from torch import nn
 
 from tsb_aihw.devices import load_preset
@@ -29,7 +30,7 @@ class Adopted:
     """A model another run trained for this key: its weights, its training meta (``adopted_from``: the file to
     blame if the weights do not fit) and the key's fingerprint."""
 
-    state_dict: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
     meta: TrainingMeta
     fingerprint: str
 
