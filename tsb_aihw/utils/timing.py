@@ -18,6 +18,7 @@ WALL_CLOCK_KEYS = frozenset({
     "seconds", "seconds_per_epoch",  # per-epoch training history
     "chip_seconds",  # Monte-Carlo: wall time per chip
     "backbone_epoch_s",  # block sweep: one epoch of (b)'s training
+    "block_train0_s", "train_s",  # refresh: the first block's training, and each refresh's
 })
 DERIVED_FROM_TIMINGS = frozenset({"training_speedup", "block_time_over_backbone_epoch"})
 # What happened to this run rather than what it computed: which chips a resumed run read back from disk.
