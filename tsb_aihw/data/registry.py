@@ -122,6 +122,16 @@ def _select(pool: Pool, source: Source, split: str, seed: int,
     return idx, f"{note}; {len(idx):,} images"
 
 
+def pool_fractions_for(name: str, fractions: Sequence[float]) -> tuple[float, float, float]:
+    """``fractions`` checked as the train/val/test split of ``name``'s pool: a source with an official test split
+    (``mnist``, ``cifar10``) has no pool to split."""
+    canonical, source = resolve_source(name)
+    if source.official_test:
+        raise DataError(f"pool_fractions {list(fractions)} split a pool without an official test split, but "
+                        f"{canonical} keeps its official test split; drop pool_fractions")
+    return check_pool_fractions(fractions)
+
+
 def get_dataset(
     name: str,
     split: str,
@@ -163,10 +173,7 @@ def get_dataset(
     seed = check_seed(seed)
     size = _check_size(image_size, source.default_size)
     augment_on = _resolve_augment(augment, source, split)
-    if pool_fractions is not None and source.official_test:
-        raise DataError(f"pool_fractions {list(pool_fractions)} splits a pool without an official test split, but "
-                        f"{canonical} keeps its official test split; drop pool_fractions")
-    fractions = POOL_FRACTIONS if pool_fractions is None else check_pool_fractions(pool_fractions)
+    fractions = POOL_FRACTIONS if pool_fractions is None else pool_fractions_for(name, pool_fractions)
 
     part = "all" if not source.official_test else ("test" if split == "test" else "train")
     pool = source.load(part, root, bool(download), size)

@@ -272,16 +272,12 @@ def at_sigmas(cfg: StudyConfig, sigmas: list[float], flag: str = "--sigma") -> l
 
 def check_pool_split(dataset: str, fractions: list[float]) -> None:
     """``data.pool_fractions`` splits a pool without an official test split: fail before any image is read."""
-    from tsb_aihw.data.registry import resolve_source
-    from tsb_aihw.data.splits import check_pool_fractions
+    from tsb_aihw.data.registry import pool_fractions_for
 
     try:
-        check_pool_fractions(fractions)
+        pool_fractions_for(dataset, fractions)
     except TSBError as exc:
         raise ConfigError(f"data.pool_fractions: {exc}") from None
-    if resolve_source(dataset)[1].official_test:
-        raise ConfigError(f"data.pool_fractions {fractions} splits a pool without an official test split, but "
-                          f"{dataset} keeps its official test split; drop pool_fractions")
 
 
 def check_names(preset: str, overrides: Mapping[str, Any], dataset: str, model: str, device: str) -> Any:
