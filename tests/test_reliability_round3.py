@@ -381,6 +381,32 @@ def test_an_image_folder_changed_in_place_meets_its_results_as_one_line(tmp_path
     assert isinstance(said, str) and "differs in: data.content" in said
 
 
+def test_a_clone_in_another_place_resumes_the_same_results(tmp_path: Path, data_cache: Path, monkeypatch) -> None:
+    """An input is compared by content, not by where it lies: the whole project (data at a relative path beside
+    it, and its results) copied to another place resumes without computing anything, as CI's clone does."""
+    import shutil
+
+    from tsb_aihw.pipeline.config import study_config_from_dict
+    from tsb_aihw.pipeline.study import run_study
+    from tsb_aihw.utils.timing import result_differences
+
+    here = tmp_path / "here"
+    _image_tree(here / "tree")
+    raw = tiny_study(methods=["full_noise_injection"], data={"name": "imagefolder:tree", "batch_size": 8,
+                                                              "eval_batch_size": 64})
+    monkeypatch.chdir(here)
+    first = run_study(study_config_from_dict(raw), here / "out", progress=False)
+    there = tmp_path / "there"
+    shutil.copytree(here, there, ignore=shutil.ignore_patterns(".tsb-aihw.lock"))
+    monkeypatch.chdir(there)
+    with monkeypatch.context() as mp:
+        _refuse_training(mp)
+        again = run_study(study_config_from_dict(raw), there / "out", progress=False)
+    assert result_differences(first.to_dict(), again.to_dict()) == []
+    store = json.loads((there / "out" / "store.json").read_text())
+    assert store["identity"]["inputs"]["data"]["path"] == str((here / "tree").resolve())  # where they were computed
+
+
 def test_a_checkpoint_rewritten_in_place_meets_its_results_as_one_line(tmp_path: Path) -> None:
     from tsb_aihw.pipeline.config import DriftConfig, config_from
     from tsb_aihw.pipeline.drift_study import run_drift_study

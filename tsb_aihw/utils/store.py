@@ -9,6 +9,9 @@ Policy, the same for every command that resumes (``run``, ``demo``, ``sweep``, `
 - A run into a directory that holds another configuration's results refuses, in one line naming the keys
   that differ and the choices: another ``--out``, or ``--move-aside``, which renames the old directory to
   ``OUT.moved-<UTC time>`` (nothing is ever deleted).
+- An input named by content (``inputs.NAME``: path and sha256, ``pipeline.inputs``) is compared by its sha256
+  alone: where the file lies is recorded, not compared, so a clone in another place (CI's, a colleague's)
+  resumes the same results, and a file changed in place is still refused, named by its path.
 - A damaged or mis-shaped ``store.json`` (or cell) is a clear error, never silently used or discarded.
 - One lock discipline: a store holds an advisory lock (``OUT/.tsb-aihw.lock``) while its run lives, taken
   *before* the directory is read; whatever moves a directory aside (:func:`rename_aside`) or exports it takes
@@ -42,6 +45,24 @@ _LOCKS: dict[str, Any] = {}  # directories this process holds (a process may reo
 def _normal(obj: Any) -> Any:
     """JSON round trip, so an identity compares equal to the same identity read back from disk."""
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def comparable_identity(identity: Any) -> Any:
+    """``identity`` without the paths of its content identities (each ``inputs.NAME.path``): what two stores
+    are compared by, and what a fingerprint of an identity that should not depend on the clone's place takes."""
+    if isinstance(identity, list):
+        return [comparable_identity(v) for v in identity]
+    if not isinstance(identity, dict):
+        return identity
+    out = {}
+    for k, v in identity.items():
+        if k == "inputs" and isinstance(v, dict):
+            out[k] = {name: ({f: x for f, x in entry.items() if f != "path"}
+                             if isinstance(entry, dict) and "sha256" in entry else comparable_identity(entry))
+                      for name, entry in v.items()}
+        else:
+            out[k] = comparable_identity(v)
+    return out
 
 
 def key_fingerprint(key: Mapping[str, Any]) -> str:
@@ -172,7 +193,8 @@ class ResultStore:
             ensure_writable_dir(self.out)
             acquire(self.out, note=False)  # before reading: what is read stays true while this process decides
         held = self._read() if self.path.exists() else None
-        if held is not None and (held["kind"] != self.kind or held["identity"] != self.identity):
+        if held is not None and (held["kind"] != self.kind
+                                 or comparable_identity(held["identity"]) != comparable_identity(self.identity)):
             if not move_aside:
                 raise ConfigError(f"{self.out} holds {self._what_differs(held)}; {move_aside_hint(self.out)}")
             rename_aside(self.out, "results")
@@ -196,7 +218,7 @@ class ResultStore:
         """What the directory holds instead, in words; an input whose content changed is named by its path."""
         if held["kind"] != self.kind:
             return f"results of a {held['kind']} run"
-        keys = differing_keys(held["identity"], self.identity)
+        keys = differing_keys(comparable_identity(held["identity"]), comparable_identity(self.identity))
         changed = _changed_inputs(keys, self.identity)
         if changed:
             return (f"results computed from other content of {', '.join(changed)} (changed since those results "
