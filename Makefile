@@ -14,6 +14,8 @@ DEMO_OUT ?= runs/demo
 # DEMO_WORKERS=N runs the demo's (method, chip) cells in N processes, one torch thread each (1: in this process;
 # on 2 cores that was not faster: docs/performance.md)
 DEMO_WORKERS ?= 1
+# TEST_WORKERS: pytest-xdist processes for `make test` (each gets cores/N torch threads: tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint bench clean
 
@@ -38,7 +40,7 @@ demo: setup
 	$(PY) -m tsb_aihw.cli.main demo --out $(DEMO_OUT) --workers $(DEMO_WORKERS)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: setup
 	$(VENV)/bin/ruff check tsb_aihw

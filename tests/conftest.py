@@ -17,6 +17,20 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR_ARCHIVE = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n 2``) each worker gets its share of the cores, for torch and
+    for the processes and notebook kernels it starts: two workers at two OpenMP threads each would oversubscribe
+    two cores. A test that sets its own thread count still does."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_data_cache(tmp_path_factory: pytest.TempPathFactory):
     """Session-wide temporary data cache; decoded data in it is shared by all tests of the session."""

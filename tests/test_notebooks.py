@@ -1,7 +1,8 @@
 """Every notebook in notebooks/ runs top to bottom in quick mode (TSB_NB_QUICK=1) and shows its plots.
 
 The notebooks are executed from a temporary copy, so the committed outputs (from a full-settings run) are
-never overwritten. One test case runs them all (they share the cost of the slow parts: imports, data).
+never overwritten. One test case per notebook: each starts its own kernel anyway, and `make test`'s two workers
+run two of them at once.
 """
 from __future__ import annotations
 
@@ -34,27 +35,24 @@ def test_the_notebooks_exist_with_committed_outputs():
 
 
 @pytest.mark.slow
-def test_notebooks_run_in_quick_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_quick_mode(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """One case per notebook, so that `make test`'s workers run them side by side."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     monkeypatch.setenv("TSB_NB_QUICK", "1")  # the kernel inherits the environment
     monkeypatch.setenv("TSB_NB_THREADS", "1")
-    failures = []
-    for path in NOTEBOOKS:
-        copy = tmp_path / path.name
-        shutil.copy(path, copy)
-        nb = nbformat.read(copy, as_version=4)
-        for cell in nb.cells:  # start from a clean notebook: an image must come from this run
-            if cell.cell_type == "code":
-                cell.outputs = []
-        try:
-            NotebookClient(nb, timeout=600, kernel_name="python3",
-                           resources={"metadata": {"path": str(tmp_path)}}).execute()
-        except CellExecutionError as exc:
-            failures.append(f"{path.name}: {str(exc)[-1500:]}")
-            continue
-        if _images(nb) < 1:
-            failures.append(f"{path.name}: ran but produced no image output")
-    assert not failures, "\n\n".join(failures)
+    copy = tmp_path / path.name
+    shutil.copy(path, copy)
+    nb = nbformat.read(copy, as_version=4)
+    for cell in nb.cells:  # start from a clean notebook: an image must come from this run
+        if cell.cell_type == "code":
+            cell.outputs = []
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+    except CellExecutionError as exc:
+        pytest.fail(f"{path.name}: {str(exc)[-1500:]}")
+    assert _images(nb) >= 1, f"{path.name}: ran but produced no image output"
