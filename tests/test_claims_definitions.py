@@ -170,7 +170,7 @@ def test_speedup_in_image_passes_by_hand() -> None:
 
 
 def test_compute_claims_adds_claims_by_definition_and_keeps_its_keys() -> None:
-    c = compute_claims(example(), ["0s"])
+    c = compute_claims(example(), ["0s"]).to_dict()
     assert set(c) == {"paper", "accuracy_gap_improvement", "training_speedup", "verified_fraction",
                       "claims_by_definition"}
     by_def = load_record(ClaimsByDefinition, c["claims_by_definition"], "claims_by_definition")

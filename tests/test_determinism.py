@@ -91,9 +91,9 @@ def test_seeded_block_is_reproducible_and_leaves_the_global_generators_alone() -
 
 def test_provenance_records_versions_and_the_thread_settings() -> None:
     p = provenance()
-    assert {"torch", "aihwkit", "numpy", "python", "tsb-aihw"} <= set(p["versions"])
-    assert p["runtime"] == runtime_settings()
-    assert p["runtime"]["torch_num_threads"] == torch.get_num_threads() == 1  # one_torch_thread
+    assert {"torch", "aihwkit", "numpy", "python", "tsb-aihw"} <= set(p.versions)
+    assert p.runtime == runtime_settings()
+    assert p.runtime.torch_num_threads == torch.get_num_threads() == 1  # one_torch_thread
 
 
 def test_timing_keys_are_exactly_the_wall_clock_fields() -> None:

@@ -125,11 +125,11 @@ def _gap(mean: float, low: float, high: float) -> Summary:
 
 def test_gap_ratio_reports_lower_bound_within_mc_error() -> None:
     base = _gap(0.2, 0.15, 0.25)
-    assert gap_ratio(base, _gap(0.02, 0.01, 0.03))["kind"] == "estimate"
+    assert gap_ratio(base, _gap(0.02, 0.01, 0.03)).kind == "estimate"
     lb = gap_ratio(base, _gap(0.005, -0.01, 0.02))
-    assert lb["kind"] == "lower_bound" and lb["value"] == pytest.approx(10.0)
-    assert gap_ratio(base, _gap(-0.02, -0.03, -0.01))["kind"] == "unbounded"
-    assert gap_ratio(_gap(0.01, -0.01, 0.03), base)["kind"] == "undefined"
+    assert lb.kind == "lower_bound" and lb.value == pytest.approx(10.0)
+    assert gap_ratio(base, _gap(-0.02, -0.03, -0.01)).kind == "unbounded"
+    assert gap_ratio(_gap(0.01, -0.01, 0.03), base).kind == "undefined"
 
 
 def test_claims_use_one_reference_and_pulse_ratio() -> None:
@@ -148,11 +148,11 @@ def test_claims_use_one_reference_and_pulse_ratio() -> None:
         "tsb": method(_gap(0.02, 0.01, 0.03), 110, 100, 10.0, 0.003),
     }
     c = compute_claims(methods, ["0s"])
-    assert c["accuracy_gap_improvement"]["value"] == pytest.approx(5.0)
-    assert c["training_speedup"]["value"] == pytest.approx(5.0)
-    assert c["mapping_cost_reduction"]["value"] == pytest.approx(500 / 110)
-    assert c["mapping_cost_reduction"]["verify_overhead_reduction"] == pytest.approx(40.0)
-    assert c["verified_fraction"]["below_paper_bound"]
+    assert c.accuracy_gap_improvement.value == pytest.approx(5.0)
+    assert c.training_speedup.value == pytest.approx(5.0)
+    assert c.mapping_cost_reduction.value == pytest.approx(500 / 110)
+    assert c.mapping_cost_reduction.verify_overhead_reduction == pytest.approx(40.0)
+    assert c.verified_fraction.below_paper_bound
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -34,7 +34,7 @@ def test_a_study_with_vanilla_scores_the_vanilla_definition(tmp_path: Path) -> N
     assert v.backbone == "vanilla" and v.clean_accuracy is not None and len(v.per_chip) == cfg.chips
     assert res.training["backbone_vanilla"].noise_std == 0.0
     assert v.per_chip != res.methods["full_noise_injection"].per_chip  # another network on the same chips
-    claims = load_record(ClaimsByDefinition, res.claims["claims_by_definition"], "claims_by_definition")
+    claims = load_record(ClaimsByDefinition, res.claims.to_dict()["claims_by_definition"], "claims_by_definition")
     claim = claims.definitions["vanilla_baseline"]
     assert claim.available and claim.baseline_reference == v.clean_accuracy
 

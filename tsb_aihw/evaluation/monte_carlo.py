@@ -104,7 +104,7 @@ class MonteCarloResult:
         summary_rows = [{"time_s": t, "time_label": label, **s.to_dict()}
                         for t, label, s in zip(self.times, self.time_labels, self.summaries)]
         return {
-            "json": atomic_write_json(out / f"{name}.json", {**self.to_dict(), "provenance": provenance()}),
+            "json": atomic_write_json(out / f"{name}.json", {**self.to_dict(), "provenance": provenance().to_dict()}),
             "csv": atomic_write_csv(out / f"{name}.csv", rows),
             "summary_csv": atomic_write_csv(out / f"{name}_summary.csv", summary_rows),
         }

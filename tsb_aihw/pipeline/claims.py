@@ -12,12 +12,21 @@ Definitions (docs/design.md, "Claims"):
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 from tsb_aihw.evaluation.stats import Summary
 from tsb_aihw.pipeline.definitions import claims_by_definition
 from tsb_aihw.records import MethodResult
-from tsb_aihw.records.claims import SpeedupUnits
+from tsb_aihw.records.claims import (
+    Claim,
+    GapImprovementClaim,
+    GapRatio,
+    MappingCostClaim,
+    SpeedupUnits,
+    StudyClaims,
+    TrainingSpeedupClaim,
+    VerifiedFractionClaim,
+)
 
 PAPER = {
     "accuracy_gap_improvement": "> 20x",
@@ -27,80 +36,78 @@ PAPER = {
 }
 
 
-def gap_ratio(base_summary: Summary, tsb_summary: Summary) -> dict[str, Any]:
+def gap_ratio(base_summary: Summary, tsb_summary: Summary) -> GapRatio:
     """Ratio of two gap summaries (each with mean and 95% CI), honest about Monte-Carlo error."""
-    gap_base, gap_tsb = base_summary.to_dict(), tsb_summary.to_dict()  # as written: an undefined CI is None
-    out: dict[str, Any] = {"baseline_gap": gap_base["mean"], "tsb_gap": gap_tsb["mean"],
-                           "tsb_gap_ci95": [gap_tsb["ci95_low"], gap_tsb["ci95_high"]],
-                           "baseline_gap_ci95": [gap_base["ci95_low"], gap_base["ci95_high"]]}
-    if gap_base["ci95_low"] <= 0:
-        out.update(kind="undefined", value=None,
-                   note="the baseline's gap is within Monte-Carlo error of zero: nothing to improve on")
-    elif gap_tsb["ci95_high"] <= 0:
-        out.update(kind="unbounded", value=None,
-                   note="TSB is at or above the reference accuracy on every plausible chip mean: ratio unbounded")
-    elif gap_tsb["ci95_low"] <= 0:
-        out.update(kind="lower_bound", value=gap_base["mean"] / gap_tsb["ci95_high"],
-                   note="TSB gap within Monte-Carlo error of zero: ratio reported as a lower bound")
-    else:
-        out.update(kind="estimate", value=gap_base["mean"] / gap_tsb["mean"],
-                   range95=[gap_base["mean"] / gap_tsb["ci95_high"], gap_base["mean"] / gap_tsb["ci95_low"]],
-                   note="ratio of mean gaps; range95 divides by the ends of the TSB gap's 95% CI")
-    return out
+    base, tsb = base_summary, tsb_summary
+    written_base, written_tsb = base.to_dict(), tsb.to_dict()  # as written: an undefined CI is None
+
+    def ratio(kind: str, value: float | None, note: str, range95: list[float] | None = None) -> GapRatio:
+        return GapRatio(baseline_gap=base.mean, tsb_gap=tsb.mean,
+                        tsb_gap_ci95=[written_tsb["ci95_low"], written_tsb["ci95_high"]],
+                        baseline_gap_ci95=[written_base["ci95_low"], written_base["ci95_high"]],
+                        kind=kind, value=value, note=note, range95=range95)
+
+    if base.ci95_low <= 0:
+        return ratio("undefined", None, "the baseline's gap is within Monte-Carlo error of zero: nothing to improve on")
+    if tsb.ci95_high <= 0:
+        return ratio("unbounded", None,
+                     "TSB is at or above the reference accuracy on every plausible chip mean: ratio unbounded")
+    if tsb.ci95_low <= 0:
+        return ratio("lower_bound", base.mean / tsb.ci95_high,
+                     "TSB gap within Monte-Carlo error of zero: ratio reported as a lower bound")
+    return ratio("estimate", base.mean / tsb.mean,
+                 "ratio of mean gaps; range95 divides by the ends of the TSB gap's 95% CI",
+                 [base.mean / tsb.ci95_high, base.mean / tsb.ci95_low])
 
 
 def compute_claims(methods: Mapping[str, MethodResult], time_labels: list[str], *,
-                   speedup: SpeedupUnits | None = None) -> dict[str, Any]:
+                   speedup: SpeedupUnits | None = None) -> StudyClaims:
     """Claims from the per-method results (``speedup``: the training speed-up in image-passes, see
     :func:`tsb_aihw.pipeline.definitions.speedup_units`; without it ``claims_by_definition`` reports the wall-clock
     ratio only)."""
-    claims: dict[str, Any] = {"paper": PAPER}
     base, tsb, full = methods.get("full_noise_injection"), methods.get("tsb"), methods.get("full_verify")
+    by_definition, gap, train = None, None, None
     if base and tsb:
         by_time = {t: gap_ratio(base.gap[t], tsb.gap[t]) for t in time_labels}
         t0 = time_labels[0]  # the one reference, as every gap was built: (b)'s accuracy + its gap
         reference = base.accuracy[t0].mean + base.gap[t0].mean
-        claims["claims_by_definition"] = claims_by_definition(methods, reference, time_labels,
-                                                              speedup=speedup).to_dict()
-        claims["accuracy_gap_improvement"] = {"headline_time": time_labels[0], **by_time[time_labels[0]],
-                                              "by_time": by_time}
+        by_definition = claims_by_definition(methods, reference, time_labels, speedup=speedup)
+        gap = GapImprovementClaim(headline_time=t0, **vars(by_time[t0]), by_time=by_time)
         tsb_time = tsb.train_time_s
-        claims["training_speedup"] = {
-            "value": base.train_time_s / tsb_time if tsb_time > 0 else None,
-            "baseline_s": base.train_time_s, "tsb_s": tsb_time,
-            "tsb_backbone_s": tsb.backbone_time_s, "tsb_block_s_per_chip": tsb.block_time_s,
-        }
-    if tsb:
-        claims["verified_fraction"] = {"value": tsb.verified_fraction, "paper_bound": 0.004,
-                                       "below_paper_bound": tsb.verified_fraction < 0.004}
+        train = TrainingSpeedupClaim(value=base.train_time_s / tsb_time if tsb_time > 0 else None,
+                                     baseline_s=base.train_time_s, tsb_s=tsb_time,
+                                     tsb_backbone_s=tsb.backbone_time_s, tsb_block_s_per_chip=tsb.block_time_s)
+    fraction = None if tsb is None else VerifiedFractionClaim(
+        value=tsb.verified_fraction, paper_bound=0.004, below_paper_bound=tsb.verified_fraction < 0.004)
+    mapping = None
     if tsb and full:
         p_full, p_tsb = full.cost["pulses"], tsb.cost["pulses"]
         extra_full = p_full - full.cost["devices"]  # one-shot costs one pulse per device
         extra_tsb = p_tsb - tsb.cost["devices"]
-        claims["mapping_cost_reduction"] = {
-            "value": p_full / p_tsb if p_tsb else None, "full_verify_pulses": p_full, "tsb_pulses": p_tsb,
-            "verify_overhead_reduction": (extra_full / extra_tsb) if extra_tsb > 0 else None,
-            "note": "pulses count device operations, one per one-shot device; verify_overhead_reduction counts "
-                    "only the pulses beyond one per device",
-        }
-    return claims
+        mapping = MappingCostClaim(
+            value=p_full / p_tsb if p_tsb else None, full_verify_pulses=p_full, tsb_pulses=p_tsb,
+            verify_overhead_reduction=(extra_full / extra_tsb) if extra_tsb > 0 else None,
+            note="pulses count device operations, one per one-shot device; verify_overhead_reduction counts only "
+                 "the pulses beyond one per device")
+    return StudyClaims(paper=dict(PAPER), claims_by_definition=by_definition, accuracy_gap_improvement=gap,
+                       training_speedup=train, verified_fraction=fraction, mapping_cost_reduction=mapping)
 
 
-def format_claim(name: str, claim: Mapping[str, Any] | None) -> str:
+def format_claim(claim: Claim | None) -> str:
     """One readable cell for the report table."""
-    if not claim:
+    if claim is None:
         return "not measured"
-    v = claim.get("value")
-    if name == "verified_fraction":
+    v = claim.value
+    if isinstance(claim, VerifiedFractionClaim):
         return f"{100 * v:.3f}%"
-    if name == "accuracy_gap_improvement":
-        kind = claim.get("kind")
-        if kind == "lower_bound":
+    if isinstance(claim, GapRatio):
+        if claim.kind == "lower_bound":
             return f">= {v:.1f}x (TSB gap within MC error of 0)"
-        if kind == "unbounded":
+        if claim.kind == "unbounded":
             return "unbounded (TSB at/above reference)"
-        if kind == "undefined":
+        if claim.kind == "undefined":
             return "undefined (baseline gap ~ 0)"
-        lo, hi = claim["range95"]
+        assert claim.range95 is not None  # an estimate has its range
+        lo, hi = claim.range95
         return f"{v:.1f}x (95% range {lo:.1f}-{hi:.1f}x)"
     return "n/a" if v is None else f"{v:.2f}x"

@@ -129,8 +129,8 @@ def _point(study: StudyResult, key: str, **curve: Any) -> FrontierPoint:
     t = study.time_labels[0]
     ratio = gap_ratio(base.gap[t], m.gap[t])
     return FrontierPoint(method=key, label=m.label, speedup=base.train_time_s / m.train_time_s,
-                         gap_improvement=ratio.get("value"), gap_improvement_kind=ratio["kind"],
-                         gap_improvement_range95=ratio.get("range95"), gap=m.gap[t], baseline_gap=base.gap[t],
+                         gap_improvement=ratio.value, gap_improvement_kind=ratio.kind,
+                         gap_improvement_range95=ratio.range95, gap=m.gap[t], baseline_gap=base.gap[t],
                          accuracy=m.accuracy[t], verified_fraction=m.verified_fraction, time=t, **curve)
 
 

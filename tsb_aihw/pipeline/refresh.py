@@ -234,7 +234,7 @@ def assemble_refresh(ctx: StudyContext, cfg: RefreshConfig, rows: list[RefreshCe
     cost["refresh_pulses_vs_chip"] = cost["refresh_total_pulses"] / cost["chip_pulses"]
     tsb = get_tsb(ctx.models.tsb_model())
     return RefreshResult(
-        config=cfg.to_dict(), seed=cfg.seed, provenance=provenance() | {"fast_eval": ctx.chip_eval()},
+        config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(ctx.chip_eval()),
         preset=ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
         model=cfg.model.name, dataset=DatasetRecord(name=cfg.data.name, split_note=ctx.data.test_info.split_note,
                                                     eval_size=len(ctx.data.test.dataset)),

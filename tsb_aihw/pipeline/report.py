@@ -113,16 +113,16 @@ def report_markdown(studies: Sequence[StudyResult], command: str) -> str:
                          f"{100 * g.ci95_high:.2f}] |")
         c = r.claims
         lines += ["", "| claim | paper | measured here |", "|---|---|---|"]
-        for name in ("accuracy_gap_improvement", "training_speedup", "verified_fraction", "mapping_cost_reduction"):
-            lines.append(f"| {name} | {PAPER[name]} | {format_claim(name, c.get(name))} |")
-        gi = c.get("accuracy_gap_improvement")
+        for name, claim in c.headline().items():
+            lines.append(f"| {name} | {PAPER[name]} | {format_claim(claim)} |")
+        gi = c.accuracy_gap_improvement
         if gi:
             lines += ["", "Gap improvement by time: " + ", ".join(
-                f"{t}: {format_claim('accuracy_gap_improvement', v)}" for t, v in gi["by_time"].items())]
-            lines += [f"Note: {gi['note']}."]
-        mc = c.get("mapping_cost_reduction")
-        if mc and mc.get("verify_overhead_reduction"):
-            lines += [f"Verify overhead alone (pulses beyond one per device): {mc['verify_overhead_reduction']:.0f}x "
+                f"{t}: {format_claim(v)}" for t, v in gi.by_time.items())]
+            lines += [f"Note: {gi.note}."]
+        mc = c.mapping_cost_reduction
+        if mc and mc.verify_overhead_reduction:
+            lines += [f"Verify overhead alone (pulses beyond one per device): {mc.verify_overhead_reduction:.0f}x "
                       f"fewer for TSB than full write-verify."]
         lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in r.plots), ""]
     return "\n".join(lines) + "\n"

@@ -148,7 +148,7 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
     tsb = models.tsb_model()
     block = get_tsb(tsb)
     return StudyResult(
-        config=cfg.to_dict(), seed=cfg.seed, provenance=provenance() | {"fast_eval": ctx.chip_eval()},
+        config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(ctx.chip_eval()),
         preset=ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
         model=cfg.model.name, width=cfg.model.width, model_args=backbone_args(cfg, ctx.data.info),
         dataset=DatasetRecord(name=cfg.data.name, split_note=ctx.data.test_info.split_note,

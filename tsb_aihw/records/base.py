@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tsb_aihw.errors import ConfigError, TSBError
-from tsb_aihw.utils.io import read_json
+from tsb_aihw.utils.io import JsonObject, read_json
+from tsb_aihw.utils.provenance import Provenance
 from tsb_aihw.utils.schema import build, spec, to_tree
 
 R = TypeVar("R", bound="Record")
@@ -19,7 +20,7 @@ DAMAGED = ("the file was edited or damaged: delete it (its results are recompute
 class Record:
     """A typed result: written with :meth:`to_dict`, read back with :func:`load_record`."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         tree = to_tree(self)
         assert isinstance(tree, dict)
         return tree
@@ -57,9 +58,9 @@ class RunHeader(Record):
     """The fields every results file carries: its config and seed, the versions and machine it ran on, the
     evaluation times, and the one reference its gaps are measured against."""
 
-    config: dict[str, Any]
+    config: JsonObject  # the config as its writer's to_dict() gave it (study, sweep, drift, refresh configs)
     seed: int
-    provenance: dict[str, Any]
+    provenance: Provenance
     times: list[float] = spec(lo=0.0)
     time_labels: list[str]
     reference_accuracy: float = accuracy_field()

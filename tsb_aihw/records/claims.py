@@ -89,3 +89,80 @@ class ClaimsByDefinition(Record):
     holds_20x_rule: str
     definitions: dict[str, DefinitionClaim]
     training_speedup: SpeedupUnits
+
+
+@dataclass(frozen=True, kw_only=True)
+class GapRatio(Record):
+    """(b)'s gap / TSB's gap at one time from the two gap summaries, honest about Monte-Carlo error: ``value`` is
+    the ratio of means (``kind`` estimate, with ``range95``), its lower bound, or None (unbounded / undefined)."""
+
+    baseline_gap: float
+    tsb_gap: float
+    tsb_gap_ci95: list[float | None]  # None: an undefined CI (one chip)
+    baseline_gap_ci95: list[float | None]
+    kind: str = spec(choices=KINDS)
+    value: float | None
+    note: str
+    range95: list[float] | None = spec(None, omit_none=True)  # estimates only
+
+
+@dataclass(frozen=True, kw_only=True)
+class GapImprovementClaim(GapRatio):
+    """The headline gap improvement (the first time's ratio) and the ratio at every time."""
+
+    headline_time: str
+    by_time: dict[str, GapRatio]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSpeedupClaim(Record):
+    """(b)'s training wall clock / TSB's (early backbone + mean per-chip block)."""
+
+    value: float | None  # None: TSB took no measurable time
+    baseline_s: float
+    tsb_s: float
+    tsb_backbone_s: float | None  # per-chip block methods only
+    tsb_block_s_per_chip: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifiedFractionClaim(Record):
+    """TSB's write-verified weights / backbone weights, against the paper's bound."""
+
+    value: float = spec(lo=0.0, hi=1.0)
+    paper_bound: float
+    below_paper_bound: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingCostClaim(Record):
+    """Programming pulses of full write-verify (c) / TSB's, and the same for the pulses beyond one per device."""
+
+    value: float | None
+    full_verify_pulses: int | float
+    tsb_pulses: int | float
+    verify_overhead_reduction: float | None
+    note: str
+
+
+#: one headline claim as the report prints it
+Claim = GapRatio | TrainingSpeedupClaim | VerifiedFractionClaim | MappingCostClaim
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyClaims(Record):
+    """A study's claims (``claims`` of results.json): the paper's wording, each claim measured where the study ran
+    the methods it needs (absent else), and the gap improvement under every definition (studies since issue 31)."""
+
+    paper: dict[str, str]
+    claims_by_definition: ClaimsByDefinition | None = spec(None, omit_none=True)
+    accuracy_gap_improvement: GapImprovementClaim | None = spec(None, omit_none=True)
+    training_speedup: TrainingSpeedupClaim | None = spec(None, omit_none=True)
+    verified_fraction: VerifiedFractionClaim | None = spec(None, omit_none=True)
+    mapping_cost_reduction: MappingCostClaim | None = spec(None, omit_none=True)
+
+    def headline(self) -> dict[str, Claim | None]:
+        """Each headline claim by name, in the order they are reported (None: not measured)."""
+        return {"accuracy_gap_improvement": self.accuracy_gap_improvement,
+                "training_speedup": self.training_speedup, "verified_fraction": self.verified_fraction,
+                "mapping_cost_reduction": self.mapping_cost_reduction}

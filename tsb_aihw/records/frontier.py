@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from tsb_aihw.evaluation.stats import Summary
 from tsb_aihw.records.base import Record
 from tsb_aihw.records.study import FrontierStudy
+from tsb_aihw.utils.io import JsonObject
+from tsb_aihw.utils.provenance import Provenance
 from tsb_aihw.utils.schema import spec
 
 
@@ -53,9 +54,9 @@ class FrontierVerdict(Record):
 class FrontierResult(Record):
     """``frontier.json``."""
 
-    config: dict[str, Any]
+    config: JsonObject  # FrontierConfig.to_dict()
     seed: int
-    provenance: dict[str, Any]
+    provenance: Provenance
     model: str
     dataset: str
     preset: str

@@ -6,7 +6,9 @@ from typing import Any
 
 from tsb_aihw.evaluation.stats import Summary
 from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, accuracy_field
+from tsb_aihw.records.claims import StudyClaims
 from tsb_aihw.records.training import TrainingMeta
+from tsb_aihw.utils.provenance import Provenance
 from tsb_aihw.utils.schema import spec
 
 
@@ -62,7 +64,7 @@ class FrontierStudy(Record):
     """What a frontier keeps of each budget's study."""
 
     methods: dict[str, MethodResult]
-    claims: dict[str, Any]
+    claims: StudyClaims
     training: dict[str, TrainingMeta]  # by checkpoint name
     tsb: TsbRecord
 
@@ -88,7 +90,7 @@ class StudiesResult(Record):
     """The combined ``results.json`` of ``tsb-aihw run`` / ``demo``: one study per preset folder."""
 
     command: str
-    provenance: dict[str, Any]
+    provenance: Provenance
     folders: list[str]
     studies: dict[str, StudyResult]
-    claims: dict[str, dict[str, Any]]
+    claims: dict[str, StudyClaims]  # by folder

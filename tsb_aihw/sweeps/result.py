@@ -55,7 +55,7 @@ def assemble_sweep(ctx: StudyContext, axis: SweepAxis, points: list[Point], cell
     tsb = get_tsb(models.tsb_model())
     record = SweepRecord(
         schema=SCHEMA, kind=axis.kind, axis=axis.to_dict(), config=cfg.to_dict(), seed=cfg.seed, chips=cfg.chips,
-        provenance=provenance() | {"fast_eval": ctx.chip_eval()}, training_note=note,
+        provenance=provenance(ctx.chip_eval()), training_note=note,
         base_preset=ctx.preset.to_dict() | {"name": ctx.preset.name},
         model=cfg.model.name, width=cfg.model.width,
         dataset=DatasetRecord(name=cfg.data.name, split_note=ctx.data.test_info.split_note,

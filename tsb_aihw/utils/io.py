@@ -16,6 +16,12 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from tsb_aihw.errors import TSBError
 from tsb_aihw.utils.text import short_repr
 
+#: a parsed or about-to-be-written JSON object whose shape no schema owns (a ``to_dict()`` form, a config tree
+#: before it is parsed, a store's cells); structured data has its own dataclass instead
+JsonObject = dict[str, Any]
+#: one CSV row: column -> cell value
+CsvRow = Mapping[str, object]
+
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` if needed and check we can write into it (before any long computation)."""
@@ -141,7 +147,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def atomic_write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
+def atomic_write_csv(path: str | os.PathLike, rows: Iterable[CsvRow],
                      fields: Sequence[str] | None = None) -> Path:
     import io
 

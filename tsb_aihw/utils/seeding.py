@@ -14,6 +14,7 @@ import hashlib
 import os
 import random
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -75,13 +76,24 @@ def seeded(seed: int) -> Iterator[None]:
         torch.random.set_rng_state(states[2])
 
 
-def runtime_settings() -> dict[str, Any]:
-    """Settings besides the seed that change the bits of a CPU run; recorded in every results file."""
-    return {
-        "torch_num_threads": torch.get_num_threads(),
-        "torch_num_interop_threads": torch.get_num_interop_threads(),
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "mkldnn_enabled": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
-        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED",
-                                           "CUBLAS_WORKSPACE_CONFIG") if k in os.environ},
-    }
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSettings:
+    """Settings besides the seed that change the bits of a CPU run (``provenance.runtime`` of every results file)."""
+
+    torch_num_threads: int
+    torch_num_interop_threads: int
+    deterministic_algorithms: bool
+    mkldnn_enabled: bool
+    env: dict[str, str]  # the thread and hashing variables that were set
+
+
+def runtime_settings() -> RuntimeSettings:
+    """This process's :class:`RuntimeSettings`."""
+    return RuntimeSettings(
+        torch_num_threads=torch.get_num_threads(),
+        torch_num_interop_threads=torch.get_num_interop_threads(),
+        deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
+        mkldnn_enabled=bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+        env={k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED",
+                                        "CUBLAS_WORKSPACE_CONFIG") if k in os.environ},
+    )
