@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.io import JsonObject
 
 if TYPE_CHECKING:  # AIHWKit ships no type information: mypy reads it as Any
     from aihwkit.nn.modules.base import AnalogLayerBase
@@ -56,7 +57,7 @@ class ADCCalibration:
     images: int
     tiles: list[TileBound] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         import dataclasses
 
         return dataclasses.asdict(self)

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.io import JsonObject
 
 if TYPE_CHECKING:  # torch is imported where it is used: the pricing models run without it
     from aihwkit.nn.modules.base import AnalogLayerBase  # untyped: mypy reads it as Any
@@ -146,7 +147,7 @@ class InferenceCost:
         areas = [layer.area_m2 for layer in self.layers]
         return None if any(a is None for a in areas) else float(sum(a for a in areas if a is not None))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         d = dataclasses.asdict(self)
         d["energy_j"], d["latency_s"], d["mvms"] = self.energy_j, self.latency_s, self.mvms
         d["area_m2"] = self.area_m2

@@ -7,7 +7,7 @@ weight outside the TSB (analog or digital). So ``verify="all"`` gives 1 + k²/ba
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from tsb_aihw.analog.tiles import not_convertible_reason, tile_grid, tile_verify_mask
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.models.counting import is_analog_layer, is_tsb_name, layer_weight_count, weight_layers
+from tsb_aihw.utils.io import JsonObject
 
 
 @dataclass
@@ -41,7 +42,7 @@ class WeightReport:
     def verified_fraction(self) -> float:
         return self.verified_weights / self.backbone_weights if self.backbone_weights else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         d = asdict(self)
         d["verified_fraction"] = self.verified_fraction
         return d

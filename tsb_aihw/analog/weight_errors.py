@@ -16,7 +16,6 @@ devices are comparable.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from tsb_aihw.analog.readback import read_back
 from tsb_aihw.analog.tiles import tile_grid, tile_verify_mask
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.models.counting import is_tsb_name
+from tsb_aihw.utils.io import JsonObject
 
 SPLITS = (None, "group", "verified", "group+verified")
 
@@ -81,7 +81,7 @@ class WeightErrors:
                         "p99_abs": float(np.quantile(a, 0.99))}
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"t": self.t, "layers": {la.name: {"group": la.group, "abs_max": la.abs_max, "n": int(la.errors.size)}
                                         for la in self.layers},
                 "summary": self.summary("group")}

@@ -3,7 +3,6 @@ or vs time for several presets; resumable, on a process pool or a Dask cluster."
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from tsb_aihw.cli.common import (
     add_executor_arguments,
@@ -12,6 +11,7 @@ from tsb_aihw.cli.common import (
     csv_list,
     models_from,
 )
+from tsb_aihw.utils.io import JsonObject
 
 NAME = "sweep"
 HELP = ("sweep one axis (verified-fraction, sigma, adc-bits, param, presets, block) over Monte-Carlo chips; every cell "
@@ -81,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF plots")
 
 
-def overrides_from(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+def overrides_from(args: argparse.Namespace, kind: str) -> JsonObject:
     """The flags the user gave, as dotted overrides on the sweep config (None: not given); per-kind flags land in
     the kind's ``sweep:`` entry, so they beat it as it beats the study's own keys."""
     entry = f"sweep.{kind}."

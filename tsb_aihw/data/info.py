@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+
+from tsb_aihw.utils.io import JsonObject
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -40,6 +41,6 @@ class DatasetInfo:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """JSON-ready dict for results files."""
         return dataclasses.asdict(self)

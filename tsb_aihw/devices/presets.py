@@ -26,6 +26,7 @@ from tsb_aihw.devices.schema import (
     nvcim_std_factor,
 )
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.schema import set_dotted
 from tsb_aihw.utils.text import short_repr
 from tsb_aihw.utils.yamlfile import check_yaml_path, load_yaml_file
@@ -190,7 +191,7 @@ class DevicePreset:
         return f"{self.name}-{self.identity[:8]}"
 
     # -- reporting -------------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """Plain nested dict for results files: the preset plus derived values."""
         d = dataclasses.asdict(self)
         d["derived"] = {"training_noise_std": self.training_noise_std, "drifts": self.drifts}

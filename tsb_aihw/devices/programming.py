@@ -12,6 +12,7 @@ from tsb_aihw.devices.noise.write_verify import WriteVerifyNoiseModel
 from tsb_aihw.devices.presets import DevicePreset
 from tsb_aihw.devices.schema import WriteVerifySpec
 from tsb_aihw.errors import TSBError
+from tsb_aihw.utils.io import JsonObject
 
 
 def _wv_model(tile: Any) -> WriteVerifyNoiseModel:
@@ -86,7 +87,7 @@ class ProgrammingCost:
     energy_j: float = 0.0
     tiles: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return dataclasses.asdict(self)
 
 

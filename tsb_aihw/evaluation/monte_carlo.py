@@ -34,7 +34,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.accuracy import chip_accuracy
 from tsb_aihw.evaluation.stats import Summary, summarize
 from tsb_aihw.evaluation.times import format_time, parse_times
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, ensure_writable_dir
+from tsb_aihw.utils.io import JsonObject, atomic_write_csv, atomic_write_json, ensure_writable_dir
 
 PerChip = Callable[[nn.Module, int], Any]
 Evaluate = Callable[[nn.Module, Iterable], float]
@@ -75,7 +75,7 @@ class MonteCarloResult:
         """One :class:`Summary` per time, over chips."""
         return [summarize(self.at(t)) for t in self.times]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "seed": self.seed,
             "chips": self.chips,
@@ -231,7 +231,7 @@ def monte_carlo(
     identity = {"version": CELL_VERSION, "seed": seed, "times": seconds, "model": state.fingerprint()}
     store: Any = ResultStore(out, "monte-carlo", identity) if out is not None else _MemoryStore()
 
-    def run_chip(task: _ChipTask) -> dict[str, Any]:
+    def run_chip(task: _ChipTask) -> JsonObject:
         start = time.perf_counter()
         chip = Chip(analog_model, preset, seed, task.index)
         state.restore(analog_model)
@@ -284,7 +284,7 @@ class _MemoryStore(dict):
         self[key] = value
 
 
-def check_chip_row(row: Any, where: str) -> dict[str, Any]:
+def check_chip_row(row: Any, where: str) -> JsonObject:
     """A stored chip row is type-checked before use (an edited store is an error, never used)."""
     if not isinstance(row, dict) or not {"seed", "accuracies", "seconds", "digest"} <= set(row):
         raise ConfigError(f"{where}: a stored chip is mis-shaped; the store was edited or damaged (move it aside "

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.text import short_repr
 
 
@@ -27,7 +28,7 @@ class Summary:
     def ci95_halfwidth(self) -> float:
         return (self.ci95_high - self.ci95_low) / 2
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
 
     @classmethod

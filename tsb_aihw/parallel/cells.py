@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Hashable, Iterator, Protocol, Sequence
 
 from tqdm.auto import tqdm
 
 from tsb_aihw.parallel.executor import Executor, SerialExecutor, current_executor
-from tsb_aihw.utils.io import json_fingerprint
+from tsb_aihw.utils.io import JsonObject, json_fingerprint
 from tsb_aihw.utils.store import ResultStore
 
 _LIVE: dict[Hashable, Any] = {}
@@ -71,7 +71,7 @@ class ChipTask:
     :func:`run_chip_task` is the one flow all of them run through."""
 
     key: str
-    config: dict[str, Any] = field(hash=False)
+    config: JsonObject = field(hash=False)
     chip: int
     threads: int | None = None  # torch threads while the cell runs (None: leave as is)
 
@@ -80,7 +80,7 @@ class ChipTask:
         raise NotImplementedError
 
     @classmethod
-    def context_key(cls, where: str, config: Mapping[str, Any]) -> Hashable:
+    def context_key(cls, where: str, config: JsonObject) -> Hashable:
         """The key its process context is shared (:func:`sharing`) and cached (:func:`live_context`) under."""
         return (cls.__name__, where, json_fingerprint(config))
 

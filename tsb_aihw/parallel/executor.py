@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Sequence
 
 from tsb_aihw.errors import ConfigError, StackError, TSBError
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.text import short_repr
 
 DASK_HINT = "pip install 'tsb-aihw[dask]'  (or: pip install 'dask[distributed]')"
@@ -93,7 +94,7 @@ class Executor:
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         raise NotImplementedError
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         """What results files record about where cells ran."""
         return {"executor": self.name, "workers": self.workers, "threads": self.threads}
 
@@ -216,7 +217,7 @@ class DaskExecutor(Executor):
         self.address = address or getattr(client.scheduler, "address", None)
         self.workers = max(1, len(client.scheduler_info().get("workers", {})))
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         return {"executor": self.name, "workers": self.workers, "threads": self.threads, "scheduler": self.address}
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:

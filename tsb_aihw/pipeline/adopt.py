@@ -8,7 +8,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
 from tsb_aihw.pipeline.config import study_config_from_dict
 from tsb_aihw.records import ExportedModel, ModelIndex, StudyResult, TrainingMeta, read_record, training_meta
 from tsb_aihw.records.base import DAMAGED
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.schema import differing_keys
 from tsb_aihw.utils.store import Checkpoints, check_state_dict, key_differences, key_fingerprint, read_checkpoint
 from tsb_aihw.utils.torchfile import read_state_dict
@@ -46,7 +47,7 @@ class ModelSources:
         self.ckpt, self.can_train = checkpoints, can_train
         self.models_from = [Path(p) for p in models_from]
 
-    def load(self, file: str, key: Mapping[str, Any], model: nn.Module) -> TrainingMeta | None:
+    def load(self, file: str, key: JsonObject, model: nn.Module) -> TrainingMeta | None:
         """Load ``model`` from this directory's checkpoint, else from the same model (same key) in a
         ``models_from`` folder, then copied into this directory's checkpoints with where it came from in its
         meta; returns the training meta, or None: it must be trained.
@@ -71,7 +72,7 @@ class ModelSources:
             return found.meta
         return None
 
-    def save(self, file: str, key: Mapping[str, Any], model: nn.Module, meta: TrainingMeta) -> None:
+    def save(self, file: str, key: JsonObject, model: nn.Module, meta: TrainingMeta) -> None:
         """Checkpoint a model trained here with its training meta."""
         self.ckpt.save(file, key, model.state_dict(), meta.to_dict())
 
@@ -102,7 +103,7 @@ def check_sources(models_from: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def find_trained(source: str | os.PathLike, file: str, key: Mapping[str, Any]) -> Adopted | str:
+def find_trained(source: str | os.PathLike, file: str, key: JsonObject) -> Adopted | str:
     """The model ``file`` (a checkpoint name, e.g. ``backbone_full``) held by ``source`` if it was trained for
     ``key``: ``source`` is a run's output directory (its checkpoints) or an exported folder (``models.json``).
 
@@ -135,7 +136,7 @@ def _member(source: Path, name: str, where: str) -> Path:
     return source / name
 
 
-def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> Adopted | str:
+def _find_in(source: Path, file: str, key: JsonObject) -> Adopted | str:
     if (source / "models.json").is_file():
         index = read_record(ModelIndex, source / "models.json")
         entries = [(i, m) for i, m in enumerate(index.models) if m.checkpoint == f"{file}.pt"]
@@ -163,7 +164,7 @@ def _find_in(source: Path, file: str, key: Mapping[str, Any]) -> Adopted | str:
     return Adopted(dict(found.state_dict), dataclasses.replace(meta, adopted_from=str(path)), key_fingerprint(key))
 
 
-def _derived_key(source: Path, file: str, entry: ExportedModel) -> dict[str, Any] | str:
+def _derived_key(source: Path, file: str, entry: ExportedModel) -> JsonObject | str:
     """The key an export without recorded keys was trained for: from its results.json config, checked
     against the noise std its training meta recorded (a preset changed since is a mismatch, not a guess)."""
     try:

@@ -9,9 +9,10 @@ from typing import Any
 
 from tsb_aihw.pipeline.config import StudyConfig, keyed_tree
 from tsb_aihw.pipeline.inputs import data_inputs
+from tsb_aihw.utils.io import JsonObject
 
 
-def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) -> dict[str, Any]:
+def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) -> JsonObject:
     """What a trained model depends on (a backbone's own epoch budget comes in ``extra``, so the early and
     full backbones of studies with other budgets share checkpoints)."""
     c = keyed_tree(cfg)  # a new field at its neutral default keeps every checkpoint
@@ -26,7 +27,7 @@ def checkpoint_key(cfg: StudyConfig, noise_std: float, what: str, **extra: Any) 
             "noise_std": noise_std, **extra}  # training sees the device only through its noise std
 
 
-def checkpoint_keys(cfg: StudyConfig, noise_std: float) -> dict[str, dict[str, Any]]:
+def checkpoint_keys(cfg: StudyConfig, noise_std: float) -> dict[str, JsonObject]:
     """Every digital model a study can train, by checkpoint file name, with its key: the one naming used to
     train, resume and adopt (``models_from``) them."""
     early, full = cfg.backbone.early_epochs, cfg.backbone.full_epochs

@@ -17,6 +17,7 @@ from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.evaluation.times import DRIFT_TIMES, check_times
 from tsb_aihw.pipeline.methods import ALL_METHODS, BN_TWINS, METHODS
 from tsb_aihw.training.recipe import TrainRecipe
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.schema import build, check, non_default_tree, section, spec, to_tree, with_overrides
 from tsb_aihw.utils.yamlfile import load_yaml_file
 
@@ -143,7 +144,7 @@ SPEC_CARRIED_KEYS = (("block", "recalibrate_bn"),)
 UNKEYED_KEYS = (("backbone", "stops"),)
 
 
-def keyed_tree(cfg: Any) -> dict[str, Any]:
+def keyed_tree(cfg: Any) -> JsonObject:
     """What results are keyed by: :func:`non_default_tree` minus :data:`SPEC_CARRIED_KEYS` and
     :data:`UNKEYED_KEYS`."""
     tree = non_default_tree(cfg)
@@ -203,9 +204,9 @@ class StudyConfig:
     block: BlockConfig = section(BlockConfig)
     selective: SelectiveConfig = section(SelectiveConfig)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The mapping this config is built from (results record it; recipes as their configs gave them)."""
-        tree: dict[str, Any] = to_tree(self)
+        tree: JsonObject = to_tree(self)
         return tree
 
     def validate(self) -> "StudyConfig":
@@ -370,7 +371,7 @@ class DriftConfig:
 C = TypeVar("C")
 
 
-def config_from(cls: type[C], raw: Any, src: str, overrides: Mapping[str, Any] | None = None) -> C:
+def config_from(cls: type[C], raw: Any, src: str, overrides: JsonObject | None = None) -> C:
     """Build and validate ``cls`` from a raw mapping plus dotted overrides (CLI flags; ``None`` = not given);
     every error message starts with ``src`` (the file name or the command)."""
     if raw is not None and not isinstance(raw, dict):
@@ -382,12 +383,12 @@ def config_from(cls: type[C], raw: Any, src: str, overrides: Mapping[str, Any] |
         raise ConfigError(f"{src}: {exc}" if src else str(exc)) from None
 
 
-def study_config_from_dict(data: dict[str, Any] | None, source: str = "<dict>") -> StudyConfig:
+def study_config_from_dict(data: JsonObject | None, source: str = "<dict>") -> StudyConfig:
     """Build and validate a study config; every error message starts with ``source``."""
     return config_from(StudyConfig, data, source)
 
 
-def read_config_file(path: str | Path, what: str = "study config") -> dict[str, Any]:
+def read_config_file(path: str | Path, what: str = "study config") -> JsonObject:
     """The raw mapping of a YAML config file (an empty file is an error, not 'the defaults')."""
     p = Path(path)
     raw = load_yaml_file(p, what, hint="pass --config with a YAML file (see configs/)")
@@ -396,5 +397,5 @@ def read_config_file(path: str | Path, what: str = "study config") -> dict[str, 
     return raw
 
 
-def load_study_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudyConfig:
+def load_study_config(path: str | Path, overrides: JsonObject | None = None) -> StudyConfig:
     return config_from(StudyConfig, read_config_file(path), str(path), overrides)

@@ -1,12 +1,11 @@
 """The main job (``make demo``): lenet3 on the offline MNIST-5k subset, TSB vs baselines on two presets."""
 from __future__ import annotations
 
-from typing import Any
-
 from tsb_aihw.devices import load_preset
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.times import DRIFT_TIMES
 from tsb_aihw.pipeline.config import METHODS, StudyConfig, study_config_from_dict
+from tsb_aihw.utils.io import JsonObject
 
 DEMO_PRESETS = ("nvcim-gaussian", "pcm")
 # Drift studies evaluate every method at 5 times through 8-bit periphery tiles: keep them to the methods that
@@ -23,7 +22,7 @@ def demo_configs(model: str = "lenet3", dataset: str = "mnist5k", presets: list[
 
     ``sigma`` sets ``noise.sigma`` of every preset that has one; a preset named explicitly without it (e.g.
     ``--preset pcm --sigma 0.3``) is an error, not a silently ignored flag."""
-    base: dict[str, Any] = {"seed": seed, "device": device, "model": {"name": model}, "data": {"name": dataset}}
+    base: JsonObject = {"seed": seed, "device": device, "model": {"name": model}, "data": {"name": dataset}}
     if chips is not None:
         base["chips"] = chips
     if quick:  # the 1-minute smoke run; otherwise every budget is StudyConfig's default

@@ -22,7 +22,7 @@ from tsb_aihw.evaluation.times import parse_times
 from tsb_aihw.pipeline.config import PER_CHIP_BLOCK_KEYS, BlockConfig
 from tsb_aihw.pipeline.methods import MethodSpec
 from tsb_aihw.pipeline.trained import TrainedModels, train_block_for_chip
-from tsb_aihw.utils.io import check_accuracies
+from tsb_aihw.utils.io import JsonObject, check_accuracies
 from tsb_aihw.utils.schema import check
 
 
@@ -65,7 +65,7 @@ class CellResult:
     chip: str  # digest of the programmed backbone (equal digests = the same chip)
     wall_s: float = 0.0  # the whole cell: conversion, programming, adaptation, evaluation (0: not recorded)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
     @classmethod

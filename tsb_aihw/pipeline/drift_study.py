@@ -25,7 +25,7 @@ from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import DriftConfig
 from tsb_aihw.pipeline.inputs import content_identities, data_inputs, with_inputs
 from tsb_aihw.records import DriftCell, DriftPresetResult, DriftResult, load_record
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint
+from tsb_aihw.utils.io import JsonObject, atomic_write_csv, atomic_write_json, json_fingerprint
 from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
 from tsb_aihw.utils.store import ResultStore
@@ -142,7 +142,7 @@ class _DriftContext:
         return self.analog[preset_name]
 
 
-def drift_identity(cfg: DriftConfig) -> dict[str, Any]:
+def drift_identity(cfg: DriftConfig) -> JsonObject:
     """The config minus what only adds cells, and the content of a ``--checkpoint`` and of a user's image folder
     (a file rewritten in place meets its finished chips as one line, :mod:`tsb_aihw.pipeline.inputs`)."""
     c = non_default_tree(cfg)  # a new field at its neutral default keeps the identity

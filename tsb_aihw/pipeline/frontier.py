@@ -30,7 +30,7 @@ from tsb_aihw.pipeline.methods import BASE_METHODS, VARIANTS
 from tsb_aihw.pipeline.study import deploy_study, study_identity
 from tsb_aihw.records import FrontierPoint, FrontierResult, StudyResult
 from tsb_aihw.records.frontier import BestAt5x, FrontierVerdict
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json
+from tsb_aihw.utils.io import JsonObject, atomic_write_csv, atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.schema import spec
 from tsb_aihw.utils.store import ResultStore
@@ -91,7 +91,7 @@ def budget_config(cfg: FrontierConfig, budget: float) -> StudyConfig:
     return study_config_from_dict(raw, f"frontier budget {budget:g}")
 
 
-def frontier_identity(cfg: FrontierConfig) -> dict[str, Any]:
+def frontier_identity(cfg: FrontierConfig) -> JsonObject:
     """The frontier's store identity: its config minus chips, budgets, variants and baselines (those only add
     cells)."""
     ident = study_identity(cfg, "frontier")

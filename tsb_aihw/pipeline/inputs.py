@@ -10,11 +10,12 @@ them out where no such path is involved keeps every existing store and checkpoin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 from tsb_aihw.data.cache import cache_root
 from tsb_aihw.data.registry import IMAGEFOLDER_PREFIX
 from tsb_aihw.utils.content import content_id
+from tsb_aihw.utils.io import JsonObject
 
 
 def imagefolder_path(dataset: str) -> Path | None:
@@ -38,6 +39,6 @@ def data_inputs(dataset: str) -> dict[str, dict[str, str]]:
     return content_identities({"data": imagefolder_path(dataset)})
 
 
-def with_inputs(identity: dict[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+def with_inputs(identity: JsonObject, inputs: JsonObject) -> JsonObject:
     """``identity`` plus its ``inputs`` (none: unchanged, so stores without user paths keep their identity)."""
     return {**identity, "inputs": dict(inputs)} if inputs else identity

@@ -28,7 +28,7 @@ from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.pipeline.trained import backbone_args
 from tsb_aihw.records import DatasetRecord, MethodResult, StudyResult, TsbRecord
 from tsb_aihw.records.study import InferenceCostSummary
-from tsb_aihw.utils.io import atomic_write_json
+from tsb_aihw.utils.io import JsonObject, atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.store import ResultStore
 
@@ -36,7 +36,7 @@ from tsb_aihw.utils.store import ResultStore
 SELECTING_KEYS = ("chips",)
 
 
-def study_identity(cfg: StudyConfig, kind: str = "study") -> dict[str, Any]:
+def study_identity(cfg: StudyConfig, kind: str = "study") -> JsonObject:
     """What an output directory of this study is bound to: the config's non-default values (a new field with
     a neutral default keeps it) minus the chip count, and the content of a user's image folder
     (:mod:`tsb_aihw.pipeline.inputs`)."""

@@ -44,6 +44,7 @@ from tsb_aihw.training.block_cache import build_block_cache
 from tsb_aihw.training.checkpointing import Checkpointing, plan_stops, stop_path
 from tsb_aihw.training.stops import anneal_from_stop
 from tsb_aihw.utils.device import resolve_device
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
 from tsb_aihw.utils.store import Checkpoints
 
@@ -267,7 +268,7 @@ class TrainedModels:
         return seeded_train_loader(self.cfg, self.data, *keys)
 
     @functools.cached_property
-    def keys(self) -> dict[str, dict[str, Any]]:
+    def keys(self) -> dict[str, JsonObject]:
         """Every checkpoint's key (once per process: an image folder's content identity walks the folder)."""
         return checkpoint_keys(self.cfg, self.noise_std)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from tsb_aihw.records.base import DatasetRecord, Record
 from tsb_aihw.records.training import TrainingMeta
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.schema import spec
 
 
@@ -30,7 +31,7 @@ class ExportedModel(Record):
     base: str | None  # a block's backbone file (the block file holds only the block's tensors)
     meta: TrainingMeta
     # what it was trained for (``models_from`` takes it only for the same key); exports older than keys lack it
-    key: dict[str, Any] | None = spec(None, omit_none=True)
+    key: JsonObject | None = spec(None, omit_none=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.evaluation.stats import Summary, summarize
@@ -21,7 +20,7 @@ from tsb_aihw.records.base import DAMAGED, load_record
 from tsb_aihw.records.frontier import FrontierResult
 from tsb_aihw.records.study import MethodResult, StudiesResult, StudyResult
 from tsb_aihw.records.sweep import SweepRecord
-from tsb_aihw.utils.io import read_json
+from tsb_aihw.utils.io import JsonObject, read_json
 
 RESULT_FILES = ("results.json", "sweep.json", "frontier.json")
 
@@ -47,7 +46,7 @@ class PairedDifference:
     a_better: int
     paired_by: str = "chip fingerprint"  # or "chip index": two methods of one result file on one device
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"a": self.a.source, "b": self.b.source, "chips": self.difference.n, "a_better_on": self.a_better,
                 "paired_by": self.paired_by, "difference": self.difference.to_dict()}
 
@@ -85,7 +84,7 @@ def _methods(result: StudyResult | StudiesResult | FrontierResult, selector: str
     return studies[group].methods, method
 
 
-def _kind(data: dict[str, Any]) -> type[Result]:
+def _kind(data: JsonObject) -> type[Result]:
     """The record a result file holds, by the keys only that kind has."""
     if "points" in data:
         return SweepRecord

@@ -7,6 +7,7 @@ from typing import Any
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.pipeline.config import PER_CHIP_BLOCK_KEYS
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.text import short_repr
 
 KINDS = ("verified_fraction", "sigma", "adc_bits", "param", "presets", "block")
@@ -127,7 +128,7 @@ class SweepAxis:
             return "/".join(x.upper() for x in self.io) + " bits (" + ", ".join(self.override_keys()) + ")"
         return str(self.key)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self) | {"name": self.name, "override_keys": self.override_keys()}
 
 

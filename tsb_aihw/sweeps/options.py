@@ -11,11 +11,12 @@ from __future__ import annotations
 import typing
 from dataclasses import field, fields, make_dataclass
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Union
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.pipeline.config import StudyConfig, config_from, read_config_file
 from tsb_aihw.sweeps.axes import SweepAxis, canonical_kind
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.schema import build, with_overrides
 from tsb_aihw.utils.text import short_repr
 
@@ -38,15 +39,15 @@ SweepOptions.__doc__ = ("One kind's entry in a sweep config's ``sweep:`` section
                         "the run keys; None: the axis's default or the study's value.")
 
 
-def read_sweep_config(path: str | Path, overrides: Mapping[str, Any] | None = None, what: str = "sweep config"
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_sweep_config(path: str | Path, overrides: JsonObject | None = None, what: str = "sweep config"
+                      ) -> tuple[JsonObject, JsonObject]:
     """(the study's raw mapping, {kind: SweepOptions}) of a sweep YAML with dotted ``overrides`` applied; entries
     are keyed by the canonical kind (``sweep.verified_fraction.values``) whichever spelling the YAML uses."""
     raw = read_config_file(path, what)
     section = raw.pop("sweep", None) or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: sweep: must map a kind (e.g. verified-fraction) to its options")
-    entries: dict[str, Any] = {}
+    entries: JsonObject = {}
     for name, entry in section.items():
         try:
             kind = canonical_kind(name)
@@ -63,14 +64,14 @@ def read_sweep_config(path: str | Path, overrides: Mapping[str, Any] | None = No
     return tree, {kind: build(SweepOptions, entry, str(path), f"sweep.{kind}.") for kind, entry in entries.items()}
 
 
-def load_sweep_config(path: str | Path, overrides: Mapping[str, Any] | None = None, what: str = "sweep config"
-                      ) -> tuple[StudyConfig, dict[str, Any]]:
+def load_sweep_config(path: str | Path, overrides: JsonObject | None = None, what: str = "sweep config"
+                      ) -> tuple[StudyConfig, JsonObject]:
     """(base study config, {kind: SweepOptions}): the study `tsb-aihw run` deploys, every entry checked."""
     raw, entries = read_sweep_config(path, overrides, what)
     return config_from(StudyConfig, raw, str(path)), entries
 
 
-def sweep_from_config(path: str | Path, kind: str, overrides: Mapping[str, Any] | None = None
+def sweep_from_config(path: str | Path, kind: str, overrides: JsonObject | None = None
                ) -> tuple[StudyConfig, SweepAxis]:
     """The study and the axis `tsb-aihw sweep KIND` runs: the base study with the entry's run keys, and its axis."""
     kind = canonical_kind(kind)

@@ -17,7 +17,7 @@ from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.records import DatasetRecord, SweepPoint, SweepRecord, TrainingMeta, TsbRecord, read_record
 from tsb_aihw.records.sweep import BlockBudget
 from tsb_aihw.sweeps.axes import SweepAxis
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, read_json
+from tsb_aihw.utils.io import JsonObject, atomic_write_csv, atomic_write_json, read_json
 from tsb_aihw.utils.provenance import provenance
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ SCHEMA = "tsb-aihw-sweep/1"
 
 
 def assemble_sweep(ctx: StudyContext, axis: SweepAxis, points: list[Point], cells: Mapping[str, list[CellResult]],
-                   presets: Mapping[str, DevicePreset], *, note: str, executor: dict[str, Any],
+                   presets: Mapping[str, DevicePreset], *, note: str, executor: JsonObject,
                    resumed: int) -> SweepResult:
     """Summaries (mean, std, Student-t 95% CI over chips) of every point at every time.
 
@@ -120,7 +120,7 @@ class SweepResult:
     Where and how this run happened (executor, cells reused from an earlier run) goes to ``sweep_run.json``.
     """
 
-    def __init__(self, record: SweepRecord, out: str | Path, run_info: dict[str, Any] | None = None):
+    def __init__(self, record: SweepRecord, out: str | Path, run_info: JsonObject | None = None):
         self.record = record
         self.out = Path(out)
         self.run_info = run_info or {}
@@ -133,7 +133,7 @@ class SweepResult:
     def kind(self) -> str:
         return self.record.kind
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return self.record.to_dict()
 
     def accuracies(self) -> dict[str, list[list[float]]]:

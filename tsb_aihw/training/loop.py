@@ -24,6 +24,7 @@ from tsb_aihw.training.checkpointing import (
     save_state,
 )
 from tsb_aihw.training.recipe import OPTIMIZERS, TrainRecipe
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.precision import resolve_precision
 
 SCHEDULES = ("cosine", "constant")  # the per-epoch schedules of the trainers' own keywords (no recipe)
@@ -71,7 +72,7 @@ class EarlyStop:
                 return f"no val_acc gain > {self.min_delta:g} in {self.patience} epochs"
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -92,7 +93,7 @@ class TrainResult:
     restored_best: bool = False
     trainable_params: int = 0
     seed: int = 0
-    config: dict[str, Any] = field(default_factory=dict)
+    config: JsonObject = field(default_factory=dict)
     precision: str = "fp32"  # what the forward and backward ran in (resolved: fp32 or bf16, never auto)
 
     @property
@@ -103,7 +104,7 @@ class TrainResult:
     def final_train_loss(self) -> float | None:
         return self.history[-1]["train_loss"] if self.history else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         out = asdict(self)
         out["seconds_per_epoch"] = self.seconds_per_epoch
         return out
@@ -152,7 +153,7 @@ def resolve_optim(epochs: int, recipe: TrainRecipe | None, given: OptimArgs, def
 
 def setup_optimizer(params: list[nn.Parameter], epochs: int, recipe: TrainRecipe | None, given: OptimArgs,
                     defaults: OptimArgs) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None,
-                                                  dict[str, Any]]:
+                                                  JsonObject]:
     """(optimizer, per-epoch scheduler or None, config record) from a recipe or from the keywords.
 
     Without a recipe the keywords (or ``defaults``) behave as before: a per-epoch scheduler; with one, the

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.precision import check_precision
 
 OPTIMIZERS = ("adam", "sgd")
@@ -129,7 +130,7 @@ class TrainRecipe:
             raise ConfigError(f"recipe {exc}") from None
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "TrainRecipe":
+    def from_dict(cls, values: JsonObject | None) -> "TrainRecipe":
         """A recipe from a config mapping (unset keys keep the defaults); unknown keys are a ConfigError."""
         values = dict(values or {})
         known = {f.name for f in fields(cls)}
@@ -138,7 +139,7 @@ class TrainRecipe:
             raise ConfigError(f"unknown recipe key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         return cls(**values)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
     def lr_at(self, step: int, total_steps: int) -> float:

@@ -20,6 +20,7 @@ from dataclasses import MISSING, field, fields
 from typing import Any, Callable, Mapping, Union
 
 from tsb_aihw.errors import ConfigError
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.text import short_repr
 
 _YAML11_EXP = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")  # PyYAML reads 1e-3 (no dot) as a string
@@ -265,7 +266,7 @@ def _field_value(value: Any, hint: Any, meta: Mapping[str, Any], key: str, src: 
     return out
 
 
-def given_tree(obj: Any) -> dict[str, Any]:
+def given_tree(obj: Any) -> JsonObject:
     """An ``as_given`` value as the mapping its config gave: exactly the keys written, defaults spelled out
     included (one made in code: its non-default fields). Why: a recipe was a plain mapping before it was typed,
     and checkpoint keys, store identities and results' configs hold it as written; this keeps every one of them."""
@@ -309,7 +310,7 @@ def check(obj: Any, src: str = "", prefix: str = "") -> None:
             object.__setattr__(obj, f.name, _field_value(value, hints[f.name], f.metadata, key, src))
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
+def to_dict(obj: Any) -> JsonObject:
     """The plain mapping a tree was (or could have been) built from."""
     return dataclasses.asdict(obj)
 
@@ -318,7 +319,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 class OwnsTree(typing.Protocol):
     """A value type that writes and reads its own JSON form (``build`` calls its ``from_tree``)."""
 
-    def to_dict(self) -> dict[str, Any]: ...
+    def to_dict(self) -> JsonObject: ...
 
     @classmethod
     def from_tree(cls, data: Any, where: str) -> Any: ...
@@ -349,11 +350,11 @@ def _is_default(f: Any, value: Any) -> bool:
     return f.default_factory is not MISSING and bool(value == f.default_factory())
 
 
-def non_default_tree(obj: Any) -> dict[str, Any]:
+def non_default_tree(obj: Any) -> JsonObject:
     """The tree as nested mappings holding only the leaves that differ from their field defaults (a variant's
     tag always counts; sections with nothing left are dropped). What results are keyed by: it stays the same when
     the schema gains a field with a neutral default. A default that changes results needs a new cell version."""
-    out: dict[str, Any] = {}
+    out: JsonObject = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
         if f.metadata.get("as_given"):  # a value (None or given), not a section: as its config gave it
@@ -370,11 +371,11 @@ def non_default_tree(obj: Any) -> dict[str, Any]:
     return out
 
 
-def non_default_leaves(obj: Any) -> dict[str, Any]:
+def non_default_leaves(obj: Any) -> JsonObject:
     """``{dotted key: value}`` of :func:`non_default_tree` (preset identities)."""
-    out: dict[str, Any] = {}
+    out: JsonObject = {}
 
-    def walk(node: Mapping[str, Any], prefix: str, schema: Any) -> None:
+    def walk(node: JsonObject, prefix: str, schema: Any) -> None:
         for key, value in node.items():
             sub = getattr(schema, key, None)
             if isinstance(value, dict) and dataclasses.is_dataclass(sub):
@@ -401,7 +402,7 @@ def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Any]]:
     return out
 
 
-def set_dotted(raw: dict[str, Any], dotted: str, value: Any, src: str = "") -> None:
+def set_dotted(raw: JsonObject, dotted: str, value: Any, src: str = "") -> None:
     """Set ``a.b.c`` (or ``a__b__c``) in a raw mapping, creating sections; the one override helper."""
     key = str(dotted).replace("__", ".")
     parts = key.split(".")
@@ -420,7 +421,7 @@ def set_dotted(raw: dict[str, Any], dotted: str, value: Any, src: str = "") -> N
     node[parts[-1]] = value
 
 
-def with_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def with_overrides(raw: JsonObject, overrides: JsonObject) -> JsonObject:
     """A deep copy of ``raw`` with every dotted override applied (``None`` values are skipped: unset flags)."""
     import copy
 

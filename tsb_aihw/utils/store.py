@@ -28,11 +28,21 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from tsb_aihw.errors import ConfigError, TSBError
-from tsb_aihw.utils.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir, json_fingerprint, read_json
+from tsb_aihw.utils.io import (
+    JsonObject,
+    atomic_write_bytes,
+    atomic_write_json,
+    ensure_writable_dir,
+    json_fingerprint,
+    read_json,
+)
 from tsb_aihw.utils.schema import differing_keys
+
+if TYPE_CHECKING:  # torch is imported where a checkpoint is read or written, not by every store user
+    import torch
 
 STORE_FILE = "store.json"
 SCHEMA = "tsb-aihw-store/1"
@@ -65,12 +75,12 @@ def comparable_identity(identity: Any) -> Any:
     return out
 
 
-def key_fingerprint(key: Mapping[str, Any]) -> str:
+def key_fingerprint(key: JsonObject) -> str:
     """The fingerprint a checkpoint's key is stored and compared by."""
     return json_fingerprint(_normal(dict(key)))
 
 
-def key_differences(held: "TrainedState", key: Mapping[str, Any]) -> str | None:
+def key_differences(held: "TrainedState", key: JsonObject) -> str | None:
     """None if the checkpoint ``held`` was trained for ``key``, else the keys that differ (up to 8)."""
     if held.fingerprint == key_fingerprint(key):
         return None
@@ -82,16 +92,16 @@ class TrainedState:
     """A trained model as a checkpoint holds it: its weights, its training meta and the key it was trained for
     (None for a plain exported state dict)."""
 
-    state_dict: dict[str, Any]
-    meta: dict[str, Any]
-    key: dict[str, Any] | None = None
+    state_dict: dict[str, torch.Tensor]
+    meta: JsonObject
+    key: JsonObject | None = None
     fingerprint: str | None = None
 
 
 DAMAGED_CHECKPOINT = "it was edited or damaged: delete it (the model is trained again) or restore it"
 
 
-def check_state_dict(obj: Any, path: str | os.PathLike) -> dict[str, Any]:
+def check_state_dict(obj: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """``obj`` if it is a state dict (names to tensors), else one line naming the file."""
     import torch
 
@@ -103,7 +113,7 @@ def check_state_dict(obj: Any, path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
-def check_meta(meta: Any, path: str | os.PathLike) -> dict[str, Any]:
+def check_meta(meta: Any, path: str | os.PathLike) -> JsonObject:
     """A checkpoint's training meta: a mapping with the training time every report reads (``train_time_s``)."""
     if not isinstance(meta, dict):
         raise ConfigError(f"{path} has no training meta (got {type(meta).__name__}); {DAMAGED_CHECKPOINT}")
@@ -173,7 +183,7 @@ def rename_aside(path: Path, what: str) -> Path:
 class ResultStore:
     """Finished cells of one configuration in ``OUT/store.json`` (see the module docstring)."""
 
-    def __init__(self, out: str | os.PathLike, kind: str, identity: Mapping[str, Any], *, move_aside: bool = False):
+    def __init__(self, out: str | os.PathLike, kind: str, identity: JsonObject, *, move_aside: bool = False):
         self.out = Path(out)
         self.path = self.out / STORE_FILE
         self.kind = kind
@@ -181,13 +191,13 @@ class ResultStore:
         check_out_path(self.out)
         held_before = _lock_key(self.out) in _LOCKS if self.out.is_dir() else False
         try:
-            self.cells: dict[str, Any] = self._open(move_aside)
+            self.cells: JsonObject = self._open(move_aside)
         except BaseException:
             if not held_before:
                 release(self.out)
             raise
 
-    def _open(self, move_aside: bool) -> dict[str, Any]:
+    def _open(self, move_aside: bool) -> JsonObject:
         """Lock, read, compare, move aside if asked, create: the finished cells this store resumes from."""
         if self.out.is_dir():
             ensure_writable_dir(self.out)
@@ -214,7 +224,7 @@ class ResultStore:
             return {}
         return dict(held["cells"])
 
-    def _what_differs(self, held: Mapping[str, Any]) -> str:
+    def _what_differs(self, held: JsonObject) -> str:
         """What the directory holds instead, in words; an input whose content changed is named by its path."""
         if held["kind"] != self.kind:
             return f"results of a {held['kind']} run"
@@ -247,7 +257,7 @@ class ResultStore:
         atomic_write_json(self.path, {"schema": SCHEMA, "kind": self.kind, "identity": self.identity,
                                       "cells": self.cells})
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self) -> JsonObject:
         fix = f"it was edited or damaged; {move_aside_hint(self.out)}"
         try:
             blob = read_json(self.path)
@@ -371,7 +381,7 @@ class Checkpoints:
     def path(self, name: str) -> Path:
         return self.root / f"{name}.pt"
 
-    def load(self, name: str, key: Mapping[str, Any]) -> TrainedState | None:
+    def load(self, name: str, key: JsonObject) -> TrainedState | None:
         path = self.path(name)
         if not path.exists():
             return None
@@ -382,7 +392,7 @@ class Checkpoints:
                               f"{move_aside_hint(self.root.parent)}")
         return held
 
-    def save(self, name: str, key: Mapping[str, Any], state: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    def save(self, name: str, key: JsonObject, state: Mapping[str, torch.Tensor], meta: JsonObject) -> None:
         import torch
 
         buf = io.BytesIO()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tsb_aihw.utils.io import JsonObject
+
 WALL_CLOCK_KEYS = frozenset({
     "wall_time_s", "train_time_s", "block_time_s", "backbone_time_s",  # study and training durations
     "wall_s", "cell_time_s",  # one (method, chip) cell, and its mean per method
@@ -39,9 +41,9 @@ def without_timing(obj: Any) -> Any:
     return obj
 
 
-def timing_only(obj: Any, path: str = "") -> dict[str, Any]:
+def timing_only(obj: Any, path: str = "") -> JsonObject:
     """``{dotted path: value}`` of every timing field (what ``without_timing`` drops), for reports."""
-    out: dict[str, Any] = {}
+    out: JsonObject = {}
     if isinstance(obj, dict):
         for k, v in obj.items():
             p = f"{path}.{k}" if path else str(k)
