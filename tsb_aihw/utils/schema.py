@@ -267,13 +267,16 @@ def _field_value(value: Any, hint: Any, meta: Mapping[str, Any], key: str, src: 
 
 
 def given_tree(obj: Any) -> JsonObject:
-    """An ``as_given`` value as the mapping its config gave: exactly the keys written, defaults spelled out
-    included (one made in code: its non-default fields). Why: a recipe was a plain mapping before it was typed,
-    and checkpoint keys, store identities and results' configs hold it as written; this keeps every one of them."""
-    keys = getattr(obj, _GIVEN, None)
-    if keys is None:
-        return non_default_tree(obj)
-    return {k: to_tree(getattr(obj, k)) for k in keys}
+    """An ``as_given`` value as the mapping its config gave: the keys written, defaults spelled out included, plus
+    any other field that differs from its default (one made in code: its non-default fields). Why: a recipe was a
+    plain mapping before it was typed, and checkpoint keys, store identities and results' configs hold it as
+    written; this keeps every one of them. The given keys live on the value itself, so ``dataclasses.replace`` of
+    the config or of a section holding it (which passes the same value on), copies and pickles keep them; a value
+    rebuilt in code (``replace`` of the recipe itself) is keyed by its non-default fields."""
+    tree = non_default_tree(obj)
+    keys = getattr(obj, _GIVEN, ())  # carried with the value, so replacing the config or a section around it keeps it
+    given = {k: to_tree(getattr(obj, k)) for k in keys}
+    return given | {k: v for k, v in tree.items() if k not in given}  # a field changed in code is never dropped
 
 
 def _build_variant(meta: Mapping[str, Any], data: Any, src: str, key: str) -> Any:
