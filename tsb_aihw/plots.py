@@ -240,7 +240,7 @@ def plot_weight_error_histograms(
     style = dict(STYLE, **{"figure.figsize": (min(3.8 * len(pooled) + 0.6, 14.0), 3.8)})
     with plt.rc_context(style):
         fig, axes = plt.subplots(1, len(pooled), sharex=True, sharey=True, squeeze=False)
-        colors: dict[str, Any] = {}
+        colors: dict[str, str] = {}
         cycle = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
         for ax, (name, pools) in zip(axes[0], pooled.items()):
             for label, e in pools.items():

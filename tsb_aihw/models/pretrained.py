@@ -42,7 +42,7 @@ def _listing(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def state_dict_mismatch(model: nn.Module, state: Mapping[str, Any]) -> str | None:
+def state_dict_mismatch(model: nn.Module, state: Mapping[str, Tensor]) -> str | None:
     """Which keys/shapes of ``state`` differ from ``model.state_dict()`` (None when they all match)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -59,7 +59,7 @@ def state_dict_mismatch(model: nn.Module, state: Mapping[str, Any]) -> str | Non
     return "; ".join(parts) or None
 
 
-def load_state_checked(model: nn.Module, state: Mapping[str, Any], source: str,
+def load_state_checked(model: nn.Module, state: Mapping[str, Tensor], source: str,
                        fix: str = "check the model name, width and dataset (classes, channels)") -> nn.Module:
     """``model.load_state_dict(state)`` that never loads a partial model: ConfigError listing every key or
     shape that differs, or the tensors holding NaN/inf, instead of torch's multi-line RuntimeError."""

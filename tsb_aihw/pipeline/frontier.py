@@ -30,7 +30,7 @@ from tsb_aihw.pipeline.methods import BASE_METHODS, VARIANTS
 from tsb_aihw.pipeline.study import deploy_study, study_identity
 from tsb_aihw.records import FrontierPoint, FrontierResult, StudyResult
 from tsb_aihw.records.frontier import BestAt5x, FrontierVerdict
-from tsb_aihw.utils.io import JsonObject, atomic_write_csv, atomic_write_json
+from tsb_aihw.utils.io import CsvRow, JsonObject, atomic_write_csv, atomic_write_json
 from tsb_aihw.utils.provenance import provenance
 from tsb_aihw.utils.schema import spec
 from tsb_aihw.utils.store import ResultStore
@@ -166,7 +166,7 @@ def assemble_frontier(cfg: FrontierConfig, studies: dict[str, StudyResult]) -> F
     )
 
 
-def frontier_rows(result: FrontierResult) -> list[dict[str, Any]]:
+def frontier_rows(result: FrontierResult) -> Sequence[CsvRow]:
     rows = []
     for key, pts in result.curves.items():
         for p in pts:

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from tsb_aihw.evaluation.stats import time_series
 from tsb_aihw.pipeline.claims import PAPER, format_claim
 from tsb_aihw.plots import plot_accuracy_vs_time, plot_accuracy_vs_verified_fraction
 from tsb_aihw.records import MethodResult, StudyResult
-from tsb_aihw.utils.io import atomic_write_csv, atomic_write_text
+from tsb_aihw.utils.io import CsvRow, atomic_write_csv, atomic_write_text
 
 
-def method_rows(results: StudyResult) -> list[dict[str, Any]]:
+def method_rows(results: StudyResult) -> Sequence[CsvRow]:
     """One CSV row per (method, time): accuracy summary, gap, verified fraction, cost, training time."""
     rows = []
     for key, m in results.methods.items():
@@ -33,7 +33,7 @@ def method_rows(results: StudyResult) -> list[dict[str, Any]]:
     return rows
 
 
-def chip_rows(results: StudyResult) -> list[dict[str, Any]]:
+def chip_rows(results: StudyResult) -> Sequence[CsvRow]:
     """One CSV row per (method, chip, time): the raw Monte-Carlo samples."""
     rows = []
     for key, m in results.methods.items():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tsb_aihw.analog import weight_report
 from tsb_aihw.devices import DevicePreset
@@ -17,7 +17,7 @@ from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.records import DatasetRecord, SweepPoint, SweepRecord, TrainingMeta, TsbRecord, read_record
 from tsb_aihw.records.sweep import BlockBudget
 from tsb_aihw.sweeps.axes import SweepAxis
-from tsb_aihw.utils.io import JsonObject, atomic_write_csv, atomic_write_json, read_json
+from tsb_aihw.utils.io import CsvRow, JsonObject, atomic_write_csv, atomic_write_json, read_json
 from tsb_aihw.utils.provenance import provenance
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class SweepResult:
         return {p.id: p.per_chip for p in self.points}
 
     # -- files ------------------------------------------------------------------------------------------
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> Sequence[CsvRow]:
         """One row per (point, time): the summary over chips."""
         out = []
         for p in self.points:
@@ -158,7 +158,7 @@ class SweepResult:
                             "paired_vs_config_mean": paired})
         return out
 
-    def chip_rows(self) -> list[dict[str, Any]]:
+    def chip_rows(self) -> Sequence[CsvRow]:
         return [{"kind": self.kind, "axis_value": p.axis_value, "preset": p.preset, "method": p.method,
                  "chip": chip, "time": t, "accuracy": acc}
                 for p in self.points for chip, accs in enumerate(p.per_chip)
