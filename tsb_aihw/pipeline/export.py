@@ -94,7 +94,7 @@ def _export_one(source: Path, study: Path, out: Path, n_studies: int) -> list[Pa
         block = (BlockArgs(k=results.tsb.k, where=cfg["block"]["where"], residual=cfg["block"]["residual"],
                            bias=True if cfg["block"].get("bias") else None)
                  if has_block else None)
-        models.append(ExportedModel(file=name, checkpoint=ckpt.name, model=dict(results.model_args),
+        models.append(ExportedModel(file=name, checkpoint=ckpt.name, model=results.model_args,
                                     tsb_block=block, base=early if has_block else None,
                                     meta=training_meta(held.meta, str(ckpt)), key=held.key))
     index = ModelIndex(how_to_load=HOW_TO_LOAD, dataset=results.dataset, models=models)

@@ -33,12 +33,12 @@ from tsb_aihw.baselines import selection_masks
 from tsb_aihw.data import get_dataset, make_loader
 from tsb_aihw.devices import DevicePreset
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.models import get_model, get_tsb
+from tsb_aihw.models import get_tsb
 from tsb_aihw.pipeline.adopt import ModelSources
 from tsb_aihw.pipeline.checkpoint_keys import checkpoint_keys
 from tsb_aihw.pipeline.config import BlockConfig, StudyConfig
 from tsb_aihw.pipeline.methods import MethodSpec
-from tsb_aihw.records import TrainingMeta
+from tsb_aihw.records import ModelArgs, TrainingMeta
 from tsb_aihw.training import TrainResult, train_block, train_noise_injection
 from tsb_aihw.training.block_cache import build_block_cache
 from tsb_aihw.training.checkpointing import Checkpointing, plan_stops, stop_path
@@ -82,17 +82,16 @@ def load_study_data(cfg: StudyConfig) -> StudyData:
                      info=train.info, test_info=full_test.info)
 
 
-def backbone_args(cfg: StudyConfig, info: Any) -> dict[str, Any]:
+def backbone_args(cfg: StudyConfig, info: Any) -> ModelArgs:
     """``get_model``'s arguments for the configured architecture sized for the dataset (results.json records
     them, so an exported state dict can be rebuilt without the data)."""
-    extra = {"fc_init": cfg.model.fc_init} if cfg.model.fc_init is not None else {}
-    return {"name": cfg.model.name, "num_classes": info.num_classes, "in_channels": info.in_channels,
-            "width": cfg.model.width, "input_size": info.image_size[0], **extra}
+    return ModelArgs(name=cfg.model.name, num_classes=info.num_classes, in_channels=info.in_channels,
+                     width=cfg.model.width, input_size=info.image_size[0], fc_init=cfg.model.fc_init)
 
 
 def build_backbone(cfg: StudyConfig, info: Any) -> nn.Module:
     """A fresh backbone of the configured architecture, sized for the dataset."""
-    return get_model(**backbone_args(cfg, info))
+    return backbone_args(cfg, info).build()
 
 
 def train_chip_block(models: "TrainedModels", model_tsb: nn.Module, weights: dict[str, torch.Tensor], seed: int,

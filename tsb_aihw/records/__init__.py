@@ -9,7 +9,7 @@ from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, load_record,
 from tsb_aihw.records.claims import ClaimsByDefinition, DefinitionClaim, SpeedupUnits
 from tsb_aihw.records.drift import DriftCell, DriftPresetResult, DriftResult
 from tsb_aihw.records.frontier import FrontierPoint, FrontierResult
-from tsb_aihw.records.models import BlockArgs, ExportedModel, ModelIndex
+from tsb_aihw.records.models import BlockArgs, ExportedModel, ModelArgs, ModelIndex
 from tsb_aihw.records.refresh import RefreshArm, RefreshCell, RefreshResult
 from tsb_aihw.records.study import FrontierStudy, MethodResult, StudiesResult, StudyResult, TsbRecord
 from tsb_aihw.records.sweep import SweepPoint, SweepRecord
@@ -18,7 +18,7 @@ from tsb_aihw.records.training import TrainingMeta, training_meta
 __all__ = [
     "BlockArgs", "ClaimsByDefinition", "DatasetRecord", "DefinitionClaim", "DriftCell", "DriftPresetResult",
     "DriftResult", "ExportedModel", "FrontierPoint", "FrontierResult", "FrontierStudy", "MethodResult",
-    "ModelIndex", "Record", "RefreshArm", "RefreshCell", "RefreshResult", "RunHeader", "SpeedupUnits",
+    "ModelArgs", "ModelIndex", "Record", "RefreshArm", "RefreshCell", "RefreshResult", "RunHeader", "SpeedupUnits",
     "StudiesResult", "StudyResult", "SweepPoint", "SweepRecord", "TrainingMeta", "TsbRecord", "load_record",
     "read_record", "training_meta",
 ]

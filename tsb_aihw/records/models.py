@@ -2,12 +2,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from torch import nn
+
+from tsb_aihw.models.registry import get_model
 from tsb_aihw.records.base import DatasetRecord, Record
 from tsb_aihw.records.training import TrainingMeta
 from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.schema import spec
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelArgs(Record):
+    """``get_model``'s keyword arguments for a backbone sized for its dataset (results.json's ``model_args``): an
+    exported state dict is rebuilt from them without the data."""
+
+    name: str
+    num_classes: int = spec(lo=1)
+    in_channels: int = spec(lo=1)
+    width: float = spec(lo=0.0, lo_open=True)
+    input_size: int = spec(lo=1)
+    fc_init: str | None = spec(None, omit_none=True)  # written only when the config sets it
+
+    def build(self) -> nn.Module:
+        """A fresh model of these arguments."""
+        return get_model(**self.to_dict())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,7 +45,7 @@ class ExportedModel(Record):
 
     file: str
     checkpoint: str
-    model: dict[str, Any]  # get_model's keyword arguments (results.json's model_args)
+    model: ModelArgs
     tsb_block: BlockArgs | None  # when the file holds a block
     base: str | None  # a block's backbone file (the block file holds only the block's tensors)
     meta: TrainingMeta

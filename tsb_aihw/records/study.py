@@ -7,6 +7,7 @@ from typing import Any
 from tsb_aihw.evaluation.stats import Summary
 from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, accuracy_field
 from tsb_aihw.records.claims import StudyClaims
+from tsb_aihw.records.models import ModelArgs
 from tsb_aihw.records.training import TrainingMeta
 from tsb_aihw.utils.provenance import Provenance
 from tsb_aihw.utils.schema import spec
@@ -76,7 +77,7 @@ class StudyResult(FrontierStudy, RunHeader):
     preset: dict[str, Any]  # the preset's fields, its name and content identity
     model: str
     width: float = spec(lo=0.0, lo_open=True)
-    model_args: dict[str, Any]  # get_model's keyword arguments
+    model_args: ModelArgs
     dataset: DatasetRecord
     plots: list[str] = field(default_factory=list)
     wall_time_s: float | None = spec(None, omit_none=True)
