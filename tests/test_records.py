@@ -9,6 +9,7 @@ import pytest
 
 from tsb_aihw.errors import TSBError
 from tsb_aihw.records import (
+    ClaimsFile,
     DriftCell,
     FrontierResult,
     ModelIndex,
@@ -22,7 +23,7 @@ from tsb_aihw.utils.io import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 RECORDS = {"results.json": StudyResult, "sweep.json": SweepRecord, "frontier.json": FrontierResult,
-           "models.json": ModelIndex}
+           "models.json": ModelIndex, "claims_by_definition.json": ClaimsFile}
 COMMITTED = sorted(p for name in RECORDS for p in RESULTS.rglob(name))
 
 
@@ -85,3 +86,24 @@ def test_an_exported_block_records_insert_tsbs_arguments_and_its_bias_only_when_
     assert BlockArgs(k=4, where="conv+classifier", residual=False, bias=True).to_dict()["bias"] is True
     with pytest.raises(TSBError, match=r"models\.json: k = 0 is out of range"):
         load_record(BlockArgs, {**plain, "k": 0}, "models.json")
+
+
+def test_a_sweep_axis_round_trips_through_its_record() -> None:
+    from tsb_aihw.records.sweep import AxisRecord
+    from tsb_aihw.sweeps.axes import SweepAxis
+
+    for axis in (SweepAxis("sigma", [0.1, 0.35]), SweepAxis("adc_bits", [4, 8], io=["adc"]),
+                 SweepAxis("verified_fraction", [0.5, 0.0], rules=["magnitude"], add_tsb_fraction=False),
+                 SweepAxis("block", [512, 256], key="calibration_images")):
+        rec = axis.record()
+        assert load_record(AxisRecord, rec.to_dict(), "sweep.json") == rec
+        assert SweepAxis.from_record(rec) == axis and rec.name == axis.name
+
+
+def test_a_drift_studys_model_source_writes_only_what_it_holds() -> None:
+    from tsb_aihw.records import ModelSource
+
+    assert ModelSource(source="model.pt").to_dict() == {"source": "model.pt"}  # a given checkpoint: its path
+    trained = {"source": "trained", "model": "lenet3", "width": 0.5, "dataset": "digits", "epochs": 3,
+               "noise_std": 0.1, "seed": 0, "train_time_s": 2.5, "best_val_acc": 0.9}
+    assert load_record(ModelSource, trained, "model.pt").to_dict() == trained

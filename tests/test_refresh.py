@@ -101,11 +101,11 @@ def test_refresh_study_end_to_end_pairs_arms_and_resumes(tmp_path: Path):
     minus = arms["tsb_refresh"].minus_tsb
     assert minus is not None and minus["1s"].mean == 0.0
     cost = res.cost
-    (r,) = cost["per_refresh"]
-    assert r["time"] == "1h" and r["train_s"] > 0 and r["backbone_device_reads"] > 0
+    (r,) = cost.per_refresh
+    assert r.time == "1h" and r.train_s > 0 and r.backbone_device_reads > 0
     # a refresh writes only the block: a few pulses per block device, far below programming the chip
-    assert 0 < r["block_pulses"] < 0.05 * cost["chip_pulses"]
-    assert r["block_pulses"] >= 2 * res.block["weights"]  # PCM: 2 devices per weight, >= 1 pulse each
+    assert 0 < r.block_pulses < 0.05 * cost.chip_pulses
+    assert r.block_pulses >= 2 * res.block["weights"]  # PCM: 2 devices per weight, >= 1 pulse each
     for name in ("results.json", "refresh_chips.csv", "refresh_summary.csv", "refresh_accuracy_vs_time.png",
                  "refresh_accuracy_vs_time.pdf"):
         assert (tmp_path / name).is_file(), name

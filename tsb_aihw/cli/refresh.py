@@ -71,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  refresh - no refresh at {labels[-1]}: {100 * d.mean:+.2f} pp "
               f"[{100 * d.ci95_low:+.2f}, {100 * d.ci95_high:+.2f}] (paired, 95% CI)")
     c = res.cost
-    print(f"  refresh cost: {c['refresh_total_pulses']:,.0f} pulses in {len(c['per_refresh'])} refreshes "
-          f"({100 * c['refresh_pulses_vs_chip']:.2f}% of programming the chip once, "
-          f"{c['chip_pulses']:,.0f} pulses)")
+    print(f"  refresh cost: {c.refresh_total_pulses:,.0f} pulses in {len(c.per_refresh)} refreshes "
+          f"({100 * c.refresh_pulses_vs_chip:.2f}% of programming the chip once, {c.chip_pulses:,.0f} pulses)")
     return 0

@@ -11,7 +11,7 @@ provenance, per-chip accuracies and mean/std/95% CI per preset and time), ``drif
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from tsb_aihw.parallel.cells import ChipTask
 from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.config import DriftConfig
 from tsb_aihw.pipeline.inputs import content_identities, data_inputs, with_inputs
-from tsb_aihw.records import DriftCell, DriftPresetResult, DriftResult, load_record
+from tsb_aihw.records import DriftCell, DriftPresetResult, DriftResult, ModelSource, load_record
 from tsb_aihw.utils.io import JsonObject, atomic_write_csv, atomic_write_json, json_fingerprint
 from tsb_aihw.utils.schema import non_default_tree
 from tsb_aihw.utils.seeding import derive_seed, seed_everything
@@ -57,7 +57,7 @@ def build_model(cfg: DriftConfig) -> nn.Module:
                      input_size=info.image_size[0])
 
 
-def prepare_model(cfg: DriftConfig, store: ResultStore, progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+def prepare_model(cfg: DriftConfig, store: ResultStore, progress: bool = True) -> tuple[nn.Module, ModelSource]:
     """The digital model: loaded from ``cfg.checkpoint``, or trained with noise injection (kept in the store)."""
     from tsb_aihw.data import get_dataset, make_loader
     from tsb_aihw.devices import load_preset
@@ -66,28 +66,29 @@ def prepare_model(cfg: DriftConfig, store: ResultStore, progress: bool = True) -
 
     model = build_model(cfg)
     if cfg.checkpoint is not None:
-        return load_model_checkpoint(model, cfg.checkpoint), {"source": str(cfg.checkpoint)}
+        return load_model_checkpoint(model, cfg.checkpoint), ModelSource(source=str(cfg.checkpoint))
     noise = cfg.train_noise_std
     if noise is None:
         noise = load_preset(cfg.presets[0]).training_noise_std
-    key = {"model": cfg.model, "width": cfg.width, "dataset": cfg.dataset, "epochs": cfg.train_epochs,
-           "noise_std": noise, "seed": cfg.seed}
+    key: JsonObject = {"model": cfg.model, "width": cfg.width, "dataset": cfg.dataset, "epochs": cfg.train_epochs,
+                       "noise_std": noise, "seed": cfg.seed}
     content = data_inputs(cfg.dataset).get("data")
     if content is not None:  # a user's image folder: trained on other content is another model
         key["data_content"] = content["sha256"]
     ckpt = store.checkpoints
     hit = ckpt.load("model", key)
     if hit is not None:
-        load_state_checked(model, hit.state_dict, str(ckpt.path("model")))
-        return model.eval(), {**hit.meta, "reused": True}
+        where = str(ckpt.path("model"))
+        load_state_checked(model, hit.state_dict, where)
+        return model.eval(), replace(load_record(ModelSource, hit.meta, where), reused=True)
     seed = derive_seed(cfg.seed, "drift-study", "train")
     train = make_loader(get_dataset(cfg.dataset, "train", seed=cfg.seed), 128, shuffle=True, seed=seed)
     val = make_loader(get_dataset(cfg.dataset, "val", seed=cfg.seed), 500)
     res = train_noise_injection(model, train, val, noise_std=noise, epochs=cfg.train_epochs, device=cfg.device,
                                 seed=seed, progress=progress)
-    meta = {"source": "trained", **key, "train_time_s": res.wall_time_s, "best_val_acc": res.best_val_acc}
-    ckpt.save("model", key, model.state_dict(), meta)
-    return model.eval(), meta
+    source = ModelSource(source="trained", **key, train_time_s=res.wall_time_s, best_val_acc=res.best_val_acc)
+    ckpt.save("model", key, model.state_dict(), source.to_dict())
+    return model.eval(), source
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +170,7 @@ def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, ex
     if len(set(folders)) != len(folders):
         raise ConfigError(f"the presets {cfg.presets} include the same device twice; give each once")
     store = ResultStore(out, "drift", drift_identity(cfg), move_aside=move_aside)
-    model, meta = prepare_model(cfg, store, progress=progress)
+    model, source = prepare_model(cfg, store, progress=progress)
     model_path = cfg.checkpoint or str(store.checkpoints.path("model"))
     ctx = _DriftContext(cfg, model)
     config = asdict(cfg)
@@ -200,7 +201,7 @@ def run_drift_study(cfg: DriftConfig, out: str | Path, progress: bool = True, ex
     result = DriftResult(config=config, seed=cfg.seed, chips=cfg.chips, times=seconds, time_labels=labels,
                          verify=cfg.verify, reference_accuracy=reference,
                          reference_definition="digital test accuracy of the same model (no device effects)",
-                         presets=entries, plots=[p.name for p in plots], model_source=meta, provenance=provenance())
+                         presets=entries, plots=[p.name for p in plots], model_source=source, provenance=provenance())
     atomic_write_csv(store.out / "drift_summary.csv", rows_csv)
     atomic_write_csv(store.out / "drift_chips.csv", chip_csv)
     atomic_write_json(store.out / "drift.json", result.to_dict())

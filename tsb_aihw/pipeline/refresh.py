@@ -26,7 +26,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -49,7 +48,15 @@ from tsb_aihw.pipeline.study import study_identity
 from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.pipeline.trained import train_block_for_chip
 from tsb_aihw.plots import plot_accuracy_vs_time
-from tsb_aihw.records import DatasetRecord, RefreshArm, RefreshCell, RefreshResult, load_record
+from tsb_aihw.records import (
+    DatasetRecord,
+    RefreshArm,
+    RefreshCell,
+    RefreshCost,
+    RefreshResult,
+    RefreshWrite,
+    load_record,
+)
 from tsb_aihw.records.refresh import RefreshEvent
 from tsb_aihw.utils.io import atomic_write_csv, atomic_write_json, json_fingerprint
 from tsb_aihw.utils.provenance import provenance
@@ -220,18 +227,16 @@ def assemble_refresh(ctx: StudyContext, cfg: RefreshConfig, rows: list[RefreshCe
     def event_mean(i: int, key: str) -> float:
         return _mean([getattr(row.refresh_events[i], key) for row in rows])
 
-    cost: dict[str, Any] = {
-        "chip_pulses": _mean([r.chip_cost["pulses"] for r in rows]),
-        "block_write0_pulses": _mean([r.block_write0["pulses"] for r in rows]),
-        "block_weights": rows[0].block_write0["cells"],
-        "block_train0_s": _mean([r.block_train0_s for r in rows]),
-        "per_refresh": [{"time": format_time(r), "block_pulses": event_mean(i, "block_pulses"),
-                         "block_reads": event_mean(i, "block_reads"), "train_s": event_mean(i, "train_s"),
-                         "backbone_device_reads": event_mean(i, "backbone_reads_devices")}
-                        for i, r in enumerate(refresh)],
-    }
-    cost["refresh_total_pulses"] = sum(p["block_pulses"] for p in cost["per_refresh"])
-    cost["refresh_pulses_vs_chip"] = cost["refresh_total_pulses"] / cost["chip_pulses"]
+    per_refresh = [RefreshWrite(time=format_time(r), block_pulses=event_mean(i, "block_pulses"),
+                                block_reads=event_mean(i, "block_reads"), train_s=event_mean(i, "train_s"),
+                                backbone_device_reads=event_mean(i, "backbone_reads_devices"))
+                   for i, r in enumerate(refresh)]
+    chip_pulses = _mean([r.chip_cost["pulses"] for r in rows])
+    total = sum(p.block_pulses for p in per_refresh)
+    cost = RefreshCost(chip_pulses=chip_pulses, block_write0_pulses=_mean([r.block_write0["pulses"] for r in rows]),
+                       block_weights=rows[0].block_write0["cells"],
+                       block_train0_s=_mean([r.block_train0_s for r in rows]), per_refresh=per_refresh,
+                       refresh_total_pulses=total, refresh_pulses_vs_chip=total / chip_pulses)
     tsb = get_tsb(ctx.models.tsb_model())
     return RefreshResult(
         config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(ctx.chip_eval()),
@@ -270,9 +275,8 @@ def write_refresh_outputs(results: RefreshResult, out: Path) -> RefreshResult:
     atomic_write_csv(out / "refresh_summary.csv", summary_rows)
     arms = [results.arms[k] for k in ARMS if k in results.arms]  # fixed order: fixed colours
     series = {a.label: time_series(a.per_chip, results.times) for a in arms}
-    c = results.cost
-    events = {f"refresh {p['time']} ({p['block_pulses']:,.0f} pulses)": r
-              for p, r in zip(c["per_refresh"], results.refresh_times)}
+    events = {f"refresh {p.time} ({p.block_pulses:,.0f} pulses)": r
+              for p, r in zip(results.cost.per_refresh, results.refresh_times)}
     plots = plot_accuracy_vs_time(series, out / "refresh_accuracy_vs_time", reference=results.reference_accuracy,
                                   title=f"{results.model} on {results.preset['name']}: TSB refresh "
                                         f"({results.chips} chips)", events=events)

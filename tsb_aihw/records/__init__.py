@@ -6,19 +6,19 @@ Results cross module boundaries as these records and become plain mappings only 
 what it holds, never a ``KeyError`` far away. Their keys are exactly the JSON keys the files have always had.
 """
 from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, load_record, read_record
-from tsb_aihw.records.claims import ClaimsByDefinition, DefinitionClaim, SpeedupUnits
-from tsb_aihw.records.drift import DriftCell, DriftPresetResult, DriftResult
+from tsb_aihw.records.claims import ClaimsByDefinition, ClaimsFile, DefinitionClaim, SpeedupUnits
+from tsb_aihw.records.drift import DriftCell, DriftPresetResult, DriftResult, ModelSource
 from tsb_aihw.records.frontier import FrontierPoint, FrontierResult
 from tsb_aihw.records.models import BlockArgs, ExportedModel, ModelArgs, ModelIndex
-from tsb_aihw.records.refresh import RefreshArm, RefreshCell, RefreshResult
+from tsb_aihw.records.refresh import RefreshArm, RefreshCell, RefreshCost, RefreshResult, RefreshWrite
 from tsb_aihw.records.study import FrontierStudy, MethodResult, StudiesResult, StudyResult, TsbRecord
 from tsb_aihw.records.sweep import SweepPoint, SweepRecord
 from tsb_aihw.records.training import TrainingMeta, training_meta
 
 __all__ = [
-    "BlockArgs", "ClaimsByDefinition", "DatasetRecord", "DefinitionClaim", "DriftCell", "DriftPresetResult",
-    "DriftResult", "ExportedModel", "FrontierPoint", "FrontierResult", "FrontierStudy", "MethodResult",
-    "ModelArgs", "ModelIndex", "Record", "RefreshArm", "RefreshCell", "RefreshResult", "RunHeader", "SpeedupUnits",
-    "StudiesResult", "StudyResult", "SweepPoint", "SweepRecord", "TrainingMeta", "TsbRecord", "load_record",
-    "read_record", "training_meta",
+    "BlockArgs", "ClaimsByDefinition", "ClaimsFile", "DatasetRecord", "DefinitionClaim", "DriftCell",
+    "DriftPresetResult", "DriftResult", "ExportedModel", "FrontierPoint", "FrontierResult", "FrontierStudy",
+    "MethodResult", "ModelArgs", "ModelIndex", "ModelSource", "Record", "RefreshArm", "RefreshCell", "RefreshCost",
+    "RefreshResult", "RefreshWrite", "RunHeader", "SpeedupUnits", "StudiesResult", "StudyResult", "SweepPoint",
+    "SweepRecord", "TrainingMeta", "TsbRecord", "load_record", "read_record", "training_meta",
 ]

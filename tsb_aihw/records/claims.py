@@ -92,6 +92,28 @@ class ClaimsByDefinition(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClaimsFile(Record):
+    """``claims_by_definition.json``: the claims of one committed study (``methods``: per TSB method) or frontier
+    (``budgets``: per budget, per TSB method), re-scored from its stored chips, with what the table's head shows."""
+
+    source: str  # the results.json / frontier.json scored, relative to the repository root where it lies inside
+    model: str
+    sigma: float | None  # the config's noise.sigma override (None: the preset's own)
+    preset: str | None
+    reference_accuracy: float
+    methods: dict[str, ClaimsByDefinition] | None = spec(None, omit_none=True)  # a study
+    budgets: dict[str, dict[str, ClaimsByDefinition]] | None = spec(None, omit_none=True)  # a frontier
+    command: str | None = spec(None, omit_none=True)  # the command that wrote the file
+
+    def rows(self) -> dict[str, ClaimsByDefinition]:
+        """Every method's claims, labelled ``method`` (a study) or ``budget/method`` (a frontier)."""
+        out = dict(self.methods or {})
+        for budget, methods in (self.budgets or {}).items():
+            out |= {f"{budget}/{m}": c for m, c in methods.items()}
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
 class GapRatio(Record):
     """(b)'s gap / TSB's gap at one time from the two gap summaries, honest about Monte-Carlo error: ``value`` is
     the ratio of means (``kind`` estimate, with ``range95``), its lower bound, or None (unbounded / undefined)."""

@@ -116,7 +116,7 @@ def load_chip_accuracies(spec: str, time: str | None = None) -> ChipAccuracies:
         if selector not in points:
             raise ConfigError(f"{spec}: no sweep point {selector!r}; the points are {', '.join(points)}")
         point = points[selector]
-        label = f"{point.label} at {record.axis['key'] or record.kind} = {point.axis_value}"
+        label = f"{point.label} at {record.axis.key or record.kind} = {point.axis_value}"
         chips, per_chip = point.chips, point.per_chip
         labels = record.time_labels
         device = point.preset_identity

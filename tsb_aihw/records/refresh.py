@@ -55,6 +55,30 @@ class RefreshArm(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RefreshWrite(Record):
+    """One refresh time's block write, each figure the mean over chips."""
+
+    time: str
+    block_pulses: float = spec(lo=0.0)
+    block_reads: float = spec(lo=0.0)
+    train_s: float = spec(lo=0.0)
+    backbone_device_reads: float = spec(lo=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefreshCost(Record):
+    """What refreshing costs against programming the chip once (means over chips)."""
+
+    chip_pulses: float = spec(lo=0.0)
+    block_write0_pulses: float = spec(lo=0.0)
+    block_weights: int = spec(lo=0)
+    block_train0_s: float = spec(lo=0.0)
+    per_refresh: list[RefreshWrite]
+    refresh_total_pulses: float = spec(lo=0.0)
+    refresh_pulses_vs_chip: float = spec(lo=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RefreshResult(RunHeader):
     """``results.json`` of ``tsb-aihw refresh``."""
 
@@ -67,7 +91,7 @@ class RefreshResult(RunHeader):
     block: dict[str, int | float]
     drift_semantics: str
     arms: dict[str, RefreshArm]
-    cost: dict[str, Any]
+    cost: RefreshCost
     chip_digests: list[str]
     chip_seconds: list[float | None]
     plots: list[str] = field(default_factory=list)

@@ -8,7 +8,24 @@ from tsb_aihw.evaluation.stats import Summary
 from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, accuracy_field
 from tsb_aihw.records.study import TsbRecord
 from tsb_aihw.records.training import TrainingMeta
+from tsb_aihw.utils.io import JsonObject
 from tsb_aihw.utils.schema import spec
+
+
+@dataclass(frozen=True, kw_only=True)
+class AxisRecord(Record):
+    """What a sweep varied, as ``sweep.json`` holds it: :class:`tsb_aihw.sweeps.axes.SweepAxis`'s fields (its
+    ``record()`` writes this, ``from_record`` reads it back) plus the axis label and the preset keys it sets."""
+
+    kind: str
+    values: list[int | float | str]
+    key: str | None
+    io: list[str]
+    rules: list[str] | None
+    points: list[str] | None
+    add_tsb_fraction: bool
+    name: str
+    override_keys: list[str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,7 +41,7 @@ class SweepPoint(Record):
     selection: list[str | float] | None
     preset: str
     preset_source: str
-    overrides: dict[str, Any]
+    overrides: JsonObject  # the dotted preset keys this point sets, as given
     preset_identity: str
     verified_fraction: float = spec(lo=0.0, hi=1.0)
     cost: dict[str, int | float]
@@ -55,7 +72,7 @@ class SweepRecord(RunHeader):
 
     schema: str
     kind: str
-    axis: dict[str, Any]
+    axis: AxisRecord
     chips: int = spec(lo=1)
     training_note: str
     base_preset: dict[str, Any]

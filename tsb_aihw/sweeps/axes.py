@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.pipeline.config import PER_CHIP_BLOCK_KEYS
-from tsb_aihw.utils.io import JsonObject
+from tsb_aihw.records.sweep import AxisRecord
 from tsb_aihw.utils.text import short_repr
 
 KINDS = ("verified_fraction", "sigma", "adc_bits", "param", "presets", "block")
@@ -128,8 +128,18 @@ class SweepAxis:
             return "/".join(x.upper() for x in self.io) + " bits (" + ", ".join(self.override_keys()) + ")"
         return str(self.key)
 
-    def to_dict(self) -> JsonObject:
-        return asdict(self) | {"name": self.name, "override_keys": self.override_keys()}
+    def record(self) -> AxisRecord:
+        """The axis as results hold it (with its label and preset keys)."""
+        return AxisRecord(kind=self.kind, values=list(self.values), key=self.key, io=list(self.io),
+                          rules=None if self.rules is None else list(self.rules),
+                          points=None if self.points is None else list(self.points),
+                          add_tsb_fraction=self.add_tsb_fraction, name=self.name, override_keys=self.override_keys())
+
+    @classmethod
+    def from_record(cls, rec: AxisRecord) -> SweepAxis:
+        """The axis a sweep's results were measured on (validated again, as if given)."""
+        return cls(rec.kind, list(rec.values), key=rec.key, io=list(rec.io), rules=rec.rules, points=rec.points,
+                   add_tsb_fraction=rec.add_tsb_fraction)
 
 
 def _number(v: Any, kind: str) -> float | int:

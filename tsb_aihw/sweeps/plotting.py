@@ -84,7 +84,7 @@ def plot_sweep(data: SweepRecord, out: Path) -> list[Path]:
                                        title=f"{what}: accuracy over time per device")
     elif kind == "block":
         tuned = sorted((q for q in data.points if q.role == "curve"), key=lambda q: float(q.axis_value))
-        key = data.axis["key"]
+        key = data.axis.key
         cost: dict[str, dict[str, list]] = {}  # the block's time does not depend on the evaluation time
         for q in tuned:
             c = cost.setdefault(q.label, {"x": [], "y": []})
@@ -97,7 +97,7 @@ def plot_sweep(data: SweepRecord, out: Path) -> list[Path]:
             levels = {q.label: q.accuracy[t].mean for q in data.points if q.role == "point"}
             files += plot_block_budget({k: _series(v, "x") for k, v in by_method.items()}, levels, cost,
                                        out / f"accuracy_vs_{key.replace('.', '_')}{_suffix(labels, t)}",
-                                       xlabel=data.axis["name"], reference=ref,
+                                       xlabel=data.axis.name, reference=ref,
                                        logx=_spans_decades([float(q.axis_value) for q in tuned]),
                                        title=f"{what}, {preset}, t={t}")
     else:
@@ -107,6 +107,6 @@ def plot_sweep(data: SweepRecord, out: Path) -> list[Path]:
                 by_method.setdefault(p.label, []).append(_pt(p, t, float(p.axis_value)))
             series = {k: _series(v, "x") for k, v in by_method.items()}
             files += plot_accuracy_vs_parameter(series, out / f"accuracy_vs_{kind}{_suffix(labels, t)}",
-                                                xlabel=data.axis["name"], reference=ref,
+                                                xlabel=data.axis.name, reference=ref,
                                                 title=f"{what}, {preset}, t={t}")
     return files

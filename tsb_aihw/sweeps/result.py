@@ -54,7 +54,7 @@ def assemble_sweep(ctx: StudyContext, axis: SweepAxis, points: list[Point], cell
         budget, rows_out = block_budget_summary(axis, own, rows_out, labels, models.meta["backbone_full"])
     tsb = get_tsb(models.tsb_model())
     record = SweepRecord(
-        schema=SCHEMA, kind=axis.kind, axis=axis.to_dict(), config=cfg.to_dict(), seed=cfg.seed, chips=cfg.chips,
+        schema=SCHEMA, kind=axis.kind, axis=axis.record(), config=cfg.to_dict(), seed=cfg.seed, chips=cfg.chips,
         provenance=provenance(ctx.chip_eval()), training_note=note,
         base_preset=ctx.preset.to_dict() | {"name": ctx.preset.name},
         model=cfg.model.name, width=cfg.model.width,
