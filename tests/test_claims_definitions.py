@@ -11,6 +11,7 @@ import pytest
 from tsb_aihw.evaluation.stats import summaries_by_time
 from tsb_aihw.pipeline.claims import compute_claims
 from tsb_aihw.pipeline.definitions import (
+    EpochBudget,
     bootstrap_ratio,
     claims_by_definition,
     for_study,
@@ -156,8 +157,7 @@ def test_speedup_in_image_passes_by_hand() -> None:
     ms = example()
     history = [{"epoch": e, "val_acc": a} for e, a in enumerate([0.5, 0.7, 0.796, 0.80], 1)]
     su = speedup_units(ms["full_noise_injection"], ms["tsb"],
-                       config={"backbone": {"full_epochs": 25, "early_epochs": 5},
-                               "block": {"epochs": 5, "calibration_images": 5000}},
+                       budget=EpochBudget(full_epochs=25, early_epochs=5, block_epochs=5, block_images=5000),
                        training={"backbone_full": TrainingMeta(train_time_s=5.0, epochs=25, history=history),
                                  "backbone_early": TrainingMeta(train_time_s=1.0, epochs=5)}, train_images=35000)
     assert su.wall_clock == pytest.approx(5.0) and su.holds_5x_wall_clock is False
@@ -186,7 +186,7 @@ def test_committed_claims_by_definition_are_what_the_command_writes() -> None:
     if not committed.is_file():
         pytest.skip("no committed claims_by_definition.json")
     want = json.loads(committed.read_text())
-    got = json.loads(json.dumps(for_study(path, ROOT), sort_keys=True))
+    got = json.loads(json.dumps(for_study(path, ROOT).to_dict(), sort_keys=True))
     want.pop("command")
     assert got == want
     study = json.loads(path.read_text())

@@ -11,6 +11,7 @@ import pytest
 
 from tsb_aihw.cli.claims import definitions_table
 from tsb_aihw.cli.main import main
+from tsb_aihw.records import ClaimsFile, load_record
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "results/cifar10-vgg8-sigma0.2"
@@ -36,7 +37,7 @@ def test_claims_of_a_committed_study_are_the_committed_file(tmp_path: Path, monk
 def test_a_frontier_table_has_a_row_per_budget_and_method() -> None:
     path = ROOT / "results/frontier-cifar10-vgg8-sigma0.2/claims_by_definition.json"
     data = json.loads(path.read_text())
-    lines = definitions_table(data).splitlines()
+    lines = definitions_table(load_record(ClaimsFile, data, str(path))).splitlines()
     rows = [f"{b}/{m}" for b, ms in data["budgets"].items() for m in ms]
     assert [line.split()[0] for line in lines[2:]] == rows and "n/a" in lines[2]
 

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tsb_aihw.records.claims import ClaimsFile, DefinitionClaim
 
 NAME = "claims"
 HELP = ("score TSB's gap improvement over (b) under every definition (one reference, own reference, worst chip, "
@@ -37,31 +41,26 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve()
     for raw in args.paths:
         dest, out = claims_for(raw, root)
-        out["command"] = f"tsb-aihw claims {raw}"
+        out = replace(out, command=f"tsb-aihw claims {raw}")
         print(definitions_table(out))
-        atomic_write_json(dest, out)
+        atomic_write_json(dest, out.to_dict())
         print(f"wrote {dest}\n")
     return 0
 
 
-def definitions_table(out: dict[str, Any]) -> str:
+def definitions_table(out: ClaimsFile) -> str:
     """The claims of one ``claims_by_definition.json``: a row per TSB method (per budget on a frontier), a column
     per definition, then the training speed-up (wall clock / image-passes)."""
-    from tsb_aihw.records import ClaimsByDefinition, load_record
     from tsb_aihw.records.claims import DEFINITIONS
 
-    rows: dict[str, Any] = dict(out.get("methods") or {})
-    for budget, methods in (out.get("budgets") or {}).items():
-        rows |= {f"{budget}/{m}": c for m, c in methods.items()}
     table = [["method", *DEFINITIONS, "speed-up"]]
-    for label, raw in rows.items():
-        c = load_record(ClaimsByDefinition, raw, f"{out['source']} {label}")
+    for label, c in out.rows().items():
         s = c.training_speedup
         table.append([label, *(_cell(c.definitions[d]) for d in DEFINITIONS),
                       f"{_x(s.wall_clock)} / {_x(s.image_passes)}"])
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    sigma = f", sigma {out['sigma']}" if out.get("sigma") is not None else ""
-    head = f"{out['source']}: {out['model']}{sigma}, reference (b) clean {100 * out['reference_accuracy']:.2f}%"
+    sigma = f", sigma {out.sigma}" if out.sigma is not None else ""
+    head = f"{out.source}: {out.model}{sigma}, reference (b) clean {100 * out.reference_accuracy:.2f}%"
     return "\n".join([head, *("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table)])
 
 
@@ -69,14 +68,15 @@ def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}x"
 
 
-def _cell(d: Any) -> str:
+def _cell(d: DefinitionClaim) -> str:
     """One definition's ratio as the docs write it: 1.29x [1.11, 1.47], >= 92.6x, unbounded, undefined or n/a."""
     star = "*" if d.holds_20x else ""
     if not d.available:
         return "n/a"
     if d.kind == "estimate":
-        hi = d.ci95[1] if d.ci95 else None
-        return f"{_x(d.gap_improvement)} [{d.ci95[0]:.3g}, {'inf' if hi is None else f'{hi:.3g}'}]{star}"
+        assert d.ci95 is not None  # an estimate always has its CI
+        lo, hi = d.ci95
+        return f"{_x(d.gap_improvement)} [{lo:.3g}, {'inf' if hi is None else f'{hi:.3g}'}]{star}"
     if d.kind == "lower_bound":
         return f">= {_x(d.gap_improvement)}{star}"
     return f"{d.kind}{star}"

@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.records import FrontierResult, MethodResult, StudyResult, TrainingMeta, read_record
-from tsb_aihw.records.claims import ClaimsByDefinition, DefinitionClaim, SpeedupUnits
+from tsb_aihw.records.claims import ClaimsByDefinition, ClaimsFile, DefinitionClaim, SpeedupUnits
+from tsb_aihw.utils.io import JsonObject
 
 BASELINE = "full_noise_injection"
 VANILLA = "vanilla"
@@ -87,33 +89,32 @@ def _q(x: np.ndarray) -> list[float]:
 
 
 def bootstrap_ratio(name: str, acc_b: np.ndarray, acc_t: np.ndarray, ref_b: float, ref_t: float,
-                    idx: np.ndarray, **extra: Any) -> DefinitionClaim:
+                    idx: np.ndarray, reference_source: str | None = None) -> DefinitionClaim:
     """(b)'s gap / TSB's gap under ``name``'s statistic, with the paired bootstrap over the rows of ``idx``
     (resamples x chips, the same indices for both methods)."""
     stat = STATS[name]
     gb0, gt0 = ref_b - float(stat(acc_b)), ref_t - float(stat(acc_t))
     gb, gt = ref_b - stat(acc_b[idx]), ref_t - stat(acc_t[idx])
     gb_ci, gt_ci = _q(gb), _q(gt)
-    out: dict[str, Any] = dict(definition=name, description=DESCRIPTIONS[name], available=True,
-                               baseline_reference=ref_b, tsb_reference=ref_t, baseline_gap=gb0, tsb_gap=gt0,
-                               baseline_gap_ci95=gb_ci, tsb_gap_ci95=gt_ci, note=NOTES.get(name), **extra)
+    gaps = DefinitionClaim(definition=name, description=DESCRIPTIONS[name], available=True,
+                           baseline_reference=ref_b, tsb_reference=ref_t, reference_source=reference_source,
+                           baseline_gap=gb0, tsb_gap=gt0, baseline_gap_ci95=gb_ci, tsb_gap_ci95=gt_ci,
+                           note=NOTES.get(name))
     if gb0 <= 0 or gb_ci[0] <= 0:
-        out["note"] = _join(out["note"], "the baseline's gap is within Monte-Carlo error of zero: nothing to "
-                                         "improve on")
-        return DefinitionClaim(**out, kind="undefined")
+        return replace(gaps, kind="undefined", note=_join(gaps.note, "the baseline's gap is within Monte-Carlo "
+                                                                      "error of zero: nothing to improve on"))
     if gt_ci[1] <= 0:
-        return DefinitionClaim(**out, kind="unbounded", point_above_20x=True, holds_20x=True)
+        return replace(gaps, kind="unbounded", point_above_20x=True, holds_20x=True)
     big = np.finfo(np.float64).max  # stands for +inf: quantiles interpolate between infinities as NaN
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(gt > 0, gb / gt, np.where(gb > 0, big, np.nan))
     lo, hi = (float(v) if v < big else np.inf for v in np.nanquantile(ratio, [0.025, 0.975]))
     if gt_ci[0] <= 0:  # TSB's gap within error of zero: the ratio has a lower end only
-        return DefinitionClaim(**out, kind="lower_bound", gap_improvement=lo, ci95=[lo, None],
-                               point_above_20x=gt0 <= 0 or gb0 / gt0 > PAPER_GAP, holds_20x=lo > PAPER_GAP)
+        return replace(gaps, kind="lower_bound", gap_improvement=lo, ci95=[lo, None],
+                       point_above_20x=gt0 <= 0 or gb0 / gt0 > PAPER_GAP, holds_20x=lo > PAPER_GAP)
     value = gb0 / gt0
-    return DefinitionClaim(**out, kind="estimate", gap_improvement=value,
-                           ci95=[lo, hi if np.isfinite(hi) else None],
-                           point_above_20x=value > PAPER_GAP, holds_20x=lo > PAPER_GAP)
+    return replace(gaps, kind="estimate", gap_improvement=value, ci95=[lo, hi if np.isfinite(hi) else None],
+                   point_above_20x=value > PAPER_GAP, holds_20x=lo > PAPER_GAP)
 
 
 def _join(*parts: str | None) -> str:
@@ -206,25 +207,46 @@ def train_images_from_note(split_note: str) -> int | None:
     return len(pool_split(np.zeros(n, dtype=np.int64), seed=0, fractions=fractions).parts["train"])  # sizes: n only
 
 
-def speedup_units(base: MethodResult, tsb: MethodResult, *, config: Mapping[str, Any] | None = None,
+@dataclass(frozen=True)
+class EpochBudget:
+    """The epochs and block images a config gave, which training image-passes are counted from (the training
+    meta's epochs win where it records them)."""
+
+    full_epochs: int
+    early_epochs: int | None
+    block_epochs: int = 0
+    block_images: int | None = None  # None: the whole training set
+
+    @classmethod
+    def of(cls, config: JsonObject) -> EpochBudget:
+        """From a study's or a frontier's config as written (``to_dict()``)."""
+        backbone, block = config["backbone"], config.get("block", {})
+        return cls(full_epochs=backbone["full_epochs"], early_epochs=backbone["early_epochs"],
+                   block_epochs=block.get("epochs", 0), block_images=block.get("calibration_images"))
+
+
+def speedup_units(base: MethodResult, tsb: MethodResult, *, budget: EpochBudget | None = None,
                   training: Mapping[str, TrainingMeta] | None = None,
                   train_images: int | None = None) -> SpeedupUnits:
-    """Wall-clock speed-up (as ``training_speedup``) and, where the config, training meta and training-set size
-    are known, the speed-up in training image-passes and against (b)'s epochs to within 0.5 pp of its final
+    """Wall-clock speed-up (as ``training_speedup``) and, where the epoch budget, training meta and training-set
+    size are known, the speed-up in training image-passes and against (b)'s epochs to within 0.5 pp of its final
     validation accuracy."""
     wall = base.train_time_s / tsb.train_time_s if tsb.train_time_s > 0 else None
-    head: dict[str, Any] = dict(wall_clock=wall, baseline_s=base.train_time_s, tsb_s=tsb.train_time_s,
-                                holds_5x_wall_clock=None if wall is None else wall > PAPER_SPEEDUP)
-    if config is None or training is None or train_images is None:
-        return SpeedupUnits(**head, reason="the config, training meta or training-set size was not given")
+    head = SpeedupUnits(wall_clock=wall, baseline_s=base.train_time_s, tsb_s=tsb.train_time_s,
+                        holds_5x_wall_clock=None if wall is None else wall > PAPER_SPEEDUP)
+    if budget is None or training is None or train_images is None:
+        return replace(head, reason="the config, training meta or training-set size was not given")
     full_meta, early_meta = training.get("backbone_full"), training.get("backbone_early")
-    full_ep = int(full_meta.epochs if full_meta and full_meta.epochs is not None
-                  else config["backbone"]["full_epochs"])
-    early_ep = (int(early_meta.epochs if early_meta and early_meta.epochs is not None
-                    else config["backbone"]["early_epochs"]) if tsb.backbone == "early" else full_ep)
-    blk = config.get("block", {})
-    block_ep = int(blk.get("epochs", 0)) if tsb.block == "chip" else 0
-    block_imgs = blk.get("calibration_images") or train_images
+    full_ep = int(full_meta.epochs if full_meta and full_meta.epochs is not None else budget.full_epochs)
+    early = early_meta.epochs if early_meta and early_meta.epochs is not None else budget.early_epochs
+    if tsb.backbone != "early":
+        early_ep = full_ep
+    elif early is None:  # a frontier budget without its early backbone's training meta
+        return replace(head, reason="the early backbone's epochs are not recorded")
+    else:
+        early_ep = int(early)
+    block_ep = int(budget.block_epochs) if tsb.block == "chip" else 0
+    block_imgs = budget.block_images or train_images
     base_passes = full_ep * train_images
     backbone_passes, block_passes = early_ep * train_images, block_ep * int(block_imgs)
     tsb_passes = backbone_passes + block_passes
@@ -235,8 +257,8 @@ def speedup_units(base: MethodResult, tsb: MethodResult, *, config: Mapping[str,
     if accs and all(isinstance(a, (int, float)) for a in accs):
         to_final = next(i + 1 for i, a in enumerate(accs) if a >= accs[-1] - 0.005)
         ratio_final = to_final * train_images / tsb_passes
-    return SpeedupUnits(
-        **head, image_passes=ratio, baseline_image_passes=base_passes, tsb_image_passes=tsb_passes,
+    return replace(
+        head, image_passes=ratio, baseline_image_passes=base_passes, tsb_image_passes=tsb_passes,
         tsb_backbone_image_passes=backbone_passes, tsb_block_image_passes_per_chip=block_passes,
         train_images=train_images, block_images=int(block_imgs) if block_ep else None, baseline_epochs=full_ep,
         early_epochs=early_ep, block_epochs=block_ep, baseline_epochs_to_final_0p5pp=to_final,
@@ -277,43 +299,49 @@ def _check_headline_column(methods: Mapping[str, MethodResult], label: str, wher
                            f"({m.accuracy[label].mean}); the per-chip numbers do not match the summaries")
 
 
-def for_study(path: Path, root: Path) -> dict[str, Any]:
+def _source(path: Path, root: Path) -> str:
+    return str(path.relative_to(root) if path.is_relative_to(root) else path)
+
+
+def _sigma(config: JsonObject) -> float | None:
+    """The config's ``noise.sigma`` override, the head of the claims table (None: the preset's own)."""
+    return config.get("preset_overrides", {}).get("noise.sigma")
+
+
+def for_study(path: Path, root: Path) -> ClaimsFile:
     r = read_record(StudyResult, path)
     n = train_images_from_note(r.dataset.split_note)
-    su = speedup_units(r.methods[BASELINE], r.methods["tsb"], config=r.config, training=r.training, train_images=n)
+    su = speedup_units(r.methods[BASELINE], r.methods["tsb"], budget=EpochBudget.of(r.config), training=r.training,
+                       train_images=n)
     c = claims_by_definition(r.methods, r.reference_accuracy, r.time_labels, speedup=su)
-    return {"source": str(path.relative_to(root) if path.is_relative_to(root) else path), "model": r.model,
-            "sigma": r.config.get("preset_overrides", {}).get("noise.sigma"), "preset": r.preset.get("name"),
-            "reference_accuracy": r.reference_accuracy, "methods": {"tsb": c.to_dict()}}
+    return ClaimsFile(source=_source(path, root), model=r.model, sigma=_sigma(r.config), preset=r.preset.get("name"),
+                      reference_accuracy=r.reference_accuracy, methods={"tsb": c})
 
 
-def for_frontier(path: Path, root: Path) -> dict[str, Any]:
+def for_frontier(path: Path, root: Path) -> ClaimsFile:
     f = read_record(FrontierResult, path)
     label = next(iter(f.curves.values()))[0].time
-    budgets: dict[str, Any] = {}
+    budgets: dict[str, dict[str, ClaimsByDefinition]] = {}
     for b, s in f.studies.items():
         _check_headline_column(s.methods, label, f"{path} budget {b}")
-        per: dict[str, Any] = {}
+        per: dict[str, ClaimsByDefinition] = {}
         for key in (k for k in s.methods if k in ("tsb", "tsb_bn", "tsb_full")):
             m = s.methods[key]
             early, source = _adopted_early_clean(s.training, m, root) if m.backbone == "early" else (None, None)
             train_n = _train_images_of_adopted(s.training, root)
-            su = speedup_units(s.methods[BASELINE], m, config=_budget_config(f.config, s.training),
-                               training=s.training, train_images=train_n)
+            su = speedup_units(s.methods[BASELINE], m, budget=_budget(f.config, s.training), training=s.training,
+                               train_images=train_n)
             per[key] = claims_by_definition(s.methods, f.reference_accuracy, [label], method=key, early_clean=early,
-                                            early_clean_source=source, speedup=su).to_dict()
+                                            early_clean_source=source, speedup=su)
         budgets[b] = per
-    return {"source": str(path.relative_to(root) if path.is_relative_to(root) else path), "model": f.model,
-            "sigma": f.config.get("preset_overrides", {}).get("noise.sigma"), "preset": f.preset,
-            "reference_accuracy": f.reference_accuracy, "budgets": budgets}
+    return ClaimsFile(source=_source(path, root), model=f.model, sigma=_sigma(f.config), preset=f.preset,
+                      reference_accuracy=f.reference_accuracy, budgets=budgets)
 
 
-def _budget_config(cfg: Mapping[str, Any], training: Mapping[str, TrainingMeta]) -> dict[str, Any]:
-    """The frontier's config with this budget's early epochs (from its training meta)."""
-    out = dict(cfg)
+def _budget(cfg: JsonObject, training: Mapping[str, TrainingMeta]) -> EpochBudget:
+    """The frontier's epoch budget with this budget's early epochs (from its training meta)."""
     early_meta = training.get("backbone_early")
-    out["backbone"] = dict(cfg["backbone"], early_epochs=early_meta.epochs if early_meta else None)
-    return out
+    return replace(EpochBudget.of(cfg), early_epochs=early_meta.epochs if early_meta else None)
 
 
 def _train_images_of_adopted(training: Mapping[str, TrainingMeta], root: Path) -> int | None:
@@ -330,7 +358,7 @@ def _train_images_of_adopted(training: Mapping[str, TrainingMeta], root: Path) -
     return train_images_from_note(read_record(StudyResult, results).dataset.split_note)
 
 
-def claims_for(raw: str | Path, root: Path) -> tuple[Path, dict[str, Any]]:
+def claims_for(raw: str | Path, root: Path) -> tuple[Path, ClaimsFile]:
     """(where ``claims_by_definition.json`` goes, what it holds) for a study's ``results.json``, a
     ``frontier.json``, or the folder holding one; ``root`` resolves the adopted-from paths they record."""
     path = Path(raw).resolve()

@@ -20,7 +20,7 @@ from tsb_aihw.parallel.executor import Executor
 from tsb_aihw.pipeline.adopt import check_sources
 from tsb_aihw.pipeline.claims import compute_claims
 from tsb_aihw.pipeline.config import StudyConfig, keyed_tree
-from tsb_aihw.pipeline.definitions import speedup_units
+from tsb_aihw.pipeline.definitions import EpochBudget, speedup_units
 from tsb_aihw.pipeline.deploy import CellResult
 from tsb_aihw.pipeline.inputs import data_inputs, with_inputs
 from tsb_aihw.pipeline.methods import GRID_METHOD, MethodSpec, method_spec, selective_specs
@@ -143,7 +143,7 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
             block_time_s=block_time if per_chip_block else None,
         )
     base, tsb_method = methods.get("full_noise_injection"), methods.get("tsb")
-    speedup = (speedup_units(base, tsb_method, config=cfg.to_dict(), training=models.meta,
+    speedup = (speedup_units(base, tsb_method, budget=EpochBudget.of(cfg.to_dict()), training=models.meta,
                              train_images=len(ctx.data.train.dataset)) if base and tsb_method else None)
     tsb = models.tsb_model()
     block = get_tsb(tsb)
