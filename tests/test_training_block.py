@@ -99,7 +99,7 @@ def test_noise_on_block_only_during_training(setup):
     twin = chip_twin(backbone, 0.4, seed=1)
     before = {k: v.clone() for k, v in twin.state_dict().items() if not k.startswith("tsb.")}
     result = train_block(twin, train, epochs=2, lr=1e-2, noise_std=0.05, progress=False)
-    assert result.config["noise_std"] == 0.05
+    assert result.config.noise_std == 0.05
     assert not parametrize.is_parametrized(twin.tsb.conv)
     assert all(torch.equal(v, twin.state_dict()[k]) for k, v in before.items())
     assert list(twin.state_dict()) == list(before) + ["tsb.conv.weight"]

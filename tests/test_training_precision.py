@@ -91,7 +91,7 @@ def test_bf16_trains_on_cpu_and_keeps_master_state_fp32(tmp_path):
                                     epochs=2, progress=False, recipe=dataclasses.replace(PLAIN, precision=p),
                                     checkpointing=Checkpointing(tmp_path / p))
         assert set(dtypes) == {torch.bfloat16 if p == "bf16" else torch.float32}
-        assert res.precision == p and res.config["precision"] == p and res.to_dict()["precision"] == p
+        assert res.precision == p and res.config.precision == p and res.to_dict()["precision"] == p
         assert all(t.dtype == torch.float32 for t in model.state_dict().values() if t.is_floating_point())
         assert not torch.equal(bn.running_mean, running_before)  # BN statistics moved, in fp32
         state = load_state(tmp_path / p / "resume.pt")
@@ -123,7 +123,7 @@ def test_auto_follows_the_cpu_flags(monkeypatch):
         res = train_noise_injection(digits_cnn(4), DataLoader(train, 700), noise_std=0.0, epochs=1, progress=False,
                                     recipe=dataclasses.replace(PLAIN, precision="auto"))
         assert res.precision == expected
-        assert res.config["recipe"]["precision"] == "auto"  # what was asked, next to what ran
+        assert res.config.optim.recipe.precision == "auto"  # what was asked, next to what ran
 
 
 def test_without_a_recipe_training_stays_fp32():
@@ -142,7 +142,7 @@ def test_block_training_runs_in_bf16_and_leaves_the_backbone_alone():
     before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("tsb.")}
     res = train_block(model, DataLoader(train, 100), block_params="tsb", epochs=1, progress=False,
                       recipe=dataclasses.replace(PLAIN, lr=0.02, precision="bf16"))
-    assert res.precision == "bf16" and res.config["precision"] == "bf16"
+    assert res.precision == "bf16" and res.config.precision == "bf16"
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
     assert model.tsb.conv.weight.dtype == torch.float32 and float(model.tsb.conv.weight.detach().abs().sum()) > 0

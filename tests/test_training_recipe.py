@@ -143,7 +143,7 @@ def test_the_trainer_sets_the_recipe_lr_at_every_step():
     recipe = dataclasses.replace(PLAIN, schedule="onecycle", warmup_fraction=0.3, lr=0.05)
     res = train_noise_injection(digits_cnn(4), loader, noise_std=0.0, epochs=3, progress=False, recipe=recipe)
     assert [h["lr"] for h in res.history] == pytest.approx([recipe.lr_at(7 * e, 21) for e in range(3)])
-    assert res.config["recipe"] == recipe.to_dict() and res.config["optimizer"] == "sgd"
+    assert res.config.optim.recipe == recipe and res.config.optim.optimizer == "sgd"
 
 
 # -- loss, clipping ------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ def test_block_training_with_a_recipe_only_moves_the_block():
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
     assert float(model.tsb.conv.weight.detach().abs().sum()) > 0
-    assert res.config["recipe"]["noise_warmup_fraction"] == 0.5
+    assert res.config.optim.recipe.noise_warmup_fraction == 0.5
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
 
 

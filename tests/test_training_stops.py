@@ -209,7 +209,7 @@ def test_the_anneal_continues_the_stop_and_counts_its_budget(data, with_stops):
         models.append(model)
     res = results[0]
     assert same_state(models[0].state_dict(), models[1].state_dict())  # deterministic
-    assert res.config["stop"] == {"budget": 0.5, "stop_step": 19, "anneal_steps": 5, "total_steps": 48, "steps": 24}
+    assert res.config.stop.to_dict() == {"budget": 0.5, "stop_step": 19, "anneal_steps": 5, "total_steps": 48, "steps": 24}
     assert len(res.history) == 2 and res.history[0] == pytest.approx(b_res.history[0])  # (b)'s first epoch, then
     assert res.restored_best is False  # the annealed state is the early backbone
     assert res.precision == "fp32"

@@ -349,9 +349,11 @@ class TrainedModels:
                               "backbone.early_from: separate")
         res = anneal_from_stop(model, self.train_loader("backbone", "full"), self.data.val, found[0],
                                device=self.cfg.device, progress=self.progress)
+        plan = res.config.stop if res.config is not None else None
+        assert plan is not None  # an anneal from a stop always records the stop's plan
         meta = TrainingMeta(train_time_s=res.wall_time_s, epochs=b.early_epochs, noise_std=self.noise_std,
                             precision=res.precision, history=[dict(h) for h in res.history],
-                            stop=res.config["stop"], stop_file=str(found[0]))
+                            stop=plan.to_dict(), stop_file=str(found[0]))
         return model, meta
 
     def tsb_model(self, backbone: str = "early", block: BlockConfig | None = None) -> nn.Module:

@@ -16,6 +16,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.training.loop import (
     EarlyStop,
     OptimArgs,
+    TrainConfig,
     TrainResult,
     check_recipe_data,
     fit,
@@ -61,7 +62,7 @@ def verified_residual_std(preset: DevicePreset) -> float:
     if key not in _RESIDUAL_STD:
         with torch.random.fork_rng(devices=[]):
             measured = characterize(preset, n_chips=3, times={"programmed": None})
-        _RESIDUAL_STD[key] = float(measured["verified"]["sd_over_absmax"]["programmed"])
+        _RESIDUAL_STD[key] = float(measured.verified.sd_over_absmax["programmed"])
     return _RESIDUAL_STD[key]
 
 
@@ -162,7 +163,7 @@ def train_block(
             noisy = [*stack.enter_context(weight_noise(model, noise_std, block_layers if noise_std > 0 else [])),
                      *stack.enter_context(weight_noise(model, backbone_noise_std,
                                                        backbone_layers if backbone_noise_std > 0 else []))]
-            opt, sched, opt_config = setup_optimizer(params, epochs, recipe, given, BLOCK_DEFAULTS)
+            opt, sched, optim = setup_optimizer(params, epochs, recipe, given, BLOCK_DEFAULTS)
             out = fit(
                 model, train_loader, val_loader, epochs=epochs, optimizer=opt, scheduler=sched,
                 set_train_mode=set_train_mode, forward=cached_forward if cache is None else cache.forward,
@@ -180,7 +181,7 @@ def train_block(
         best_val_acc=out.best_val_acc, stopped_early=out.stop_reason is not None,
         stop_reason=out.stop_reason, restored_best=out.restored_best,
         trainable_params=sum(p.numel() for p in params), seed=seed,
-        config={"noise_std": noise_std, "backbone_noise_std": backbone_noise_std, **opt_config,
-                "precision": out.precision, "early_stop": early_stop.to_dict() if early_stop else None},
+        config=TrainConfig(noise_std=noise_std, optim=optim, precision=out.precision, early_stop=early_stop,
+                           backbone_noise_std=backbone_noise_std),
         precision=out.precision,
     )

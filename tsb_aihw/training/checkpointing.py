@@ -89,6 +89,11 @@ class StopPlan:
         """Optimizer steps the early backbone costs (the stop's share of the run plus its anneal)."""
         return self.stop_step + self.anneal_steps
 
+    def to_dict(self) -> dict[str, int | float]:
+        """The plan as the early backbone's training meta records it (``stop``), its cost included."""
+        return {"budget": self.budget, "stop_step": self.stop_step, "anneal_steps": self.anneal_steps,
+                "total_steps": self.total_steps, "steps": self.steps}
+
 
 def plan_stop(recipe: TrainRecipe | None, total_steps: int, budget: float) -> StopPlan:
     """Where the early backbone at ``budget`` stops and how long it anneals; ConfigError when the stop would fall

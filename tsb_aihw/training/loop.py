@@ -76,6 +76,45 @@ class EarlyStop:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class OptimizerSetup:
+    """The optimizer a run trained with: its recipe's (``recipe`` set; ``fit`` sets every step's LR from it) or
+    the trainer's keywords and defaults (a per-epoch ``schedule``)."""
+
+    optimizer: str
+    lr: float
+    schedule: str
+    weight_decay: float | None
+    recipe: TrainRecipe | None = None
+
+    def to_dict(self) -> JsonObject:
+        out: JsonObject = {"optimizer": self.optimizer, "lr": self.lr, "schedule": self.schedule,
+                           "weight_decay": self.weight_decay}
+        return out if self.recipe is None else out | {"recipe": self.recipe.to_dict()}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What a training run was asked for and ran in (``TrainResult.config``): its training noise, optimizer, the
+    precision it used, its early-stop rule and, for an early backbone annealed from (b)'s stop, the stop's plan."""
+
+    noise_std: float
+    optim: OptimizerSetup
+    precision: str
+    early_stop: EarlyStop | None = None
+    backbone_noise_std: float | None = None  # block training only
+    stop: StopPlan | None = None
+
+    def to_dict(self) -> JsonObject:
+        """Flat, as the trainers always reported it (keys a kind of run never had left out)."""
+        out: JsonObject = {"noise_std": self.noise_std}
+        if self.backbone_noise_std is not None:
+            out["backbone_noise_std"] = self.backbone_noise_std
+        out |= self.optim.to_dict() | {"precision": self.precision,
+                                       "early_stop": self.early_stop.to_dict() if self.early_stop else None}
+        return out if self.stop is None else out | {"stop": self.stop.to_dict()}
+
+
 @dataclass
 class TrainResult:
     """What a training run did: epochs, wall time (a resumed run's earlier part included), per-epoch history, the
@@ -93,7 +132,7 @@ class TrainResult:
     restored_best: bool = False
     trainable_params: int = 0
     seed: int = 0
-    config: JsonObject = field(default_factory=dict)
+    config: TrainConfig | None = None
     precision: str = "fp32"  # what the forward and backward ran in (resolved: fp32 or bf16, never auto)
 
     @property
@@ -106,6 +145,7 @@ class TrainResult:
 
     def to_dict(self) -> JsonObject:
         out = asdict(self)
+        out["config"] = self.config.to_dict() if self.config is not None else {}
         out["seconds_per_epoch"] = self.seconds_per_epoch
         return out
 
@@ -153,8 +193,8 @@ def resolve_optim(epochs: int, recipe: TrainRecipe | None, given: OptimArgs, def
 
 def setup_optimizer(params: list[nn.Parameter], epochs: int, recipe: TrainRecipe | None, given: OptimArgs,
                     defaults: OptimArgs) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None,
-                                                  JsonObject]:
-    """(optimizer, per-epoch scheduler or None, config record) from a recipe or from the keywords.
+                                                  OptimizerSetup]:
+    """(optimizer, per-epoch scheduler or None, what it is) from a recipe or from the keywords.
 
     Without a recipe the keywords (or ``defaults``) behave as before: a per-epoch scheduler; with one, the
     scheduler is None and ``fit`` sets the LR of every step from the recipe."""
@@ -163,12 +203,12 @@ def setup_optimizer(params: list[nn.Parameter], epochs: int, recipe: TrainRecipe
         assert recipe is not None
         opt = make_optimizer(params, recipe.optimizer, recipe.lr, recipe.weight_decay,
                              momentum=recipe.momentum, nesterov=recipe.nesterov)
-        return opt, None, {"optimizer": recipe.optimizer, "lr": recipe.lr, "schedule": recipe.schedule,
-                           "weight_decay": recipe.weight_decay, "recipe": recipe.to_dict()}
+        return opt, None, OptimizerSetup(optimizer=recipe.optimizer, lr=recipe.lr, schedule=recipe.schedule,
+                                          weight_decay=recipe.weight_decay, recipe=recipe)
     assert args.optimizer is not None and args.lr is not None and args.schedule is not None
     opt = make_optimizer(params, args.optimizer, args.lr, args.weight_decay or 0.0)
-    return opt, make_scheduler(opt, args.schedule, epochs), {
-        "lr": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "weight_decay": args.weight_decay}
+    return opt, make_scheduler(opt, args.schedule, epochs), OptimizerSetup(
+        optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay)
 
 
 def check_recipe_data(recipe: TrainRecipe | None, train_loader: Iterable) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from tsb_aihw.training.checkpointing import Checkpointing, TrainState
 from tsb_aihw.training.loop import (
     EarlyStop,
     OptimArgs,
+    TrainConfig,
     TrainResult,
     check_recipe_data,
     fit,
@@ -202,7 +203,7 @@ def _train(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters (all requires_grad=False)")
-    opt, sched, opt_config = setup_optimizer(params, epochs, recipe, given, NOISE_INJECTION_DEFAULTS)
+    opt, sched, optim = setup_optimizer(params, epochs, recipe, given, NOISE_INJECTION_DEFAULTS)
     start = time.perf_counter()
     with weight_noise(model, noise_std) as layers:  # the clean Parameters move under parametrizations.*.original
         out = fit(
@@ -213,17 +214,12 @@ def _train(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None
             noise_std=noise_std, run_seed=seed, checkpointing=checkpointing, anneal_from=anneal_from,
         )
     model.eval()
-    extra: dict[str, Any] = {}
-    if anneal_from is not None and anneal_from.plan is not None:
-        p = anneal_from.plan
-        extra["stop"] = {"budget": p.budget, "stop_step": p.stop_step, "anneal_steps": p.anneal_steps,
-                         "total_steps": p.total_steps, "steps": p.steps}
     return TrainResult(
         method="noise_injection", epochs_budget=epochs, epochs_run=len(out.history),
         wall_time_s=out.earlier_s + time.perf_counter() - start, history=out.history, best_epoch=out.best_epoch,
         best_val_acc=out.best_val_acc, stopped_early=out.stop_reason is not None, stop_reason=out.stop_reason,
         restored_best=out.restored_best, trainable_params=sum(p.numel() for p in params), seed=seed,
-        config={"noise_std": noise_std, **opt_config, "precision": out.precision,
-                "early_stop": early_stop.to_dict() if early_stop else None, **extra},
+        config=TrainConfig(noise_std=noise_std, optim=optim, precision=out.precision, early_stop=early_stop,
+                           stop=anneal_from.plan if anneal_from is not None else None),
         precision=out.precision,
     )
