@@ -132,12 +132,12 @@ def test_cost_section_is_not_part_of_the_identity_but_asymmetry_is():
 
 def test_hermes_check_constants_row():
     res = hermes_check("constants", [Activity(1.0, 1.0, "full")])
-    (row,) = res["model"]
-    assert row["pj_per_mac"] == pytest.approx(0.511, abs=0.001) and row["latency_s"] == pytest.approx(259e-9)
-    assert res["published"]["one_phase"]["pj_per_mac"] == pytest.approx(2 / 9.76)
-    assert row["priced_by"]["array"] == CONSTANTS
+    (row,) = res.model
+    assert row.pj_per_mac == pytest.approx(0.511, abs=0.001) and row.latency_s == pytest.approx(259e-9)
+    assert res.published["one_phase"].pj_per_mac == pytest.approx(2 / 9.76)
+    assert row.priced_by["array"] == CONSTANTS
     same = tile_mvm_price(load_preset("pcm"), 256, 256, Activity(0.5, 0.5), "constants")
-    assert same["parts_j"]["array"] == pytest.approx(row["parts_j"]["array"] / 4)
+    assert same.parts_j["array"] == pytest.approx(row.parts_j["array"] / 4)
 
 
 # ------------------------------------------------------------------------------------------ asymmetric verify

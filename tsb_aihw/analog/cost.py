@@ -43,7 +43,7 @@ import functools
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from tsb_aihw.errors import ConfigError
@@ -585,12 +585,75 @@ def _inference_cost(analog_model: nn.Module, preset: Any, input_shape: Sequence[
 #: IBM HERMES (Le Gallo et al., Nat. Electron. 6, 680 (2023); arXiv 2212.02872): 64 cores of 256x256 unit
 #: cells, 14 nm CMOS, PCM, 8-bit input (pulse width) / 8-bit output, one ADC per column. Chip figures for
 #: 8-bit MVMs: one-phase read 63.1 TOPS at 9.76 TOPS/W, four-phase (high precision) 16.1 TOPS at 2.48 TOPS/W.
-HERMES: dict[str, Any] = {"rows": 256, "cols": 256, "cores": 64, "tech_node_nm": 14.0,
-          "one_phase": {"tops": 63.1, "tops_per_w": 9.76}, "four_phase": {"tops": 16.1, "tops_per_w": 2.48}}
+@dataclass(frozen=True)
+class PublishedMode:
+    """A chip's measured throughput and efficiency for one way of running its MVMs."""
+
+    tops: float
+    tops_per_w: float
+
+
+@dataclass(frozen=True)
+class PublishedChip:
+    """A published chip's geometry and figures, which the cost model is set against."""
+
+    rows: int
+    cols: int
+    cores: int
+    tech_node_nm: float
+    one_phase: PublishedMode
+    four_phase: PublishedMode
+
+
+HERMES = PublishedChip(rows=256, cols=256, cores=64, tech_node_nm=14.0, one_phase=PublishedMode(63.1, 9.76),
+                       four_phase=PublishedMode(16.1, 2.48))
+
+
+@dataclass(frozen=True)
+class TileMvmPrice:
+    """One MVM through one tile: energy (total and per part: dac, adc, array), latency, the derived figures of
+    merit, the activity it was priced at and which model priced each part."""
+
+    energy_j: float
+    parts_j: dict[str, float]
+    latency_s: float
+    pj_per_mac: float
+    tops_per_w: float
+    tops_per_tile: float
+    area_m2: float | None
+    g_frac: float
+    x_frac: float
+    activity: str
+    priced_by: dict[str, str]
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class PublishedFigures:
+    """A published mode's figures per core MVM, comparable to a :class:`TileMvmPrice`."""
+
+    tops_per_w: float
+    pj_per_mac: float
+    energy_per_core_mvm_j: float
+    core_mvm_s: float
+
+
+@dataclass(frozen=True)
+class ChipCheck:
+    """This package's price of a published chip's core MVM at several activities, next to its published figures."""
+
+    chip: str
+    preset: str
+    pricing: str
+    model: list[TileMvmPrice]
+    published: dict[str, PublishedFigures]
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
 
 
 def tile_mvm_price(preset: Any, rows: int, cols: int, activity: Activity, pricing: str = "auto",
-                   constants: CostConstants | None = None) -> dict[str, Any]:
+                   constants: CostConstants | None = None) -> TileMvmPrice:
     """Energy and latency of one MVM through one ``rows`` x ``cols`` tile of ``preset`` (no torch needed):
     the per-tile formula of :func:`inference_cost` for one vector."""
     const = constants or CostConstants()
@@ -610,12 +673,12 @@ def tile_mvm_price(preset: Any, rows: int, cols: int, activity: Activity, pricin
     ops = 2 * rows * cols
     area = None if None in (cell.area_m2, dac.area_m2, adc.area_m2) else \
         rows * cols * dpw * cell.area_m2 + dac.area_m2 + n_adcs * adc.area_m2
-    return {"energy_j": energy, "parts_j": parts, "latency_s": latency, "pj_per_mac": energy / (ops / 2) * 1e12,
-            "tops_per_w": ops / energy / 1e12, "tops_per_tile": ops / latency / 1e12, "area_m2": area,
-            "g_frac": activity.g_frac, "x_frac": activity.x_frac, "activity": activity.source,
-            "priced_by": {"dac": dac.priced_by, "adc": adc.priced_by, "array": cell.priced_by,
-                          "latency": f"{CONSTANTS} (preset read time, ADC conversion time)"},
-            "notes": list(getattr(pricer, "notes", []))}
+    return TileMvmPrice(energy_j=energy, parts_j=parts, latency_s=latency, pj_per_mac=energy / (ops / 2) * 1e12,
+                        tops_per_w=ops / energy / 1e12, tops_per_tile=ops / latency / 1e12, area_m2=area,
+                        g_frac=activity.g_frac, x_frac=activity.x_frac, activity=activity.source,
+                        priced_by={"dac": dac.priced_by, "adc": adc.priced_by, "array": cell.priced_by,
+                                   "latency": f"{CONSTANTS} (preset read time, ADC conversion time)"},
+                        notes=list(getattr(pricer, "notes", [])))
 
 
 def measured_tile_activity(preset: Any, rows: int = 256, cols: int = 256, n_inputs: int = 64,
@@ -641,28 +704,27 @@ def nn_sequential(*mods: Any) -> Any:
     return nn.Sequential(*mods)
 
 
-def hermes_check(pricing: str = "auto", activities: Sequence[Activity] | None = None) -> dict[str, Any]:
+def hermes_check(pricing: str = "auto", activities: Sequence[Activity] | None = None) -> ChipCheck:
     """Price one HERMES-sized core MVM with the pcm preset (256x256 tiles, 14 nm, one ADC per column) at the
     given activities (default: full scale, a programmed Gaussian tile, the trained-LeNet-3 level) and set it
     against the chip's published figures."""
     from tsb_aihw.devices.presets import load_preset
 
     preset = load_preset("pcm", mapping__max_input_size=256, mapping__max_output_size=256,
-                         cost__tech_node_nm=HERMES["tech_node_nm"], cost__columns_per_adc=1)
+                         cost__tech_node_nm=HERMES.tech_node_nm, cost__columns_per_adc=1)
     if activities is None:
         activities = [Activity(1.0, 1.0, "full scale (every cell at g_max, every input full scale)"),
                       measured_tile_activity(preset),
                       Activity(0.15, 0.20, "trained LeNet-3 level (g 11-18 %, x 18-22 %; issue 35's check)")]
-    rows = [tile_mvm_price(preset, HERMES["rows"], HERMES["cols"], a, pricing) for a in activities]
-    core_ops = 2 * HERMES["rows"] * HERMES["cols"]
+    rows = [tile_mvm_price(preset, HERMES.rows, HERMES.cols, a, pricing) for a in activities]
+    core_ops = 2 * HERMES.rows * HERMES.cols
     published = {}
-    for mode in ("one_phase", "four_phase"):
-        m = HERMES[mode]
-        t_mvm = core_ops * HERMES["cores"] / (m["tops"] * 1e12)
-        published[mode] = {"tops_per_w": m["tops_per_w"], "pj_per_mac": 2.0 / m["tops_per_w"],
-                           "energy_per_core_mvm_j": core_ops / (m["tops_per_w"] * 1e12), "core_mvm_s": t_mvm}
-    return {"chip": "IBM HERMES (Le Gallo et al., Nat. Electron. 6, 680 (2023))", "preset": preset.name,
-            "pricing": pricing, "model": rows, "published": published}
+    for mode, m in (("one_phase", HERMES.one_phase), ("four_phase", HERMES.four_phase)):
+        published[mode] = PublishedFigures(tops_per_w=m.tops_per_w, pj_per_mac=2.0 / m.tops_per_w,
+                                           energy_per_core_mvm_j=core_ops / (m.tops_per_w * 1e12),
+                                           core_mvm_s=core_ops * HERMES.cores / (m.tops * 1e12))
+    return ChipCheck(chip="IBM HERMES (Le Gallo et al., Nat. Electron. 6, 680 (2023))", preset=preset.name,
+                     pricing=pricing, model=rows, published=published)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -679,21 +741,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     acts = [Activity(g, x, "given") for g, x in args.activity] if args.activity else None
     res = hermes_check(args.pricing, acts)
     if args.json:
-        print(json.dumps(res, indent=1))
+        print(json.dumps(res.to_dict(), indent=1))
         return 0
-    print(f"{res['chip']}; preset {res['preset']}, 256x256 tile, 14 nm, pricing {res['pricing']}")
+    print(f"{res.chip}; preset {res.preset}, 256x256 tile, 14 nm, pricing {res.pricing}")
     print("| activity | g/g_max | x/full | energy/MVM | pJ/MAC | TOPS/W | MVM time | array / ADC / DAC | priced by |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in res["model"]:
-        p = r["parts_j"]
-        by = "; ".join(f"{k}: {v}" for k, v in r["priced_by"].items() if k != "latency")
-        print(f"| {r['activity']} | {r['g_frac']:.3f} | {r['x_frac']:.3f} | {r['energy_j'] * 1e9:.3g} nJ | "
-              f"{r['pj_per_mac']:.3g} | {r['tops_per_w']:.3g} | {r['latency_s'] * 1e9:.3g} ns | "
+    for r in res.model:
+        p = r.parts_j
+        by = "; ".join(f"{k}: {v}" for k, v in r.priced_by.items() if k != "latency")
+        print(f"| {r.activity} | {r.g_frac:.3f} | {r.x_frac:.3f} | {r.energy_j * 1e9:.3g} nJ | "
+              f"{r.pj_per_mac:.3g} | {r.tops_per_w:.3g} | {r.latency_s * 1e9:.3g} ns | "
               f"{p['array'] * 1e9:.3g} / {p['adc'] * 1e9:.3g} / {p['dac'] * 1e9:.3g} nJ | {by} |")
-    for mode, m in res["published"].items():
-        print(f"| HERMES published, {mode.replace('_', '-')} | | | {m['energy_per_core_mvm_j'] * 1e9:.3g} nJ | "
-              f"{m['pj_per_mac']:.3g} | {m['tops_per_w']} | {m['core_mvm_s'] * 1e9:.3g} ns | | chip measurement |")
-    for note in res["model"][0]["notes"]:
+    for mode, m in res.published.items():
+        print(f"| HERMES published, {mode.replace('_', '-')} | | | {m.energy_per_core_mvm_j * 1e9:.3g} nJ | "
+              f"{m.pj_per_mac:.3g} | {m.tops_per_w} | {m.core_mvm_s * 1e9:.3g} ns | | chip measurement |")
+    for note in res.model[0].notes:
         print("note:", note)
     return 0
 

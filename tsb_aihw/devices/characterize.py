@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
 
 from tsb_aihw.devices.presets import DevicePreset, list_presets, load_preset
 from tsb_aihw.devices.programming import programming_cost, tile_programming_stats
+from tsb_aihw.utils.io import JsonObject
 
 #: "programmed" = right after programming (no drift call); the others call ``drift_analog_weights(t)``. For PCM
 #: AIHWKit's t counts from t_0 = 20 s after programming, so t=0 already carries 20 s of 1/f read noise.
@@ -31,16 +33,46 @@ def effective_weights(layer: Any) -> torch.Tensor:
     return weights * alpha
 
 
+@dataclass(frozen=True)
+class ErrorStats:
+    """One way of programming (one-shot or verified), averaged over chips: the weight error at each time (relative
+    norm, its sd over chips, sd over max|W|) and the programming cost per cell."""
+
+    rel_error: dict[str, float]
+    rel_error_sd: dict[str, float]
+    sd_over_absmax: dict[str, float]
+    pulses_per_cell: float
+    reads_per_cell: float
+    failed_fraction: float
+    time_per_cell_s: float
+    energy_per_cell_j: float
+    devices_per_weight: int
+
+
+@dataclass(frozen=True)
+class Characterization:
+    """What a preset does to a reference weight matrix, one-shot and verified (a row pair of docs/devices.md)."""
+
+    preset: str
+    shape: list[int]
+    chips: int
+    one_shot: ErrorStats
+    verified: ErrorStats
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
+
+
 @torch.no_grad()
 def characterize(preset: DevicePreset, n_chips: int = 5, shape: tuple[int, int] = (64, 256), seed: int = 0,
-                 times: dict[str, float | None] | None = None) -> dict[str, Any]:
+                 times: dict[str, float | None] | None = None) -> Characterization:
     """Relative error ||W_eff - W|| / ||W|| and sd(W_eff - W)/max|W| per time, one-shot and verified."""
     from aihwkit.nn import AnalogLinear
 
     times = times or TIMES
     gen = torch.Generator().manual_seed(seed)
     weights = torch.randn(shape, generator=gen)
-    out: dict[str, Any] = {"preset": preset.name, "shape": list(shape), "chips": n_chips}
+    stats_of: dict[bool, ErrorStats] = {}
     for verified in (False, True):
         rel: dict[str, list[float]] = {k: [] for k in times}
         sd: dict[str, list[float]] = {k: [] for k in times}
@@ -62,19 +94,16 @@ def characterize(preset: DevicePreset, n_chips: int = 5, shape: tuple[int, int] 
                 diff = effective_weights(layer) - weights
                 rel[key].append(float(diff.norm() / weights.norm()))
                 sd[key].append(float(diff.std() / weights.abs().max()))
-        tag = "verified" if verified else "one_shot"
-        out[tag] = {
-            "rel_error": {k: sum(v) / len(v) for k, v in rel.items()},
-            "rel_error_sd": {k: _sd(v) for k, v in rel.items()},
-            "sd_over_absmax": {k: sum(v) / len(v) for k, v in sd.items()},
-            "pulses_per_cell": pulses / cells,
-            "reads_per_cell": reads / cells,
-            "failed_fraction": failed / cells,
-            "time_per_cell_s": time_s / cells,
-            "energy_per_cell_j": energy_j / cells,
-            "devices_per_weight": preset.write_verify.devices_per_weight,
-        }
-    return out
+        stats_of[verified] = ErrorStats(
+            rel_error={k: sum(v) / len(v) for k, v in rel.items()},
+            rel_error_sd={k: _sd(v) for k, v in rel.items()},
+            sd_over_absmax={k: sum(v) / len(v) for k, v in sd.items()},
+            pulses_per_cell=pulses / cells, reads_per_cell=reads / cells, failed_fraction=failed / cells,
+            time_per_cell_s=time_s / cells, energy_per_cell_j=energy_j / cells,
+            devices_per_weight=preset.write_verify.devices_per_weight,
+        )
+    return Characterization(preset=preset.name, shape=list(shape), chips=n_chips, one_shot=stats_of[False],
+                            verified=stats_of[True])
 
 
 @torch.no_grad()
@@ -137,18 +166,16 @@ def _sd(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
-def markdown(results: list[dict[str, Any]]) -> str:
-    keys = list(results[0]["one_shot"]["rel_error"])
+def markdown(results: list[Characterization]) -> str:
+    keys = list(results[0].one_shot.rel_error)
     lines = ["| preset | programming | " + " | ".join(keys) + " | sd/max\\|W\\| programmed | pulses/cell | "
              "reads/cell | failed | time/cell | energy/cell |", "|---|---|" + "---|" * (len(keys) + 6)]
     for r in results:
-        for tag in ("one_shot", "verified"):
-            d = r[tag]
-            errs = " | ".join(f"{d['rel_error'][k]:.3f}" for k in keys)
-            lines.append(f"| {r['preset']} | {tag.replace('_', '-')} | {errs} | "
-                         f"{d['sd_over_absmax'][keys[0]]:.4f} | "
-                         f"{d['pulses_per_cell']:.2f} | {d['reads_per_cell']:.2f} | {d['failed_fraction']:.2%} | "
-                         f"{d['time_per_cell_s'] * 1e6:.3g} us | {d['energy_per_cell_j'] * 1e12:.3g} pJ |")
+        for tag, d in (("one-shot", r.one_shot), ("verified", r.verified)):
+            errs = " | ".join(f"{d.rel_error[k]:.3f}" for k in keys)
+            lines.append(f"| {r.preset} | {tag} | {errs} | {d.sd_over_absmax[keys[0]]:.4f} | "
+                         f"{d.pulses_per_cell:.2f} | {d.reads_per_cell:.2f} | {d.failed_fraction:.2%} | "
+                         f"{d.time_per_cell_s * 1e6:.3g} us | {d.energy_per_cell_j * 1e12:.3g} pJ |")
     return "\n".join(lines)
 
 
@@ -163,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {k: _parse(v) for k, v in (s.split("=", 1) for s in args.set)}
     results = [characterize(load_preset(n, overrides=overrides), n_chips=args.chips)
                for n in (args.presets or list_presets())]
-    print(json.dumps(results, indent=2) if args.json else markdown(results))
+    print(json.dumps([r.to_dict() for r in results], indent=2) if args.json else markdown(results))
     return 0
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -34,7 +34,7 @@ from tsb_aihw.errors import ConfigError
 from tsb_aihw.evaluation.accuracy import chip_accuracy
 from tsb_aihw.evaluation.stats import Summary, summarize
 from tsb_aihw.evaluation.times import format_time, parse_times
-from tsb_aihw.utils.io import JsonObject, atomic_write_csv, atomic_write_json, ensure_writable_dir
+from tsb_aihw.utils.io import JsonObject, atomic_write_csv, atomic_write_json, check_accuracies, ensure_writable_dir
 
 PerChip = Callable[[nn.Module, int], Any]
 Evaluate = Callable[[nn.Module, Iterable], float]
@@ -231,7 +231,7 @@ def monte_carlo(
     identity = {"version": CELL_VERSION, "seed": seed, "times": seconds, "model": state.fingerprint()}
     store: Any = ResultStore(out, "monte-carlo", identity) if out is not None else _MemoryStore()
 
-    def run_chip(task: _ChipTask) -> JsonObject:
+    def run_chip(task: _ChipTask) -> ChipRow:
         start = time.perf_counter()
         chip = Chip(analog_model, preset, seed, task.index)
         state.restore(analog_model)
@@ -240,8 +240,8 @@ def monte_carlo(
             extra = _jsonable(per_chip(analog_model, task.index)) if per_chip is not None else None
         analog_model.eval()
         accs = evaluate_chip(chip, loader, seconds, device=device, fast=fast, evaluate=evaluate)
-        return {"chip": task.index, "seed": chip.chip_seed, "accuracies": accs, "digest": digest,
-                "seconds": time.perf_counter() - start, "extra": extra}
+        return ChipRow(chip=task.index, seed=chip.chip_seed, accuracies=accs, digest=digest,
+                       seconds=time.perf_counter() - start, extra=extra)
 
     tasks = [_ChipTask(f"chip#{c}", c) for c in range(chips)]
     try:
@@ -250,9 +250,9 @@ def monte_carlo(
         state.reset(analog_model)
     kept = [check_chip_row(store.get(t.key), str(getattr(store, "path", "monte_carlo"))) for t in tasks]
     return MonteCarloResult(
-        times=seconds, seed=seed, chip_seeds=[r["seed"] for r in kept],
-        accuracies=[r["accuracies"] for r in kept], chip_seconds=[r["seconds"] for r in kept],
-        chip_extras=[r["extra"] for r in kept], resumed_chips=resumed, chip_digests=[r["digest"] for r in kept],
+        times=seconds, seed=seed, chip_seeds=[r.seed for r in kept], accuracies=[r.accuracies for r in kept],
+        chip_seconds=[r.seconds for r in kept], chip_extras=[r.extra for r in kept], resumed_chips=resumed,
+        chip_digests=[r.digest for r in kept],
     )
 
 
@@ -284,12 +284,27 @@ class _MemoryStore(dict):
         self[key] = value
 
 
-def check_chip_row(row: Any, where: str) -> JsonObject:
-    """A stored chip row is type-checked before use (an edited store is an error, never used)."""
+@dataclass(frozen=True)
+class ChipRow:
+    """One chip's cell as the result store keeps it: its seed, accuracy per time, programmed fingerprint, wall
+    time and what the per-chip hook returned (JSON-able, or None)."""
+
+    chip: int | None
+    seed: int
+    accuracies: list[float]
+    digest: str
+    seconds: float
+    extra: Any = None
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
+
+
+def check_chip_row(row: Any, where: str) -> ChipRow:
+    """A stored chip row, type-checked before use (an edited store is an error, never used)."""
     if not isinstance(row, dict) or not {"seed", "accuracies", "seconds", "digest"} <= set(row):
         raise ConfigError(f"{where}: a stored chip is mis-shaped; the store was edited or damaged (move it aside "
                           "with --move-aside to recompute)")
-    from tsb_aihw.utils.io import check_accuracies
-
     check_accuracies(row["accuracies"], where)
-    return row
+    return ChipRow(chip=row.get("chip"), seed=row["seed"], accuracies=row["accuracies"], digest=row["digest"],
+                   seconds=row["seconds"], extra=row.get("extra"))
