@@ -33,8 +33,8 @@ class DeploySpec:
     the config's)."""
 
     preset: str
-    overrides: dict[str, Any] = field(default_factory=dict, hash=False)
-    block: dict[str, Any] = field(default_factory=dict, hash=False)
+    overrides: JsonObject = field(default_factory=dict, hash=False)  # dotted preset keys, as a config gives them
+    block: JsonObject = field(default_factory=dict, hash=False)  # BlockConfig fields, checked by block_config
 
     def load(self) -> DevicePreset:
         from tsb_aihw.devices import load_preset

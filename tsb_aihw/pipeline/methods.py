@@ -7,8 +7,8 @@ are all derived here; configs, sweeps and the frontier import them.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from tsb_aihw.baselines.selective_verify import LABELS as SELECTION_LABELS
 from tsb_aihw.errors import ConfigError
@@ -46,7 +46,6 @@ class MethodSpec:
     selection: tuple[str, float] | None = None
     bn_recalibration: bool = False
     curve: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 BASE_METHODS: dict[str, MethodSpec] = {
