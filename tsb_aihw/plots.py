@@ -12,8 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tsb_aihw.evaluation.times import format_time  # noqa: E402
+from tsb_aihw.utils.io import JsonValue  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy.typing as npt
+
     from tsb_aihw.analog.weight_errors import WeightErrors
     from tsb_aihw.records import FrontierPoint, FrontierResult
 
@@ -205,14 +208,14 @@ def plot_block_budget(
         return _finish(fig, ax, path, xlabel=xlabel, reference=reference, title=title)
 
 
-def _error_pools(panel: WeightErrors | Mapping[str, Any], split: str | None) -> dict[str, np.ndarray]:
+def _error_pools(panel: WeightErrors | Mapping[str, npt.ArrayLike], split: str | None) -> dict[str, np.ndarray]:
     if hasattr(panel, "split"):
         return panel.split(split)
     return {k: np.asarray(v, dtype=float).reshape(-1) for k, v in panel.items()}
 
 
 def plot_weight_error_histograms(
-    panels: Mapping[str, WeightErrors | Mapping[str, Any]],
+    panels: Mapping[str, WeightErrors | Mapping[str, npt.ArrayLike]],
     path: str | os.PathLike,
     *,
     split: str | None = "group",
@@ -264,7 +267,7 @@ def plot_weight_error_histograms(
         return _save(fig, path)
 
 
-def preset_label(name: str, overrides: Mapping[str, Any] | None) -> str:
+def preset_label(name: str, overrides: Mapping[str, JsonValue] | None) -> str:
     """``nvcim-gaussian (noise.sigma=0.2)``: a preset with the config's overrides, so that plots of one preset at two
     noise levels do not carry the same title."""
     parts = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k}={v}"

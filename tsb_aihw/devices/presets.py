@@ -26,7 +26,7 @@ from tsb_aihw.devices.schema import (
     nvcim_std_factor,
 )
 from tsb_aihw.errors import ConfigError
-from tsb_aihw.utils.io import JsonObject
+from tsb_aihw.utils.io import JsonObject, JsonValue
 from tsb_aihw.utils.schema import set_dotted
 from tsb_aihw.utils.text import short_repr
 from tsb_aihw.utils.yamlfile import check_yaml_path, load_yaml_file
@@ -255,7 +255,7 @@ def _resolve(name_or_path: str | Path) -> Path:
                       f"(a path to a preset YAML file also works)")
 
 
-def _follow_mapping(raw: dict, overrides: Mapping[str, Any]) -> None:
+def _follow_mapping(raw: dict, overrides: Mapping[str, JsonValue]) -> None:
     """An override of ``noise.conductance_mapping`` alone also sets the devices per weight it implies."""
     if "noise.conductance_mapping" in overrides and "write_verify.devices_per_weight" not in overrides:
         wv = raw.get("write_verify")
@@ -279,12 +279,12 @@ def _check_nvcim_layer_scale(spec: PresetSpec, src: str) -> None:
                           f"max_output_size = 0 and weight_scaling_columnwise = false")
 
 
-def _check_overrides(overrides: Any, kw_overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _check_overrides(overrides: Any, kw_overrides: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
     """One dict of dotted keys; a ConfigError (not a TypeError deep inside) for anything else."""
     if overrides is not None and not isinstance(overrides, Mapping):
         raise ConfigError(f"preset overrides must be a mapping of dotted keys to values, e.g. "
                           f"{{'noise.sigma': 0.3}}, got {type(overrides).__name__} {short_repr(overrides)}")
-    out: dict[str, Any] = {}
+    out: dict[str, JsonValue] = {}
     for key, value in list((overrides or {}).items()) + [(k.replace("__", "."), v) for k, v in kw_overrides.items()]:
         if not isinstance(key, str):
             raise ConfigError(f"preset override key {short_repr(key)} has type {type(key).__name__}, not str; "
@@ -293,8 +293,8 @@ def _check_overrides(overrides: Any, kw_overrides: Mapping[str, Any]) -> dict[st
     return out
 
 
-def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
-                **kw_overrides: Any) -> DevicePreset:
+def load_preset(name_or_path: str | Path, overrides: Optional[Mapping[str, JsonValue]] = None,
+                **kw_overrides: JsonValue) -> DevicePreset:
     """Load and validate a device preset.
 
     Args:

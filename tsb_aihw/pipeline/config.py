@@ -17,7 +17,7 @@ from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.evaluation.times import DRIFT_TIMES, check_times
 from tsb_aihw.pipeline.methods import ALL_METHODS, BN_TWINS, METHODS
 from tsb_aihw.training.recipe import TrainRecipe
-from tsb_aihw.utils.io import JsonObject
+from tsb_aihw.utils.io import JsonObject, JsonValue
 from tsb_aihw.utils.schema import build, check, non_default_tree, section, spec, to_tree, with_overrides
 from tsb_aihw.utils.yamlfile import load_yaml_file
 
@@ -281,7 +281,7 @@ def check_pool_split(dataset: str, fractions: list[float]) -> None:
         raise ConfigError(f"data.pool_fractions: {exc}") from None
 
 
-def check_names(preset: str, overrides: Mapping[str, Any], dataset: str, model: str, device: str) -> Any:
+def check_names(preset: str, overrides: Mapping[str, JsonValue], dataset: str, model: str, device: str) -> Any:
     """Preset, dataset, model and device resolve now, not after an hour of training; returns the preset."""
     from tsb_aihw.data.registry import resolve_source
     from tsb_aihw.devices import load_preset

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from tsb_aihw.plots import (
     plot_accuracy_vs_parameter,
@@ -32,7 +31,8 @@ def _suffix(labels: list[str], t: str) -> str:
     return "" if len(labels) == 1 else f"_{t}"
 
 
-def fraction_plot_data(data: SweepRecord, t: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def fraction_plot_data(data: SweepRecord, t: str
+                       ) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, float]]]:
     """(curves, points) for ``plot_accuracy_vs_verified_fraction``: one curve per selection rule, anchored at
     one-shot (fraction 0) and full write-verify (1) when the sweep has them; fixed methods as points."""
     pts = data.points

@@ -11,7 +11,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeAlias, Union
 
 from tsb_aihw.errors import TSBError
 from tsb_aihw.utils.text import short_repr
@@ -19,6 +19,8 @@ from tsb_aihw.utils.text import short_repr
 #: a parsed or about-to-be-written JSON object whose shape no schema owns (a ``to_dict()`` form, a config tree
 #: before it is parsed, a store's cells); structured data has its own dataclass instead
 JsonObject = dict[str, Any]
+#: one JSON value as parsed (a dotted override's value: a scalar, or a list or mapping of them)
+JsonValue: TypeAlias = Union[None, bool, int, float, str, list["JsonValue"], dict[str, "JsonValue"]]
 #: one CSV row: column -> cell value
 CsvRow = Mapping[str, object]
 
