@@ -314,7 +314,7 @@ def for_study(path: Path, root: Path) -> ClaimsFile:
     su = speedup_units(r.methods[BASELINE], r.methods["tsb"], budget=EpochBudget.of(r.config), training=r.training,
                        train_images=n)
     c = claims_by_definition(r.methods, r.reference_accuracy, r.time_labels, speedup=su)
-    return ClaimsFile(source=_source(path, root), model=r.model, sigma=_sigma(r.config), preset=r.preset.get("name"),
+    return ClaimsFile(source=_source(path, root), model=r.model, sigma=_sigma(r.config), preset=r.preset.name,
                       reference_accuracy=r.reference_accuracy, methods={"tsb": c})
 
 

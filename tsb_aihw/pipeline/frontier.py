@@ -153,7 +153,7 @@ def assemble_frontier(cfg: FrontierConfig, studies: dict[str, StudyResult]) -> F
     at20 = [p for p in points if (p.gap_improvement or 0) >= PAPER_REGION["gap_improvement"]]
     return FrontierResult(
         config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(), model=cfg.model.name,
-        dataset=cfg.data.name, preset=last.preset["name"], chips=cfg.chips,
+        dataset=cfg.data.name, preset=last.preset.name, chips=cfg.chips,
         reference_accuracy=last.reference_accuracy, reference_definition=last.reference_definition,
         curves=curves, baselines=baselines, paper_region=PAPER_REGION,
         verdict=FrontierVerdict(

@@ -50,6 +50,7 @@ from tsb_aihw.pipeline.trained import train_block_for_chip
 from tsb_aihw.plots import plot_accuracy_vs_time
 from tsb_aihw.records import (
     DatasetRecord,
+    PresetRecord,
     RefreshArm,
     RefreshCell,
     RefreshCost,
@@ -240,7 +241,7 @@ def assemble_refresh(ctx: StudyContext, cfg: RefreshConfig, rows: list[RefreshCe
     tsb = get_tsb(ctx.models.tsb_model())
     return RefreshResult(
         config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(ctx.chip_eval()),
-        preset=ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
+        preset=PresetRecord.of(ctx.preset),
         model=cfg.model.name, dataset=DatasetRecord(name=cfg.data.name, split_note=ctx.data.test_info.split_note,
                                                     eval_size=len(ctx.data.test.dataset)),
         chips=len(rows), times=times, time_labels=labels,
@@ -278,7 +279,7 @@ def write_refresh_outputs(results: RefreshResult, out: Path) -> RefreshResult:
     events = {f"refresh {p.time} ({p.block_pulses:,.0f} pulses)": r
               for p, r in zip(results.cost.per_refresh, results.refresh_times)}
     plots = plot_accuracy_vs_time(series, out / "refresh_accuracy_vs_time", reference=results.reference_accuracy,
-                                  title=f"{results.model} on {results.preset['name']}: TSB refresh "
+                                  title=f"{results.model} on {results.preset.name}: TSB refresh "
                                         f"({results.chips} chips)", events=events)
     results = dataclasses.replace(results, plots=[p.name for p in plots])
     atomic_write_json(out / "results.json", results.to_dict())

@@ -18,7 +18,7 @@ def method_rows(results: StudyResult) -> Sequence[CsvRow]:
         for t in results.time_labels:  # time order (a results.json read back has its keys sorted)
             gap, a = m.gap[t].to_dict(), m.accuracy[t].to_dict()
             rows.append({
-                "preset": results.preset["name"], "method": key, "label": m.label, "time": t,
+                "preset": results.preset.name, "method": key, "label": m.label, "time": t,
                 "chips": a["n"], "acc_mean": a["mean"], "acc_std": a["std"],
                 "acc_ci95_low": a["ci95_low"], "acc_ci95_high": a["ci95_high"],
                 "gap_mean": gap["mean"], "gap_ci95_low": gap["ci95_low"], "gap_ci95_high": gap["ci95_high"],
@@ -39,7 +39,7 @@ def chip_rows(results: StudyResult) -> Sequence[CsvRow]:
     for key, m in results.methods.items():
         for chip, accs in enumerate(m.per_chip):
             for t, a in zip(results.time_labels, accs):
-                rows.append({"preset": results.preset["name"], "method": key, "chip": chip, "time": t,
+                rows.append({"preset": results.preset.name, "method": key, "chip": chip, "time": t,
                              "accuracy": a})
     return rows
 
@@ -54,7 +54,7 @@ def write_plots(results: StudyResult, out: Path) -> list[Path]:
     methods = results.methods
     ref = results.reference_accuracy
     times = results.time_labels
-    preset = results.preset["name"]
+    preset = results.preset.name
     files: list[Path] = []
     if len(times) > 1:
         series = {m.label: time_series(m.per_chip, results.times) for m in methods.values() if not m.curve}
@@ -94,7 +94,7 @@ def report_markdown(studies: Sequence[StudyResult], command: str) -> str:
     for r in studies:
         cfg = r.config
         labels = r.time_labels
-        lines += [f"## {r.model} on {r.dataset.name}, preset `{r.preset['name']}`", "",
+        lines += [f"## {r.model} on {r.dataset.name}, preset `{r.preset.name}`", "",
                   f"- data: {r.dataset.split_note}; evaluated on {r.dataset.eval_size} test images",
                   f"- chips: {cfg['chips']} (Monte-Carlo; mean ± std and 95% CI over chips), seed {cfg['seed']}",
                   f"- reference (gap = reference − accuracy): clean digital accuracy of the fully trained "

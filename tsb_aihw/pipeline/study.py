@@ -26,7 +26,7 @@ from tsb_aihw.pipeline.inputs import data_inputs, with_inputs
 from tsb_aihw.pipeline.methods import GRID_METHOD, MethodSpec, method_spec, selective_specs
 from tsb_aihw.pipeline.tasks import StudyContext
 from tsb_aihw.pipeline.trained import backbone_args
-from tsb_aihw.records import DatasetRecord, MethodResult, StudyResult, TsbRecord
+from tsb_aihw.records import DatasetRecord, MethodResult, PresetRecord, StudyResult, TsbRecord
 from tsb_aihw.records.study import InferenceCostSummary
 from tsb_aihw.utils.io import JsonObject, atomic_write_json
 from tsb_aihw.utils.provenance import provenance
@@ -149,7 +149,7 @@ def assemble_study(ctx: StudyContext, specs: list[MethodSpec], cells: dict[str, 
     block = get_tsb(tsb)
     return StudyResult(
         config=cfg.to_dict(), seed=cfg.seed, provenance=provenance(ctx.chip_eval()),
-        preset=ctx.preset.to_dict() | {"name": ctx.preset.name, "identity": ctx.preset.identity},
+        preset=PresetRecord.of(ctx.preset),
         model=cfg.model.name, width=cfg.model.width, model_args=backbone_args(cfg, ctx.data.info),
         dataset=DatasetRecord(name=cfg.data.name, split_note=ctx.data.test_info.split_note,
                               eval_size=len(ctx.data.test.dataset)),

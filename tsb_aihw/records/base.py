@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.utils.io import JsonObject, read_json
 from tsb_aihw.utils.provenance import Provenance
 from tsb_aihw.utils.schema import build, spec, to_tree
+from tsb_aihw.utils.text import short_repr
+
+if TYPE_CHECKING:  # only its type: importing the preset module would load AIHWKit with every record
+    from tsb_aihw.devices.presets import DevicePreset
 
 R = TypeVar("R", bound="Record")
 
@@ -42,6 +46,41 @@ def read_record(cls: type[R], path: str | os.PathLike) -> R:
 def accuracy_field(**kw: Any) -> Any:
     """An accuracy (or list of them, nested): a fraction in [0, 1]."""
     return spec(lo=0.0, hi=1.0, **kw)
+
+
+@dataclass(frozen=True)
+class PresetRecord:
+    """The device preset a result ran on, as results hold it: the preset's own tree (``DevicePreset.to_dict()``:
+    its fields and derived values), its name and, in studies, its content identity. Kept as that tree, which only
+    the preset schema owns; ``name`` and ``identity`` are what reports and folders read."""
+
+    tree: JsonObject
+
+    @classmethod
+    def of(cls, preset: DevicePreset, *, identity: bool = True) -> PresetRecord:
+        extra = {"name": preset.name, "identity": preset.identity} if identity else {"name": preset.name}
+        return cls(preset.to_dict() | extra)
+
+    @property
+    def name(self) -> str:
+        name = self.tree["name"]
+        assert isinstance(name, str)  # checked by from_tree
+        return name
+
+    @property
+    def identity(self) -> str | None:
+        return self.tree.get("identity")
+
+    def to_dict(self) -> JsonObject:
+        return self.tree
+
+    @classmethod
+    def from_tree(cls, data: Any, where: str) -> PresetRecord:
+        """A written preset read back; one line if it is not a mapping with a name (and a text identity)."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) \
+                or not isinstance(data.get("identity", ""), str):
+            raise ConfigError(f"{where} = {short_repr(data, 80)} is not a device preset (a mapping with its name)")
+        return cls(data)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from tsb_aihw.evaluation.stats import Summary
-from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, accuracy_field
+from tsb_aihw.records.base import DatasetRecord, PresetRecord, Record, RunHeader, accuracy_field
 from tsb_aihw.utils.schema import spec
 
 
@@ -82,7 +81,7 @@ class RefreshCost(Record):
 class RefreshResult(RunHeader):
     """``results.json`` of ``tsb-aihw refresh``."""
 
-    preset: dict[str, Any]
+    preset: PresetRecord
     model: str
     dataset: DatasetRecord
     chips: int = spec(lo=1)

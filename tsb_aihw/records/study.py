@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from tsb_aihw.evaluation.stats import Summary
-from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, accuracy_field
+from tsb_aihw.records.base import DatasetRecord, PresetRecord, Record, RunHeader, accuracy_field
 from tsb_aihw.records.claims import StudyClaims
 from tsb_aihw.records.models import ModelArgs
 from tsb_aihw.records.training import TrainingMeta
@@ -74,7 +73,7 @@ class FrontierStudy(Record):
 class StudyResult(FrontierStudy, RunHeader):
     """``results.json`` of one study (one preset)."""
 
-    preset: dict[str, Any]  # the preset's fields, its name and content identity
+    preset: PresetRecord
     model: str
     width: float = spec(lo=0.0, lo_open=True)
     model_args: ModelArgs

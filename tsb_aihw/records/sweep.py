@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from tsb_aihw.evaluation.stats import Summary
-from tsb_aihw.records.base import DatasetRecord, Record, RunHeader, accuracy_field
+from tsb_aihw.records.base import DatasetRecord, PresetRecord, Record, RunHeader, accuracy_field
 from tsb_aihw.records.study import TsbRecord
 from tsb_aihw.records.training import TrainingMeta
 from tsb_aihw.utils.io import JsonObject
@@ -75,7 +74,7 @@ class SweepRecord(RunHeader):
     axis: AxisRecord
     chips: int = spec(lo=1)
     training_note: str
-    base_preset: dict[str, Any]
+    base_preset: PresetRecord  # without identity
     model: str
     width: float = spec(lo=0.0, lo_open=True)
     dataset: DatasetRecord

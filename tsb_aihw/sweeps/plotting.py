@@ -62,7 +62,7 @@ def plot_sweep(data: SweepRecord, out: Path) -> list[Path]:
     """Draw the sweep's plots into ``out``; returns the PNG and PDF paths."""
     kind, labels, ref = data.kind, data.time_labels, data.reference_accuracy
     what = f"{data.model} on {data.dataset.name}"
-    preset = preset_label(data.base_preset["name"], data.config.get("preset_overrides"))
+    preset = preset_label(data.base_preset.name, data.config.get("preset_overrides"))
     files: list[Path] = []
     if kind == "verified_fraction":
         for t in labels:

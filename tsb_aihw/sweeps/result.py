@@ -14,7 +14,7 @@ from tsb_aihw.models import get_tsb
 from tsb_aihw.pipeline.deploy import CellResult
 from tsb_aihw.pipeline.study import mean_cost
 from tsb_aihw.pipeline.tasks import StudyContext
-from tsb_aihw.records import DatasetRecord, SweepPoint, SweepRecord, TrainingMeta, TsbRecord, read_record
+from tsb_aihw.records import DatasetRecord, PresetRecord, SweepPoint, SweepRecord, TrainingMeta, TsbRecord, read_record
 from tsb_aihw.records.sweep import BlockBudget
 from tsb_aihw.sweeps.axes import SweepAxis
 from tsb_aihw.utils.io import CsvRow, JsonObject, atomic_write_csv, atomic_write_json, read_json
@@ -56,7 +56,7 @@ def assemble_sweep(ctx: StudyContext, axis: SweepAxis, points: list[Point], cell
     record = SweepRecord(
         schema=SCHEMA, kind=axis.kind, axis=axis.record(), config=cfg.to_dict(), seed=cfg.seed, chips=cfg.chips,
         provenance=provenance(ctx.chip_eval()), training_note=note,
-        base_preset=ctx.preset.to_dict() | {"name": ctx.preset.name},
+        base_preset=PresetRecord.of(ctx.preset, identity=False),
         model=cfg.model.name, width=cfg.model.width,
         dataset=DatasetRecord(name=cfg.data.name, split_note=ctx.data.test_info.split_note,
                               eval_size=len(ctx.data.test.dataset)),
