@@ -21,7 +21,7 @@ VERIFY_MODES = ("tsb", "none", "all")
 
 
 def _check_masks(
-    masks: Mapping[str, Any], layers: dict[str, nn.Module], digital: dict[str, str]
+    masks: Mapping[str, Tensor], layers: dict[str, nn.Module], digital: dict[str, str]
 ) -> dict[str, Tensor]:
     out = {}
     for name, mask in masks.items():

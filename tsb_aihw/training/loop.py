@@ -251,6 +251,15 @@ class FitOutcome:
     earlier_s: float
 
 
+@dataclass(frozen=True)
+class _Best:
+    """The best validation epoch so far and the weights it had (None: no validation yet)."""
+
+    epoch: int | None = None
+    val_acc: float | None = None
+    state: dict[str, torch.Tensor] | None = None
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -332,7 +341,7 @@ def fit(
     step = 0
     history: list[dict[str, float]] = []
     val_accs: list[float] = []
-    best: dict[str, Any] = {"epoch": None, "val_acc": None, "state": None}
+    best = _Best()
     reason = None
     first_epoch, earlier_s = 1, 0.0
     if state is not None:
@@ -343,7 +352,7 @@ def fit(
         step, first_epoch, earlier_s, reason = state.step, state.epoch, state.elapsed_s, state.stop_reason
         history = [dict(h) for h in state.history]
         val_accs = [h["val_acc"] for h in history if "val_acc" in h]
-        best = {"epoch": state.best_epoch, "val_acc": state.best_val_acc, "state": state.best_state}
+        best = _Best(state.best_epoch, state.best_val_acc, state.best_state)
         if state.batch == 0:
             _restore_rngs(state, augment, device)
             if loader_gen is not None and state.loader_rng is not None:
@@ -360,7 +369,7 @@ def fit(
             augment_rng=_augment_generator(augment, device).get_state() if augment is not None else None,
             loader_rng=loader_gen.get_state() if loader_gen is not None and batch == 0 else None,
             epoch_start=epoch_start if batch > 0 else None, epoch_lr=epoch_lr, sums=sums, history=history,
-            best_epoch=best["epoch"], best_val_acc=best["val_acc"], best_state=best["state"], stop_reason=reason,
+            best_epoch=best.epoch, best_val_acc=best.val_acc, best_state=best.state, stop_reason=reason,
             plan=plan)
 
     amp = precision == "bf16"
@@ -430,8 +439,8 @@ def fit(
             acc = evaluate_accuracy(model, val_loader, device)
             record["val_acc"] = acc
             val_accs.append(acc)
-            if best["val_acc"] is None or acc > best["val_acc"]:
-                best = {"epoch": epoch, "val_acc": acc, "state": _snapshot(model)}
+            if best.val_acc is None or acc > best.val_acc:
+                best = _Best(epoch, acc, _snapshot(model))
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("train_loss", "val_acc")})
@@ -439,12 +448,12 @@ def fit(
             reason = early_stop.reason(val_accs)
         if checkpointing is not None and checkpointing.every_steps is None:
             save_state(snapshot(epoch + 1, 0, (0.0, 0.0, 0.0), None, lr), checkpointing.resume_path)
-    restore = best["state"] is not None and anneal is None
-    if restore:
-        model.load_state_dict(best["state"])
+    restore = best.state is not None and anneal is None
+    if best.state is not None and restore:
+        model.load_state_dict(best.state)
     if memory_format is not None:
         model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload, unused-ignore]  # as above
-    return FitOutcome(history=history, best_epoch=best["epoch"], best_val_acc=best["val_acc"],
+    return FitOutcome(history=history, best_epoch=best.epoch, best_val_acc=best.val_acc,
                       restored_best=restore, stop_reason=reason, precision=precision, steps=step,
                       earlier_s=earlier_s)
 

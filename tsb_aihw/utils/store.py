@@ -28,7 +28,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
 
 from tsb_aihw.errors import ConfigError, TSBError
 from tsb_aihw.utils.io import (
@@ -49,7 +49,7 @@ SCHEMA = "tsb-aihw-store/1"
 LOCK_FILE = ".tsb-aihw.lock"
 #: result files of earlier versions: a directory holding them but no store.json is refused too
 LEGACY_FILES = ("cells.json", "sweep_cells.json", "refresh_cells.json", "drift.json", "results.json")
-_LOCKS: dict[str, Any] = {}  # directories this process holds (a process may reopen its own store)
+_LOCKS: dict[str, TextIO] = {}  # directories this process holds (a process may reopen its own store)
 
 
 def _normal(obj: Any) -> Any:
