@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing
 from dataclasses import field, fields, make_dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Union, cast
 
 from tsb_aihw.errors import ConfigError
 from tsb_aihw.pipeline.config import StudyConfig, config_from, read_config_file
@@ -33,14 +33,27 @@ def _borrowed(owner: type, names: tuple[str, ...]) -> list[tuple[str, Any, Any]]
             for f in fields(owner) if f.name in names]
 
 
-SweepOptions: type = make_dataclass("SweepOptions", _borrowed(SweepAxis, AXIS_KEYS) + _borrowed(StudyConfig, RUN_KEYS))
+class SweepEntry:
+    """What a kind's entry gives the sweep; its fields are :data:`SweepOptions`'s, derived from their owners."""
+
+    def axis_options(self) -> JsonObject:
+        """The axis keys the entry sets (the others keep :class:`SweepAxis`'s defaults)."""
+        return {k: getattr(self, k) for k in AXIS_KEYS if getattr(self, k) is not None}
+
+    def run_overrides(self) -> JsonObject:
+        """The run keys as overrides of the study's (None: the study's own)."""
+        return {k: getattr(self, k) for k in RUN_KEYS}
+
+
+SweepOptions = cast("type[SweepEntry]", make_dataclass(
+    "SweepOptions", _borrowed(SweepAxis, AXIS_KEYS) + _borrowed(StudyConfig, RUN_KEYS), bases=(SweepEntry,)))
 SweepOptions.__module__ = __name__  # make_dataclass's own `module=` needs Python 3.12
 SweepOptions.__doc__ = ("One kind's entry in a sweep config's ``sweep:`` section: SweepAxis's fields (but kind) and "
                         "the run keys; None: the axis's default or the study's value.")
 
 
 def read_sweep_config(path: str | Path, overrides: JsonObject | None = None, what: str = "sweep config"
-                      ) -> tuple[JsonObject, JsonObject]:
+                      ) -> tuple[JsonObject, dict[str, SweepEntry]]:
     """(the study's raw mapping, {kind: SweepOptions}) of a sweep YAML with dotted ``overrides`` applied; entries
     are keyed by the canonical kind (``sweep.verified_fraction.values``) whichever spelling the YAML uses."""
     raw = read_config_file(path, what)
@@ -65,7 +78,7 @@ def read_sweep_config(path: str | Path, overrides: JsonObject | None = None, wha
 
 
 def load_sweep_config(path: str | Path, overrides: JsonObject | None = None, what: str = "sweep config"
-                      ) -> tuple[StudyConfig, JsonObject]:
+                      ) -> tuple[StudyConfig, dict[str, SweepEntry]]:
     """(base study config, {kind: SweepOptions}): the study `tsb-aihw run` deploys, every entry checked."""
     raw, entries = read_sweep_config(path, overrides, what)
     return config_from(StudyConfig, raw, str(path)), entries
@@ -77,8 +90,8 @@ def sweep_from_config(path: str | Path, kind: str, overrides: JsonObject | None 
     kind = canonical_kind(kind)
     raw, entries = read_sweep_config(path, overrides)
     entry = entries.get(kind) or SweepOptions()
-    cfg = config_from(StudyConfig, with_overrides(raw, {k: getattr(entry, k) for k in RUN_KEYS}), str(path))
-    axis = {k: getattr(entry, k) for k in AXIS_KEYS if getattr(entry, k) is not None}
+    cfg = config_from(StudyConfig, with_overrides(raw, entry.run_overrides()), str(path))
+    axis = entry.axis_options()
     if "values" not in axis:
         spelled = kind.replace("_", "-")
         raise ConfigError(f"sweep {spelled}: no values; pass --values (or --presets), or put them under "
