@@ -139,7 +139,7 @@ def run_verify(args: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {}
     for name in ("pcm", "rram"):
         for algo in ("redraw", "incremental"):
-            stats = verify_statistics(load_preset(name, write_verify__algorithm=algo), n_chips=args.chips)
+            stats = verify_statistics(load_preset(name, write_verify__algorithm=algo), n_chips=args.chips).to_dict()
             res[f"{name}/{algo}"] = stats
             print(name, algo, json.dumps({k: v for k, v in stats.items() if k != "bins"}), flush=True)
     return res

@@ -111,12 +111,13 @@ def test_incremental_verify_pulse_statistics_match_docs():
 
     inc = verify_statistics(load_preset("pcm", write_verify__algorithm="incremental"), n_chips=2)
     red = verify_statistics(load_preset("pcm", write_verify__algorithm="redraw"), n_chips=2)
-    assert inc["failed_fraction"] == 0.0 and 1.5 < inc["pulses_mean"] < 1.8 and inc["pulses_sd"] < 1.1
-    assert 2.0 < red["pulses_mean"] < 2.4 and red["pulses_sd"] > 2 * inc["pulses_sd"]
-    low, high = red["bins"][0], red["bins"][2]
-    assert high["failed_fraction"] > 0.003 > low["failed_fraction"]
+    assert inc.failed_fraction == 0.0 and 1.5 < inc.pulses_mean < 1.8 and inc.pulses_sd < 1.1
+    assert 2.0 < red.pulses_mean < 2.4 and red.pulses_sd > 2 * inc.pulses_sd
+    low, high = red.bins[0], red.bins[2]
+    assert high.failed_fraction > 0.003 > low.failed_fraction
     for st in (inc, red):
-        assert 0.85 < st["within_tol"] < 0.95 and st["within_tol_plus_2_read_sd"] > 0.995
+        assert 0.85 < st.within_tol < 0.95 and st.within_tol_plus_2_read_sd > 0.995
+    assert set(red.to_dict()) >= {"pulses_mean", "bins"} and red.to_dict()["bins"][0]["devices"] == low.devices
 
 
 def test_incremental_is_the_shipped_conductance_loop_and_redraw_an_option():

@@ -106,9 +106,44 @@ def characterize(preset: DevicePreset, n_chips: int = 5, shape: tuple[int, int] 
                             verified=stats_of[True])
 
 
+@dataclass(frozen=True)
+class VerifyBin:
+    """The write-verify outcome of the devices whose target lies in one conductance bin (fractions of the range)."""
+
+    g_over_range: list[float]
+    devices: int
+    pulses_mean: float
+    pulses_sd: float
+    err_rms_over_range: float
+    failed_fraction: float
+
+
+@dataclass(frozen=True)
+class VerifyStatistics:
+    """Per-device outcome of a preset's write-verify loop (docs/devices.md section 3); the error is the true
+    one after verify, relative to the conductance range, and the tolerance applies to the noisy verify read."""
+
+    preset: str
+    algorithm: str
+    devices: int
+    pulses_mean: float
+    pulses_sd: float
+    pulses_max: int
+    failed_fraction: float
+    err_rms_over_range: float
+    within_tol: float
+    within_tol_plus_2_read_sd: float
+    tolerance: float
+    verify_read_noise: float
+    bins: list[VerifyBin]
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
+
+
 @torch.no_grad()
 def verify_statistics(preset: DevicePreset, n_chips: int = 3, shape: tuple[int, int] = (64, 256), seed: int = 0,
-                      bins: int = 5) -> dict[str, Any]:
+                      bins: int = 5) -> VerifyStatistics:
     """Per-device outcome of the preset's write-verify loop on a Gaussian weight matrix, all cells verified.
 
     Runs the loop exactly as programming does (first pulse = the device model's one-shot draw) and reports
@@ -141,22 +176,22 @@ def verify_statistics(preset: DevicePreset, n_chips: int = 3, shape: tuple[int, 
     tol, rsd = preset.write_verify.tolerance, preset.write_verify.verify_read_noise
     edges = torch.linspace(0.0, 1.0, bins + 1)
     x = ((g_t - g_min) / unit).clamp(0.0, 1.0)
-    rows = []
+    rows: list[VerifyBin] = []
     for i in range(bins):
         sel = (x >= edges[i]) & ((x < edges[i + 1]) if i < bins - 1 else (x <= 1.0))
         if not bool(sel.any()):
             continue
-        rows.append({"g_over_range": [float(edges[i]), float(edges[i + 1])], "devices": int(sel.sum()),
-                     "pulses_mean": float(p[sel].mean()), "pulses_sd": float(p[sel].std()),
-                     "err_rms_over_range": float(err[sel].pow(2).mean().sqrt()),
-                     "failed_fraction": float(f[sel].float().mean())})
-    return {"preset": preset.name, "algorithm": preset.write_verify.algorithm, "devices": int(g_t.numel()),
-            "pulses_mean": float(p.mean()), "pulses_sd": float(p.std()), "pulses_max": int(p.max()),
-            "failed_fraction": float(f.float().mean()),
-            "err_rms_over_range": float(err.pow(2).mean().sqrt()),
-            "within_tol": float((err <= tol).float().mean()),
-            "within_tol_plus_2_read_sd": float((err <= tol + 2 * rsd).float().mean()),
-            "tolerance": tol, "verify_read_noise": rsd, "bins": rows}
+        rows.append(VerifyBin(g_over_range=[float(edges[i]), float(edges[i + 1])], devices=int(sel.sum()),
+                              pulses_mean=float(p[sel].mean()), pulses_sd=float(p[sel].std()),
+                              err_rms_over_range=float(err[sel].pow(2).mean().sqrt()),
+                              failed_fraction=float(f[sel].float().mean())))
+    return VerifyStatistics(preset=preset.name, algorithm=preset.write_verify.algorithm, devices=int(g_t.numel()),
+                            pulses_mean=float(p.mean()), pulses_sd=float(p.std()), pulses_max=int(p.max()),
+                            failed_fraction=float(f.float().mean()),
+                            err_rms_over_range=float(err.pow(2).mean().sqrt()),
+                            within_tol=float((err <= tol).float().mean()),
+                            within_tol_plus_2_read_sd=float((err <= tol + 2 * rsd).float().mean()),
+                            tolerance=tol, verify_read_noise=rsd, bins=rows)
 
 
 def _sd(values: Sequence[float]) -> float:
