@@ -162,7 +162,7 @@ def main() -> None:
     print(f"total {time.time() - t0:.0f} s")
     if args.out:
         atomic_write_json(args.out, {"args": vars(args), "clean_accuracy": clean, "accuracy": rows, "gain": gains,
-                                     "variants": info, "provenance": provenance(), "seconds": time.time() - t0})
+                                     "variants": info, "provenance": provenance().to_dict(), "seconds": time.time() - t0})
 
 
 if __name__ == "__main__":

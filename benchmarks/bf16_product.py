@@ -221,7 +221,7 @@ def main() -> None:
         data = {}
     data |= {"description": __doc__.split("\n\n")[0], "command": "nice -n 10 .venv/bin/python benchmarks/"
              "bf16_product.py " + " ".join(sys.argv[1:]), "args": vars(args), "cpu": cpu_record(),
-             "provenance": provenance(), "fast_eval_source": source_id(ROOT / "tsb_aihw" / "analog" / "fast_eval.py")}
+             "provenance": provenance().to_dict(), "fast_eval_source": source_id(ROOT / "tsb_aihw" / "analog" / "fast_eval.py")}
 
     def save() -> None:
         atomic_write_json(out, data)

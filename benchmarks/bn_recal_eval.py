@@ -81,7 +81,7 @@ def main() -> None:
                **{f"{w}_acc": summarize(float(r[f"{w}_acc"]) for r in rows).to_dict() for w in ways}}
     print(f"{mode} - off accuracy: {diff.mean * 100:+.2f} pp [{diff.ci95_low * 100:+.2f}, {diff.ci95_high * 100:+.2f}]; "
           f"time {time_ratio:.3f}x")
-    Path(args.json).write_text(json.dumps({"config": vars(args), "study": cfg.to_dict(), "provenance": provenance(),
+    Path(args.json).write_text(json.dumps({"config": vars(args), "study": cfg.to_dict(), "provenance": provenance().to_dict(),
                                            "rows": rows, "summary": summary}, indent=2, default=str) + "\n")
 
 

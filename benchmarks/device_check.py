@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         _section(results, "chip", lambda: chip_check(dev, backbone), deadline)
     results["wall_seconds"] = time.perf_counter() - t0
     try:
-        results["provenance"] = provenance()
+        results["provenance"] = provenance().to_dict()
     except Exception as exc:  # noqa: BLE001
         results["provenance"] = f"unavailable: {exc}"
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,7 @@ def main() -> None:
               f"(system {med['keep']['system_s']:.2f}); wall ratio {summary[model]['wall_keep_over_default']:.2f}")
     from tsb_aihw.utils.provenance import provenance
 
-    Path(args.out).write_text(json.dumps({"config": vars(args), "provenance": provenance(), "runs": runs,
+    Path(args.out).write_text(json.dumps({"config": vars(args), "provenance": provenance().to_dict(), "runs": runs,
                                           "summary": summary}, indent=2, default=str) + "\n")
 
 

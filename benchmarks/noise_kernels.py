@@ -58,7 +58,7 @@ def main() -> None:
         compile_s = time.perf_counter() - t0
         res["epilogue_inductor"] = ns_per_value(lambda: compiled(y), n, r)
     out = {"ns_per_value": res, "compile_seconds": compile_s, "values": n, "rounds": r, "threads": 1,
-           "provenance": provenance()}
+           "provenance": provenance().to_dict()}
     atomic_write_json(args.out, out)
     for k, v in res.items():
         print(f"{k:34s} {v:6.2f} ns/value")

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{p} seed {seed}: val_acc {acc:.4f}  train {train_s:.0f} s", flush=True)
             doc |= {"cpu": {"model_name": cpu_model_name(),
                             "flags": {f: f in cpu_flags() for f in (*CPU_BF16_FLAGS, "avx2")}},
-                    "provenance": provenance()}
+                    "provenance": provenance().to_dict()}
             atomic_write_json(out, doc)
     accs = {p: [r["val_acc"] for r in doc["runs"] if r["settings"] == settings and r["precision"] == p]
             for p in args.precisions}

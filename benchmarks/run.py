@@ -337,9 +337,8 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         res = run_study(cfg, Path(tmp), progress=False)
     claims = res.claims
-    pick = {k: (claims.get(k) or {}).get("value") for k in ("training_speedup", "verified_fraction",
-                                                            "mapping_cost_reduction")}
-    return {"config": res.config, "wall_seconds": time.perf_counter() - t0, "claims": claims,
+    pick = {k: getattr(claim, "value", None) for k, claim in claims.headline().items()}
+    return {"config": res.config, "wall_seconds": time.perf_counter() - t0, "claims": claims.to_dict(),
             "tsb_training_speedup": pick["training_speedup"], "verified_fraction": pick["verified_fraction"],
             "mapping_cost_reduction": pick["mapping_cost_reduction"]}
 
@@ -473,7 +472,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["figures"] = headline(results)
     results["targets"] = TARGETS
     results["wall_seconds"] = time.perf_counter() - t0
-    results["provenance"] = provenance()
+    results["provenance"] = provenance().to_dict()
     out = ensure_writable_dir(args.out)
     atomic_write_json(out / "results.json", results)
     text = table(results)

@@ -214,7 +214,7 @@ def main() -> None:
         a for a in __import__("sys").argv[1:])
     data["cpu"] = cpu_name()
     run["fast_eval_source"] = source_id(ROOT / "tsb_aihw" / "analog" / "fast_eval.py")
-    data["provenance"] = provenance()
+    data["provenance"] = provenance().to_dict()
 
     def save() -> None:
         atomic_write_json(out_path, data)

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "note": args.note,
         "wall_s": time.perf_counter() - t0,
         "runs": rows,
-        "provenance": provenance(),
+        "provenance": provenance().to_dict(),
     }
     atomic_write_json(args.out, out)
     print(f"wrote {args.out}")

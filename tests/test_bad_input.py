@@ -318,7 +318,7 @@ def _api_models_json_outside(tmp: Path) -> None:
 
     key = checkpoint_keys(study_config_from_dict(BASE), 0.1)["backbone_full"]
     (tmp / "exported").mkdir()
-    entry = {"file": "../x.pt", "checkpoint": "backbone_full.pt", "model": {}, "tsb_block": None, "base": None,
+    entry = {"file": "../x.pt", "checkpoint": "backbone_full.pt", "model": {"name": "lenet3", "num_classes": 10, "in_channels": 1, "width": 0.5, "input_size": 32}, "tsb_block": None, "base": None,
              "meta": {"train_time_s": 1.0}, "key": key}
     (tmp / "exported" / "models.json").write_text(json.dumps({"how_to_load": "", "dataset": None,
                                                               "models": [entry]}))

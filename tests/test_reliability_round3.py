@@ -58,7 +58,7 @@ def _export_folder(tmp: Path, **entry) -> Path:
     src = tmp / "exported"
     src.mkdir()
     torch.save(_lenet(0.5).state_dict(), tmp / "outside.pt")
-    model = {"file": "full_noise_injection.pt", "checkpoint": "backbone_full.pt", "model": {}, "tsb_block": None,
+    model = {"file": "full_noise_injection.pt", "checkpoint": "backbone_full.pt", "model": {"name": "lenet3", "num_classes": 10, "in_channels": 1, "width": 0.5, "input_size": 32}, "tsb_block": None,
              "base": None, "meta": {"train_time_s": 1.0}, "key": _key()} | entry
     (src / "models.json").write_text(json.dumps({"how_to_load": "", "dataset": None, "models": [model]}))
     return src
@@ -240,7 +240,7 @@ def test_a_rerun_that_computes_nothing_records_deterministic_algorithms(finished
         again = run_study(study_config_from_dict(raw), out, progress=False)
     finally:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    assert again.provenance["runtime"] == first
+    assert again.provenance.to_dict()["runtime"] == first
 
 
 # -- 2. one lock discipline -------------------------------------------------------------------------------------------

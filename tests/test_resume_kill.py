@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,8 +43,10 @@ def _cells(cwd: Path) -> dict:
     return json.loads(path.read_text())["cells"] if path.exists() else {}
 
 
-def _interrupt_after(proc: subprocess.Popen, cwd: Path, more_than: int, sig: int, timeout: float = 300) -> int:
-    """Wait until more than ``more_than`` cells are finished, send ``sig`` to the run's process group, reap it."""
+def _interrupt_after(proc: subprocess.Popen, cwd: Path, more_than: int, sig: int, timeout: float = 300
+                     ) -> tuple[int, str]:
+    """Wait until more than ``more_than`` cells are finished, send ``sig`` to the run's process group, reap it:
+    its exit status and the end of its stderr."""
     deadline = time.monotonic() + timeout
     while len(_cells(cwd)) <= more_than:
         if proc.poll() is not None:
@@ -53,17 +56,17 @@ def _interrupt_after(proc: subprocess.Popen, cwd: Path, more_than: int, sig: int
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail("no cell finished in time")
         time.sleep(0.01)
-    if proc.poll() is not None:  # a starved test process can wake after the run's end: its zombie takes no signal
-        pytest.fail(f"the run ended (rc {proc.returncode}, {len(_cells(cwd))} of {TOTAL} cells) before the signal "
-                    "could reach it: this test was starved of CPU (other jobs on the machine)")
+    if proc.poll() is not None:  # the run ended before the signal could be sent (a starved test process)
+        return proc.returncode, proc.communicate()[1][-2000:]
     os.killpg(proc.pid, sig)
+    err = ""
     try:
-        proc.communicate(timeout=120)
+        err = proc.communicate(timeout=120)[1]
     finally:
         if proc.poll() is None:  # never leave a run behind
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return proc.returncode
+    return proc.returncode, err[-2000:]
 
 
 @pytest.mark.slow
@@ -78,17 +81,26 @@ def test_sigint_then_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path) -
     _, err = ref.communicate(timeout=600)
     assert ref.returncode == 0, err[-3000:]
 
-    # 1. Ctrl-C after the first finished cell: exit 130, a one-line message, finished cells kept
-    proc = _start(run_dir, config)
-    rc = _interrupt_after(proc, run_dir, 0, signal.SIGINT)
-    assert rc == 130, f"rc {rc}"
+    # 1. Ctrl-C after the first finished cell: exit 130, a one-line message, finished cells kept. A run that
+    # finished every cell before the signal reached it (it may land in the interpreter's exit) is started again
+    # in a fresh directory: a race of this test, not a lost Ctrl-C
+    for attempt in range(3):
+        if attempt:
+            shutil.rmtree(run_dir)
+            run_dir.mkdir()
+        proc = _start(run_dir, config)
+        rc, err = _interrupt_after(proc, run_dir, 0, signal.SIGINT)
+        if not (rc == 0 and len(_cells(run_dir)) == TOTAL):
+            break
+    assert rc == 130, f"rc {rc}, {len(_cells(run_dir))} of {TOTAL} cells; stderr: {err}"
+    assert "interrupted; finished results are kept" in err
     first = _cells(run_dir)
     assert 1 <= len(first) < TOTAL
     assert not (run_dir / "out" / "results.json").exists()
 
     # 2. resume, then SIGKILL (no chance to clean up) once it finished at least one more cell
     proc = _start(run_dir, config)
-    rc = _interrupt_after(proc, run_dir, len(first), signal.SIGKILL)
+    rc, err = _interrupt_after(proc, run_dir, len(first), signal.SIGKILL)
     assert rc == -signal.SIGKILL
     second = _cells(run_dir)  # still valid JSON: written through a temporary file + rename
     assert len(first) < len(second) < TOTAL
