@@ -31,11 +31,19 @@ PCM = load_preset("pcm").folder_name  # the study's folder: the preset's name + 
 CELLS = Path("out") / PCM / "store.json"
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: the run starts with SIGINT at its default disposition and unblocked.
+    Both are inherited across exec, and a pytest-xdist worker that ran other tests first started runs that
+    finished every cell through the signal (three times in a row, rc 0, 8 of 8 cells)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(cwd: Path, config: Path) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-m", "tsb_aihw.cli.main", "run", "--config", str(config), "--out", "out",
                              "--no-progress"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=_as_from_a_terminal)
 
 
 def _cells(cwd: Path) -> dict:
@@ -92,7 +100,8 @@ def test_sigint_then_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path) -
         rc, err = _interrupt_after(proc, run_dir, 0, signal.SIGINT)
         if not (rc == 0 and len(_cells(run_dir)) == TOTAL):
             break
-    assert rc == 130, f"rc {rc}, {len(_cells(run_dir))} of {TOTAL} cells; stderr: {err}"
+    assert rc == 130, (f"rc {rc}, {len(_cells(run_dir))} of {TOTAL} cells; stderr: {err}; this process: SIGINT "
+                       f"{signal.getsignal(signal.SIGINT)}, blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])}")
     assert "interrupted; finished results are kept" in err
     first = _cells(run_dir)
     assert 1 <= len(first) < TOTAL
