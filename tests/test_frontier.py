@@ -120,3 +120,27 @@ def test_a_point_shared_by_budgets_gets_one_label(tmp_path, monkeypatch) -> None
     # tsb and tsb_bn: one label per budget; tsb_full (the block on (b)'s backbone): one label "(b)"
     assert sorted(seen[0]) == sorted([*budgets, *budgets, "(b)"])
     assert "noise.sigma=0.2" in seen[1]
+
+
+def test_extra_baselines_only_add_cells_so_a_run_without_them_resumes_with_them() -> None:
+    """``--extra-baselines ''`` runs the field frontier's chips before its vanilla backbone is trained; the
+    store's identity is the same with and without it, so the committed config resumes that store later."""
+    import argparse
+
+    from tsb_aihw.cli import frontier as cli
+    from tsb_aihw.pipeline.config import read_config_file
+    from tsb_aihw.pipeline.frontier import frontier_identity
+
+    path = "configs/frontier/cifar10-vgg8-w0.5-sigma0.2.yaml"
+    raw = read_config_file(path, "frontier config")
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    for flag, want in (("", []), ("vanilla", ["vanilla"])):
+        args = parser.parse_args(["--config", path, "--extra-baselines", flag, "--out", "x"])
+        assert cli.csv_list(args.extra_baselines) == want
+    with_vanilla = config_from(FrontierConfig, raw, path)
+    without = config_from(FrontierConfig, raw, path, {"extra_baselines": []})
+    assert with_vanilla.extra_baselines == ["vanilla"] and without.extra_baselines == []
+    assert frontier_identity(with_vanilla) == frontier_identity(without)
+    assert "vanilla" not in budget_config(without, 0.2).methods
+    assert "vanilla" in budget_config(with_vanilla, 0.2).methods

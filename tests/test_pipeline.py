@@ -217,6 +217,7 @@ def test_demo_quick_writes_every_output(tmp_path) -> None:
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "> 20x" in report and "< 0.4%" in report and "> 5x" in report
+    assert "- convergence of (b): its last 1 of " in report  # the quick run's (b) has a validation history
 
 
 def test_cli_reports_bad_input_with_exit_2(tmp_path, capsys) -> None:

@@ -48,3 +48,17 @@ def test_the_refresh_cost_and_a_preset_read_back_checked() -> None:
         PresetRecord.from_tree({"noise": {}}, "results.json: preset")
     with pytest.raises(TSBError, match="block_weights"):
         load_record(RefreshCost, cost.to_dict() | {"block_weights": -1}, "results.json")
+
+
+def test_convergence_is_what_the_last_tenth_of_the_epochs_added() -> None:
+    from tsb_aihw.records import TrainingMeta
+
+    climbing = [{"epoch": e, "val_acc": 0.5 + 0.01 * e} for e in range(30)]  # +1 pp per epoch to the end
+    gain, tail = TrainingMeta(train_time_s=1.0, epochs=30, history=climbing).val_gain_over_last(0.1)
+    assert tail == 3 and gain == pytest.approx(0.03)
+    flat = [{"epoch": e, "val_acc": min(0.9, 0.5 + 0.05 * e)} for e in range(30)]
+    assert TrainingMeta(train_time_s=1.0, history=flat).val_gain_over_last(0.1) == (0.0, 3)
+    short = TrainingMeta(train_time_s=1.0, history=[{"val_acc": 0.4}, {"val_acc": 0.6}])
+    assert short.val_gain_over_last(0.1) == pytest.approx((0.2, 1))  # at least one epoch of tail
+    assert TrainingMeta(train_time_s=1.0).val_gain_over_last() is None
+    assert TrainingMeta(train_time_s=1.0, history=[{"val_acc": None}] * 5).val_gain_over_last() is None

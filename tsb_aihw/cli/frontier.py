@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "comma-separated (default 0.05,0.1,0.2,0.5,1)")
     p.add_argument("--variants", default=None, help="TSB variants: tsb, tsb_full, tsb_bn, tsb_full_bn (tsb_bn and "
                    "tsb_full_bn only with block.recalibrate_bn: false; default tsb,tsb_full)")
+    p.add_argument("--extra-baselines", default=None, help="optional baselines beside the fixed ones: vanilla ((b) "
+                   "trained at sigma 0, one more backbone), comma-separated; '' for none. They only add cells, so "
+                   "a frontier run without them resumes with them later")
     p.add_argument("--chips", type=int, default=None, help="Monte-Carlo chips (default 20)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto")
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     raw = read_config_file(args.config, "frontier config") if args.config else {}
     flags = {"budgets": float_list(args.budgets, "--budgets"),  # an empty list is refused by the config, not ignored
-             "variants": csv_list(args.variants), "chips": args.chips, "seed": args.seed, "device": args.device}
+             "variants": csv_list(args.variants), "extra_baselines": csv_list(args.extra_baselines),
+             "chips": args.chips, "seed": args.seed, "device": args.device}
     overrides = (QUICK if args.quick else {}) | {k: v for k, v in flags.items() if v is not None}
     cfg = config_from(FrontierConfig, raw, args.config or "", overrides)
     sources = models_from(args)

@@ -88,6 +88,19 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
 
+def _convergence_line(r: StudyResult) -> str:
+    """(b)'s convergence as issue 34 defines it: what the last 10% of its epochs added on validation."""
+    meta = r.training.get("backbone_full")
+    gain = meta.val_gain_over_last(0.1) if meta else None
+    if gain is None:
+        return "- convergence of (b): no per-epoch validation history recorded"
+    pp, tail = 100 * gain[0], gain[1]
+    verdict = "converged (< 0.3 pp)" if pp < 0.3 else "still improving (>= 0.3 pp)"
+    epochs = len(meta.history or []) if meta else 0
+    return f"- convergence of (b): its last {tail} of {epochs} epochs (about 10%) changed validation accuracy by " \
+           f"{pp:+.2f} pp: {verdict}"
+
+
 def report_markdown(studies: Sequence[StudyResult], command: str) -> str:
     """The study report: setup, per-method table per preset, and the claims beside the paper's."""
     lines = ["# TSB study report", "", f"Command: `{command}`", ""]
@@ -101,7 +114,8 @@ def report_markdown(studies: Sequence[StudyResult], command: str) -> str:
                   f"noise-injection baseline (b) = {_pct(r.reference_accuracy)}%",
                   f"- backbone epochs: full {cfg['backbone']['full_epochs']}, early {cfg['backbone']['early_epochs']}; "
                   f"block: k={r.tsb.k}, {r.tsb.sites} sites, {r.tsb.weights} weights, "
-                  f"{cfg['block']['epochs']} epochs per chip", ""]
+                  f"{cfg['block']['epochs']} epochs per chip"]
+        lines += [_convergence_line(r), ""]
         head = "| method | verified % | pulses | train s | " + " | ".join(f"acc@{t} (%)" for t in labels)
         head += f" | gap@{labels[0]} (pp) |"
         lines += [head, "|" + "---|" * (5 + len(labels))]

@@ -29,6 +29,16 @@ class TrainingMeta(Record):
     stop_file: str | None = spec(None, omit_none=True)
     adopted_from: str | None = spec(None, omit_none=True)
 
+    def val_gain_over_last(self, fraction: float = 0.1) -> tuple[float, int] | None:
+        """How much validation accuracy the last ``fraction`` of the epochs added (last epoch's minus the one
+        before that tail), and the tail's length in epochs: issue 34's convergence check ((b) has converged when
+        its last 10% adds < 0.3 pp). None without a per-epoch validation history of at least two epochs."""
+        accs = [row.get("val_acc") for row in self.history or []]
+        if len(accs) < 2 or not all(isinstance(a, (int, float)) for a in accs):
+            return None
+        tail = min(len(accs) - 1, max(1, round(fraction * len(accs))))
+        return float(accs[-1]) - float(accs[-1 - tail]), tail  # type: ignore[arg-type]
+
     def time_only(self) -> TrainingMeta:
         """What a sweep records of it (its results compare points, not trainings)."""
         return TrainingMeta(train_time_s=self.train_time_s)
