@@ -71,20 +71,21 @@ def test_committed_results_keep_their_recipe_as_written(path: str) -> None:
 
 @needs_archive
 def test_the_field_frontier_keeps_its_keys_and_identity(monkeypatch) -> None:
-    """The fingerprints the code before the typed recipe (1a3ff84) gives this config (its store and its trained
-    models; its extra_baselines and tsb_full_bn, which that code lacks, are in neither): a run started then resumes
-    with this code. The recipe enters them exactly as the YAML spells it."""
+    """The fingerprints the code before the typed recipe (1a3ff84) gives this config's trained backbones (its
+    extra_baselines and tsb_full_bn, which that code lacks, are in neither): the (b) trained then is adopted by
+    this code. The store and the blocks are keyed by the 2-epoch cosine block the config took after (b) was
+    trained (2026-12-08). The recipe enters them exactly as the YAML spells it."""
     monkeypatch.chdir(ROOT)
     raw = read_config_file(FIELD)
     cfg = config_from(FrontierConfig, raw, FIELD)
     identity = frontier_identity(cfg)  # the archive's place is recorded, not compared (a clone elsewhere resumes)
     assert identity["inputs"]["data"]["path"] == str((ROOT / "../shared/data/cifar10-train-jpeg.tar.gz").resolve())
-    assert json_fingerprint(comparable_identity(identity)) == "14f170f1241589dd"  # 4b4f14a00f792028 with /work's path
+    assert json_fingerprint(comparable_identity(identity)) == "97fae394b7a30c1b"  # 14f170f1241589dd with 5 block epochs
     study = budget_config(cfg, 0.1)
     keys = checkpoint_keys(study, 0.1555256740673952)
     assert key_fingerprint(keys["backbone_full"]) == "a3ed75d3c32a2509"
     assert key_fingerprint(keys["backbone_early-3ep"]) == "f905421943f644a5"
-    assert key_fingerprint(keys["block_clean-3ep"]) == "16afc4f3b7d28111"
+    assert key_fingerprint(keys["block_clean-3ep"]) == "4728bd1d53bd9862"  # 16afc4f3b7d28111 with 5 block epochs
     assert keys["backbone_full"]["backbone"]["recipe"] == raw["backbone"]["recipe"]
     assert study_identity(study)["config"]["backbone"]["recipe"] == raw["backbone"]["recipe"]
 
