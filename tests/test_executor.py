@@ -124,3 +124,56 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+CELLS = """
+import os, time
+
+def slow(task):
+    index, seconds, folder = task
+    open(os.path.join(folder, f"started-{index}"), "w").close()
+    time.sleep(seconds)
+    return index
+"""
+
+CTRL_C = """
+import os, signal, sys, threading, time
+from cells_for_test import slow
+from tsb_aihw.parallel.executor import ProcessExecutor
+
+folder, twice = sys.argv[1], sys.argv[2] == "twice"
+ex = ProcessExecutor(2, threads=1)
+list(ex.run(slow, [(-1, 0.0, folder), (-2, 0.0, folder)]))  # workers spawned and warm
+start = time.time()
+for delay in ((0.5, 0.9) if twice else (0.5,)):
+    threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+handed = []
+try:
+    for i, result in ex.run(slow, [(i, 2.0, folder) for i in range(6)]):
+        handed.append(result)
+except KeyboardInterrupt:
+    print("interrupted", sorted(handed), round(time.time() - start, 1), flush=True)
+ex.close()
+"""
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_ctrl_c_saves_the_running_cells_and_starts_no_more(tmp_path, twice) -> None:
+    """Ctrl-C in a pool run: the cells already running finish and are handed over for saving, no queued cell
+    starts (before, the pool's queued cells ran on for nobody); a second Ctrl-C drops the running ones at once."""
+    import subprocess
+
+    (tmp_path / "cells_for_test.py").write_text(CELLS)
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", CTRL_C, str(tmp_path), "twice" if twice else "once"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stdout.split()
+    assert words[0] == "interrupted", proc.stdout + proc.stderr
+    started = sorted(int(p.name.split("-", 1)[1]) for p in tmp_path.glob("started-*"))
+    assert started == [-2, -1, 0, 1], started  # the two running cells only
+    if twice:
+        assert proc.stdout.strip().endswith("[] " + words[-1]) and float(words[-1]) < 1.8, proc.stdout
+    else:
+        assert "[0, 1]" in proc.stdout and float(words[-1]) >= 1.9, proc.stdout
+        assert "finishing the 2 running cell(s)" in proc.stderr

@@ -13,7 +13,8 @@ import contextlib
 import os
 import re
 import signal
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Sequence
 
@@ -164,23 +165,56 @@ class ProcessExecutor(Executor):
                                          initializer=_pool_init, initargs=(threads,))
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
-        futures = {self._pool.submit(fn, t): i for i, t in enumerate(tasks)}
-        pending = set(futures)
+        """Yields as tasks finish. At most one task per worker is submitted at a time: the pool hands tasks it
+        holds to its workers' queue, where they can no longer be cancelled, so a Ctrl-C used to leave cells
+        computing for nobody. Now a Ctrl-C lets the running cells finish and yields them (a CIFAR-10 cell is
+        minutes of work the caller saves), then goes on as KeyboardInterrupt; a second Ctrl-C drops them."""
+        queue = iter(enumerate(tasks))
+        running: dict[Future[Any], int] = {}
+
+        def submit_next() -> None:
+            for i, task in queue:
+                running[self._pool.submit(fn, task)] = i
+                return
+
+        for _ in range(self.workers):
+            submit_next()
         try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in sorted(done, key=futures.__getitem__):
-                    try:
-                        result = f.result()
-                    except BrokenProcessPool as exc:
-                        raise _worker_died(exc, "local") from None
-                    yield futures[f], result
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in sorted(done, key=running.__getitem__):
+                    i = running.pop(f)
+                    yield i, _local_result(f)
+                    submit_next()
+        except KeyboardInterrupt:
+            if running:
+                print(f"interrupted: finishing the {len(running)} running cell(s) so that their work is saved "
+                      "(Ctrl-C again to drop them)", file=sys.stderr, flush=True)
+            try:
+                for f in as_completed(list(running)):
+                    yield running.pop(f), _local_result(f)
+            except KeyboardInterrupt:
+                self._terminate()
+            raise
         finally:
-            for f in pending:
+            for f in running:
                 f.cancel()
+
+    def _terminate(self) -> None:
+        """Stop the workers now (a second Ctrl-C): their running cells are dropped."""
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            proc.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _local_result(f: Future[Any]) -> Any:
+    try:
+        return f.result()
+    except BrokenProcessPool as exc:
+        raise _worker_died(exc, "local") from None
 
 
 class DaskExecutor(Executor):
