@@ -252,9 +252,8 @@ def speedup_units(base: MethodResult, tsb: MethodResult, *, budget: EpochBudget 
     tsb_passes = backbone_passes + block_passes
     ratio = base_passes / tsb_passes
     to_final, ratio_final = None, None
-    history = (full_meta.history if full_meta else None) or []
-    accs = [h.get("val_acc") for h in history]
-    if accs and all(isinstance(a, (int, float)) for a in accs):
+    accs = full_meta.val_accuracies() if full_meta else None
+    if accs:
         to_final = next(i + 1 for i, a in enumerate(accs) if a >= accs[-1] - 0.005)
         ratio_final = to_final * train_images / tsb_passes
     return replace(

@@ -92,11 +92,11 @@ def _convergence_line(r: StudyResult) -> str:
     """(b)'s convergence as issue 34 defines it: what the last 10% of its epochs added on validation."""
     meta = r.training.get("backbone_full")
     gain = meta.val_gain_over_last(0.1) if meta else None
-    if gain is None:
+    if meta is None or gain is None:
         return "- convergence of (b): no per-epoch validation history recorded"
     pp, tail = 100 * gain[0], gain[1]
     verdict = "converged (< 0.3 pp)" if pp < 0.3 else "still improving (>= 0.3 pp)"
-    epochs = len(meta.history or []) if meta else 0
+    epochs = len(meta.history or [])
     return f"- convergence of (b): its last {tail} of {epochs} epochs (about 10%) changed validation accuracy by " \
            f"{pp:+.2f} pp: {verdict}"
 

@@ -33,11 +33,17 @@ class TrainingMeta(Record):
         """How much validation accuracy the last ``fraction`` of the epochs added (last epoch's minus the one
         before that tail), and the tail's length in epochs: issue 34's convergence check ((b) has converged when
         its last 10% adds < 0.3 pp). None without a per-epoch validation history of at least two epochs."""
-        accs = [row.get("val_acc") for row in self.history or []]
-        if len(accs) < 2 or not all(isinstance(a, (int, float)) for a in accs):
+        accs = self.val_accuracies()
+        if accs is None or len(accs) < 2:
             return None
         tail = min(len(accs) - 1, max(1, round(fraction * len(accs))))
-        return float(accs[-1]) - float(accs[-1 - tail]), tail  # type: ignore[arg-type]
+        return accs[-1] - accs[-1 - tail], tail
+
+    def val_accuracies(self) -> list[float] | None:
+        """The per-epoch validation accuracies; None without a history or where an epoch lacks one."""
+        accs = [row.get("val_acc") for row in self.history or []]
+        values = [float(a) for a in accs if isinstance(a, (int, float))]
+        return values if accs and len(values) == len(accs) else None
 
     def time_only(self) -> TrainingMeta:
         """What a sweep records of it (its results compare points, not trainings)."""
